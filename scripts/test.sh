@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up (or reuse) the environment, then run the whole test suite.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$(bash "$root/scripts/setup.sh" | tail -n 1)"
+cd "$root"
+export POSESHAPE_DATA="${POSESHAPE_DATA:-$root/../shared/data}"
+exec "$venv/bin/python" -m pytest -q "$@"
