@@ -1,0 +1,891 @@
+"""The synthetic data engine: render meshes into sharded image / mask / pose / voxel sets.
+
+``render_dataset(meshes, out, config)`` (CLI: ``poseshape data render``) renders ``views``
+samples of every model of a mesh collection and writes them as numbered ``.npz`` shards
+plus an ``index.json``. Everything is a pure function of ``config.seed``: sample ``i`` is
+model ``i // views``, view ``i % views``, and draws all its randomness from
+``numpy.random.default_rng([seed, 0, i])`` (the model's colour/texture from
+``default_rng([seed, 1, model])``), so the output is identical whatever the number of
+workers or the order in which shards are rendered.
+
+Directory layout
+----------------
+::
+
+    OUT/index.json            # written first (complete=false), rewritten at the end
+    OUT/shard_00000.npz       # samples [0, P)
+    OUT/shard_00001.npz       # samples [P, 2P)   (P = samples_per_shard, default 64)
+    OUT/.shard_00002.npz.tmp  # only while being written; never read; removed on resume
+
+Each shard is written to a hidden ``.tmp`` file, flushed, fsynced and then renamed with
+``os.replace`` (atomic), so a shard file that exists is complete. A rerun with the same
+configuration verifies the existing shards (readable, right keys, sample indices and
+configuration hash) and renders only the missing or broken ones; a rerun with another
+configuration into the same folder is refused (use ``overwrite=True``).
+
+Shard format (``FORMAT_VERSION`` 1; ``N`` samples, image size ``S``, voxel side ``D``)
+------------------------------------------------------------------------------------
+=====================  ==============  =================================================
+key                    dtype           shape / meaning
+=====================  ==============  =================================================
+``images``             uint8           ``(N, S, S, 3)`` RGB
+``masks``              bool            ``(N, S, S)`` object silhouette (exact hard raster)
+``depth`` (optional)   float32         ``(N, S, S)`` camera z of the visible surface, 0 off
+``R``                  float32         ``(N, 3, 3)`` object-to-camera rotation (OpenCV)
+``t``                  float32         ``(N, 3)`` translation: ``X_cam = R @ X_obj + t``
+``K``                  float32         ``(N, 3, 3)`` intrinsics in pixels (centres at +0.5)
+``viewpoint``          float32         ``(N, 4)`` azimuth, elevation, theta (radians),
+                                       distance -- PASCAL3D+ convention
+                                       (:func:`poseshape.geometry.camera.viewpoint_to_pose`)
+``category``           str (``<U``)    ``(N,)`` category name
+``category_index``     int64           ``(N,)`` index into ``index.json["categories"]``
+``model_id``           str (``<U``)    ``(N,)`` model id within its category
+``model_index``        int64           ``(N,)`` index into ``index.json["models"]``
+``split``              str (``<U``)    ``(N,)`` ``train`` / ``val`` / ``test`` / ``all``
+``sample_index``       int64           ``(N,)`` global sample indices (consecutive)
+``voxels``             uint8           ``(N, D, D, ceil(D/8))`` ``np.packbits`` of the
+                                       aligned occupancy ``(N, D, D, D)`` bool, axis -1,
+                                       index ``(d, h, w) = (z, y, x)`` over the unit cube
+``posed_voxels`` (opt)  uint8          same packing of the pose-aware grid ``(N, P, P, P)``
+                                       (:func:`poseshape.render.voxel.pose_voxels` with
+                                       ``t = 0`` and extent ``P / D``, threshold 0.5)
+``conventions_version``  int64         scalar, :data:`CONVENTIONS_VERSION`
+``format_version``     int64           scalar, :data:`FORMAT_VERSION`
+``config_hash``        str             scalar, hash of the generator config and model list
+``domain``             str             scalar, ``"render"`` or ``"natural"`` (both rendered)
+=====================  ==============  =================================================
+
+``index.json`` holds ``format``, ``format_version``, ``conventions_version``,
+``config`` (the full :class:`SynthConfig`), ``config_hash``, ``num_samples``,
+``samples_per_shard``, ``shards`` (file name, first index, count), ``categories``,
+``models`` (category, model id, split, first sample, views), ``splits`` (sample count per
+split), ``skipped`` (mesh files that failed to parse: path and error), ``rendered: true``,
+``domain`` and ``complete``.
+
+Framing
+-------
+``"crop"`` (default; paper 000 assumes a known box): the camera sits at the sampled
+viewpoint and ``K`` is chosen so the object's projected bounding box, enlarged by
+``crop_margin`` on each side (and jittered by ``crop_jitter``), fills the square image --
+exactly a crop + resize of a larger image, expressed in ``K`` (stored). ``"fixed"``: ``K``
+from ``fov_deg`` and the object at the viewpoint distance, optionally shifted by
+``translation_jitter`` (object units) in the image plane. ``"6dof"`` (paper 003): the
+camera stands at height ``camera_height`` above the object's lowest point, at a random
+ground position at horizontal distance ``[min, max]_camera_distance`` from the object, and
+looks at a random ground target within ``target_area`` of the object, so the object
+appears translated in the frame; ``K`` from ``fov_6dof_deg`` and ``viewpoint`` is
+:func:`pose_to_viewpoint` of that pose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import multiprocessing as mp
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import FileFormatError, PoseshapeError, ShapeError
+from ..geometry.conventions import CONVENTIONS_VERSION
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FRAMINGS",
+    "POSE_DISTRIBUTIONS",
+    "SHARD_KEYS",
+    "ModelRecord",
+    "PoseConfig",
+    "RenderSummary",
+    "SynthConfig",
+    "fit_intrinsics",
+    "load_models",
+    "read_shard",
+    "render_dataset",
+    "render_views",
+    "sample_camera",
+    "sample_rng",
+    "sample_viewpoint",
+    "sample_viewpoints",
+    "shard_name",
+    "unpack_voxels",
+    "verify_shard",
+    "write_npz_atomic",
+]
+
+log = logging.getLogger(__name__)
+
+#: Version of the shard / index layout described in the module docstring.
+FORMAT_VERSION = 1
+POSE_DISTRIBUTIONS = ("uniform", "pascal", "ring24")
+FRAMINGS = ("crop", "fixed", "6dof")
+#: Keys every shard holds (``depth`` and ``posed_voxels`` are optional extras).
+SHARD_KEYS = (
+    "images", "masks", "R", "t", "K", "viewpoint", "category", "category_index", "model_id",
+    "model_index", "split", "sample_index", "voxels", "conventions_version", "format_version",
+    "config_hash", "domain",
+)
+_PER_SAMPLE = ("images", "masks", "R", "t", "K", "viewpoint", "category", "category_index",
+               "model_id", "model_index", "split", "sample_index", "voxels", "depth", "posed_voxels")
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+@dataclass
+class PoseConfig:
+    """How camera poses are sampled (angles in degrees here, radians everywhere else).
+
+    Attributes:
+        distribution: ``"uniform"`` (azimuth uniform, elevation uniform in
+            ``elevation_deg``), ``"pascal"`` (azimuth uniform, elevation ~ N(12, 10) deg
+            clipped to ``[-15, 75]``, mostly 0-30 deg like PASCAL3D+) or ``"ring24"`` (view
+            ``v`` at azimuth ``v * 360 / ring_views``, elevation ``ring_elevation_deg``,
+            no in-plane rotation, distance ``ring_distance``: the NMR/SoftRas setting of
+            paper 002).
+        elevation_deg: elevation range of ``"uniform"``.
+        theta_jitter_deg: std of the in-plane rotation (clipped at 3 std); not for ring24.
+        distance: camera distance range (object units; the object fits the unit cube).
+        fov_deg: field of view of the ``"fixed"`` framing (and of ``"crop"``'s base camera).
+        translation_jitter: image-plane shift range of the object (``"fixed"`` framing).
+        crop_margin: margin added on each side of the projected box (fraction of its side).
+        crop_jitter: relative jitter of the crop box's centre and side.
+        ring_views, ring_elevation_deg, ring_distance: the ring24 setting (NMR: 24 views,
+            30 deg, distance 2.732, 30 deg field of view).
+        camera_height, min_camera_distance, max_camera_distance, target_area,
+        fov_6dof_deg: the ``"6dof"`` framing (paper 003's set-up scaled to a unit object:
+            camera height 1.5 and target grid 3 for objects of size 6 -> 0.25 and 0.5;
+            field of view of Blender's default 35 mm lens, 49.1 deg).
+    """
+
+    distribution: str = "uniform"
+    elevation_deg: tuple[float, float] = (-10.0, 50.0)
+    theta_jitter_deg: float = 4.0
+    distance: tuple[float, float] = (2.0, 3.0)
+    fov_deg: float = 30.0
+    translation_jitter: float = 0.0
+    crop_margin: float = 0.08
+    crop_jitter: float = 0.05
+    ring_views: int = 24
+    ring_elevation_deg: float = 30.0
+    ring_distance: float = 2.732
+    camera_height: float = 0.25
+    min_camera_distance: float = 0.9
+    max_camera_distance: float = 1.8
+    target_area: float = 0.5
+    fov_6dof_deg: float = 49.1
+
+    def __post_init__(self) -> None:
+        if self.distribution not in POSE_DISTRIBUTIONS:
+            raise ShapeError(f"distribution: expected one of {POSE_DISTRIBUTIONS}, got {self.distribution!r}")
+        self.elevation_deg = tuple(float(x) for x in self.elevation_deg)
+        self.distance = tuple(float(x) for x in self.distance)
+        if not (0 < self.distance[0] <= self.distance[1]):
+            raise ShapeError(f"distance: expected 0 < lo <= hi, got {self.distance}")
+        if not (0 < self.fov_deg < 180 and 0 < self.fov_6dof_deg < 180):
+            raise ShapeError("fov_deg / fov_6dof_deg: expected degrees in (0, 180)")
+        if not (0 < self.min_camera_distance <= self.max_camera_distance):
+            raise ShapeError("min_camera_distance / max_camera_distance: expected 0 < min <= max")
+
+
+@dataclass
+class SynthConfig:
+    """Everything that determines a rendered data set (stored in ``index.json``).
+
+    Attributes:
+        image_size: square image side ``S`` in pixels.
+        views: samples per model.
+        voxel_res: side ``D`` of the aligned voxel grid (0 disables voxels).
+        posed_voxel_res: side of the pose-aware grid (``None``: not stored).
+        framing: ``"crop"``, ``"fixed"`` or ``"6dof"`` (module docstring).
+        domain: ``"render"`` (clean) or ``"natural"`` (natural-image-like appearance).
+        depth: also store depth maps.
+        samples_per_shard: samples per ``.npz`` shard.
+        seed: master seed.
+        pose: :class:`PoseConfig`.
+        backgrounds: optional folder of background images (half the backgrounds).
+        compress: zip-deflate the shards (smaller, slightly slower to write and read).
+    """
+
+    image_size: int = 64
+    views: int = 24
+    voxel_res: int = 32
+    posed_voxel_res: int | None = None
+    framing: str = "crop"
+    domain: str = "render"
+    depth: bool = False
+    samples_per_shard: int = 64
+    seed: int = 0
+    pose: PoseConfig = field(default_factory=PoseConfig)
+    backgrounds: str | None = None
+    compress: bool = True
+
+    def __post_init__(self) -> None:
+        from ..render.shading import domain_style
+
+        if isinstance(self.pose, dict):
+            self.pose = PoseConfig(**self.pose)
+        if self.framing not in FRAMINGS:
+            raise ShapeError(f"framing: expected one of {FRAMINGS}, got {self.framing!r}")
+        domain_style(self.domain)
+        for name in ("image_size", "views", "samples_per_shard"):
+            if int(getattr(self, name)) < 1:
+                raise ShapeError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
+        if self.voxel_res < 0 or (self.posed_voxel_res is not None and self.posed_voxel_res < 1):
+            raise ShapeError("voxel_res / posed_voxel_res: expected positive sizes")
+        if self.posed_voxel_res is not None and self.voxel_res == 0:
+            raise ShapeError("posed_voxel_res needs voxel_res > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pose"]["elevation_deg"] = list(d["pose"]["elevation_deg"])
+        d["pose"]["distance"] = list(d["pose"]["distance"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SynthConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class ModelRecord:
+    """One mesh to render, already normalised to the object frame (unit cube).
+
+    Attributes:
+        category, model_id, split: identifiers (``split`` is ``"all"`` when unsplit).
+        verts: ``(V, 3)`` float32 numpy vertices; faces: ``(F, 3)`` int64.
+        path: source file (``""`` for procedural shapes).
+    """
+
+    category: str
+    model_id: str
+    split: str
+    verts: np.ndarray
+    faces: np.ndarray
+    path: str = ""
+
+
+@dataclass
+class RenderSummary:
+    """What :func:`render_dataset` did."""
+
+    out: Path
+    num_samples: int
+    num_shards: int
+    rendered_shards: int
+    reused_shards: int
+    repaired_shards: int
+    skipped_meshes: list[dict[str, str]]
+    seconds: float
+
+    def __str__(self) -> str:
+        s = (f"{self.num_samples} samples in {self.num_shards} shards at {self.out} "
+             f"({self.rendered_shards} rendered, {self.reused_shards} reused, "
+             f"{self.repaired_shards} re-rendered after failing verification) in {self.seconds:.1f} s")
+        if self.skipped_meshes:
+            s += f"; skipped {len(self.skipped_meshes)} mesh file(s) that failed to parse"
+        return s
+
+
+# ----------------------------------------------------------------------------- poses
+
+
+def sample_rng(seed: int, index: int, stream: int = 0) -> np.random.Generator:
+    """The generator of sample ``index`` (``stream=0``) or model ``index`` (``stream=1``)."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(stream), int(index)])
+
+
+def sample_viewpoint(config: PoseConfig, rng: np.random.Generator, view: int = 0) -> np.ndarray:
+    """One viewpoint ``(4,)`` float64: azimuth, elevation, theta (radians), distance.
+
+    Always draws the same number of values from ``rng`` (also for ``ring24``, where the
+    view index alone sets the angles), so later draws do not depend on the distribution.
+    """
+    u = rng.uniform(size=4)
+    z = float(np.clip(rng.normal(), -3.0, 3.0))
+    if config.distribution == "ring24":
+        az = 2 * math.pi * (view % config.ring_views) / config.ring_views
+        return np.array([az, math.radians(config.ring_elevation_deg), 0.0, config.ring_distance])
+    az = 2 * math.pi * u[0]
+    if config.distribution == "uniform":
+        lo, hi = config.elevation_deg
+        el = math.radians(lo + (hi - lo) * u[1])
+    else:  # pascal: mostly 0-30 deg
+        g = math.sqrt(2.0) * _erfinv(2 * u[1] - 1)  # standard normal from the uniform
+        el = math.radians(float(np.clip(12.0 + 10.0 * g, -15.0, 75.0)))
+    th = math.radians(config.theta_jitter_deg) * z
+    d = config.distance[0] + (config.distance[1] - config.distance[0]) * u[2]
+    return np.array([az, el, th, d])
+
+
+def _erfinv(y: float) -> float:
+    from scipy.special import erfinv
+
+    return float(erfinv(np.clip(y, -1 + 1e-12, 1 - 1e-12)))
+
+
+def sample_viewpoints(config: PoseConfig, seed: int, n: int, views: int | None = None) -> np.ndarray:
+    """Viewpoints ``(n, 4)`` of samples ``0..n-1`` (view ``i % views``), as the engine draws them."""
+    views = views or n
+    return np.stack([sample_viewpoint(config, sample_rng(seed, i), i % views) for i in range(n)])
+
+
+def fit_intrinsics(verts: torch.Tensor, R: torch.Tensor, t: torch.Tensor, image_size: int,
+                   margin: float = 0.08, jitter: np.ndarray | None = None) -> torch.Tensor:
+    """Intrinsics that make the object's projected bounding box fill a square image.
+
+    Equivalent to rendering with any pinhole camera at the same pose, cropping the box
+    (enlarged by ``margin`` of its side on each side, made square) and resizing it to
+    ``image_size``.
+
+    Args:
+        verts: ``(V, 3)`` object-frame vertices.
+        R: ``(B, 3, 3)``, t: ``(B, 3)`` poses (the object must lie in front of the camera).
+        image_size: output side ``S`` in pixels.
+        margin: relative margin per side.
+        jitter: ``(B, 3)`` values in [-1, 1]: box-centre shift (x, y) and scale, each as a
+            fraction of the box side (already multiplied by the jitter amplitude).
+
+    Returns:
+        ``K (B, 3, 3)`` with ``fx = fy = S / s`` and the box centre at the image centre,
+        where ``s`` is the square box side in normalised (``z = 1``) image coordinates.
+    """
+    Xc = verts.unsqueeze(0) @ R.transpose(-1, -2) + t.unsqueeze(-2)  # (B, V, 3)
+    z = Xc[..., 2].clamp(min=1e-6)
+    xn = Xc[..., 0] / z
+    yn = Xc[..., 1] / z
+    x0, x1 = xn.min(-1).values, xn.max(-1).values
+    y0, y1 = yn.min(-1).values, yn.max(-1).values
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    side = torch.maximum(x1 - x0, y1 - y0).clamp(min=1e-6) * (1 + 2 * margin)
+    if jitter is not None:
+        j = torch.as_tensor(jitter, dtype=verts.dtype)
+        cx = cx + j[:, 0] * side
+        cy = cy + j[:, 1] * side
+        side = side * (1 + j[:, 2])
+    f = image_size / side
+    K = torch.zeros(R.shape[0], 3, 3, dtype=verts.dtype)
+    K[:, 0, 0] = f
+    K[:, 1, 1] = f
+    K[:, 0, 2] = image_size / 2 - f * cx
+    K[:, 1, 2] = image_size / 2 - f * cy
+    K[:, 2, 2] = 1
+    return K
+
+
+def sample_camera(verts: torch.Tensor, config: SynthConfig, rngs: Sequence[np.random.Generator],
+                  views: Sequence[int]) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Camera of each sample: viewpoint ``(B, 4)``, ``R (B, 3, 3)``, ``t (B, 3)``, ``K (B, 3, 3)``.
+
+    ``verts (V, 3)`` (object frame, float64 recommended) is needed by the crop and 6-DoF
+    framings. Each sample draws from its own generator in ``rngs``.
+    """
+    from ..geometry.camera import intrinsics_from_fov, look_at, pose_to_viewpoint, viewpoint_to_pose
+
+    pc = config.pose
+    S = config.image_size
+    vp = np.stack([sample_viewpoint(pc, r, v) for r, v in zip(rngs, views)])  # (B, 4)
+    extra = np.stack([r.uniform(-1.0, 1.0, size=5) for r in rngs])  # framing jitter, always drawn
+    vpt = torch.as_tensor(vp, dtype=torch.float64)
+    B = len(vp)
+    if config.framing == "6dof":
+        ground = float(verts[:, 1].min())
+        ang = 2 * math.pi * (extra[:, 0] + 1) / 2
+        # uniform over the annulus area
+        r2 = pc.min_camera_distance ** 2 + (pc.max_camera_distance ** 2 - pc.min_camera_distance ** 2) * (extra[:, 1] + 1) / 2
+        rad = np.sqrt(r2)
+        eye = np.stack([rad * np.sin(ang), np.full(B, ground + pc.camera_height), rad * np.cos(ang)], -1)
+        target = np.stack([extra[:, 2] * pc.target_area / 2, np.full(B, ground), extra[:, 3] * pc.target_area / 2], -1)
+        R, t = look_at(torch.as_tensor(eye), torch.as_tensor(target))
+        K = intrinsics_from_fov(math.radians(pc.fov_6dof_deg), S).to(torch.float64).expand(B, 3, 3).clone()
+        a, e, th, d = pose_to_viewpoint(R, t)
+        vp = torch.stack([a, e, th, d], -1).numpy()
+        return vp, R, t, K
+    R, t = viewpoint_to_pose(vpt[:, 0], vpt[:, 1], vpt[:, 2], vpt[:, 3])
+    if config.framing == "fixed":
+        t = t.clone()
+        t[:, :2] += torch.as_tensor(extra[:, :2] * pc.translation_jitter)
+        K = intrinsics_from_fov(math.radians(pc.fov_deg), S).to(torch.float64).expand(B, 3, 3).clone()
+    else:
+        K = fit_intrinsics(verts.to(torch.float64), R, t, S, pc.crop_margin, extra[:, :3] * pc.crop_jitter)
+    return vp, R, t, K
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _raster(verts: torch.Tensor, faces: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
+            K: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hard-rasterise ``B`` views of one mesh -> face index, depth, barycentrics, mask."""
+    from ..render.mesh_hard import rasterize
+
+    B = R.shape[0]
+    out = rasterize(verts.unsqueeze(0).expand(B, -1, -1), faces, R, t, K, (size, size))
+    return _raster_fields(out)
+
+
+def _raster_fields(out) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def get(*names):
+        for n in names:
+            if isinstance(out, dict) and n in out:
+                return out[n]
+            if hasattr(out, n):
+                return getattr(out, n)
+        return None
+
+    fi = get("face_index", "pix_to_face", "face_idx", "faces")
+    depth = get("depth", "zbuf")
+    bary = get("bary", "barycentrics", "bary_coords")
+    mask = get("mask", "silhouette")
+    if fi is None and isinstance(out, (tuple, list)):
+        fi, depth, bary, mask = out[:4]
+    if mask is None:
+        mask = fi >= 0
+    return fi.reshape(fi.shape[0], *fi.shape[-2:]), depth, bary, mask.reshape(fi.shape[0], *fi.shape[-2:]).bool()
+
+
+def unpack_voxels(packed: np.ndarray, res: int) -> np.ndarray:
+    """Inverse of the shard packing: ``(..., D, D, ceil(D/8))`` uint8 -> ``(..., D, D, D)`` bool."""
+    return np.unpackbits(packed, axis=-1, count=res).astype(bool)
+
+
+def _voxelize(mesh_verts: np.ndarray, faces: np.ndarray, res: int) -> np.ndarray:
+    from ..shapes.meshes import Mesh
+    from ..shapes.voxels import voxelize
+
+    v = voxelize(Mesh(torch.as_tensor(mesh_verts, dtype=torch.float32), torch.as_tensor(faces)), res)
+    v = getattr(v, "data", v)
+    v = torch.as_tensor(v)
+    return (v.reshape(res, res, res) > 0.5).cpu().numpy()
+
+
+def render_views(model: ModelRecord, model_index: int, sample_indices: Sequence[int], config: SynthConfig,
+                 category_index: int, voxels: np.ndarray | None = None,
+                 backgrounds: Sequence[Path] | None = None,
+                 face_normals: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """Render samples ``sample_indices`` (all of model ``model_index``) in one batched raster.
+
+    Args:
+        model: the mesh (normalised, object frame) and its identifiers.
+        model_index: its position in the planned model list (seeds its appearance).
+        sample_indices: global sample indices (view ``i % config.views``).
+        config: the generator configuration.
+        category_index: index of ``model.category`` in the data set's category list.
+        voxels: ``(D, D, D)`` bool aligned grid (computed when ``None`` and ``voxel_res``).
+        backgrounds: background image files (``None``: procedural backgrounds only).
+        face_normals: ``(F, 3)`` cached unit face normals.
+
+    Returns:
+        Per-sample arrays keyed as in the shard format (``B`` = ``len(sample_indices)``).
+    """
+    from ..render import shading as sh
+    from ..shapes.meshes import face_normals as _face_normals
+
+    S = config.image_size
+    rngs = [sample_rng(config.seed, i) for i in sample_indices]
+    views = [i % config.views for i in sample_indices]
+    verts64 = torch.as_tensor(model.verts, dtype=torch.float64)
+    vp, R, t, K = sample_camera(verts64, config, rngs, views)
+    R32, t32, K32 = R.float(), t.float(), K.float()
+    verts = torch.as_tensor(model.verts, dtype=torch.float32)
+    faces = torch.as_tensor(model.faces, dtype=torch.int64)
+    with torch.no_grad():
+        fi, depth, bary, mask = _raster(verts, faces, R32, t32, K32, S)
+        B = len(sample_indices)
+        if face_normals is None:
+            face_normals = _face_normals(verts, faces)
+        points = sh.interpolate_faces(verts, faces, fi, bary.float())  # (B, S, S, 3)
+        pcam = points @ R32.transpose(-1, -2).unsqueeze(1) + t32[:, None, None, :]
+        normals = sh.pixel_normals(face_normals, fi, R32, pcam)
+        appearance = sh.sample_appearance(sample_rng(config.seed, model_index, stream=1), config.domain)
+        lights = [sh.sample_lights(r, config.domain) for r in rngs]
+        fg = sh.shade(points, normals, mask, appearance, lights)
+        bg = torch.from_numpy(np.stack([sh.random_background(r, (S, S), config.domain, backgrounds) for r in rngs]))
+        img = sh.composite(fg, mask.unsqueeze(1), bg)
+        images = np.stack([sh.degrade(img[b], rngs[b], config.domain) for b in range(B)])
+    out: dict[str, np.ndarray] = {
+        "images": images,
+        "masks": mask.cpu().numpy().astype(bool),
+        "R": R32.numpy(),
+        "t": t32.numpy(),
+        "K": K32.numpy(),
+        "viewpoint": np.asarray(vp, np.float32),
+        "category": np.array([model.category] * B),
+        "category_index": np.full(B, category_index, np.int64),
+        "model_id": np.array([model.model_id] * B),
+        "model_index": np.full(B, model_index, np.int64),
+        "split": np.array([model.split] * B),
+        "sample_index": np.asarray(sample_indices, np.int64),
+    }
+    if config.depth:
+        out["depth"] = torch.where(mask, depth.reshape(mask.shape).float(), torch.zeros(())).numpy()
+    if config.voxel_res:
+        if voxels is None:
+            voxels = _voxelize(model.verts, model.faces, config.voxel_res)
+        out["voxels"] = np.repeat(np.packbits(voxels, axis=-1)[None], B, 0)
+        if config.posed_voxel_res:
+            from ..render.voxel import pose_voxels
+
+            vt = torch.from_numpy(voxels.astype(np.float32))[None, None].expand(B, 1, *voxels.shape)
+            posed = pose_voxels(vt, R32, None, out_size=config.posed_voxel_res)[:, 0] > 0.5
+            out["posed_voxels"] = np.packbits(posed.numpy(), axis=-1)
+    return out
+
+
+# ----------------------------------------------------------------------------- shard IO
+
+
+def shard_name(index: int) -> str:
+    """File name of shard ``index`` (``shard_00012.npz``)."""
+    return f"shard_{index:05d}.npz"
+
+
+def write_npz_atomic(path: str | Path, arrays: dict[str, np.ndarray], compress: bool = True) -> None:
+    """Write ``arrays`` as an ``.npz`` at ``path`` atomically (hidden tmp file + os.replace)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            (np.savez_compressed if compress else np.savez)(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_shard(path: str | Path, expect_conventions: int | None = CONVENTIONS_VERSION,
+               keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """Load a shard fully into memory, validating it.
+
+    Raises:
+        FileFormatError: naming the file when it is missing, a temporary file, unreadable /
+            corrupt (bad zip, CRC error, truncated), lacks a required key, has inconsistent
+            per-sample lengths, or was written under another ``CONVENTIONS_VERSION`` /
+            ``FORMAT_VERSION``.
+    """
+    path = Path(path)
+    if path.name.endswith(".tmp") or path.name.startswith("."):
+        raise FileFormatError(f"{path}: is a temporary (possibly half-written) shard; refusing to read it")
+    if not path.is_file():
+        raise FileFormatError(f"{path}: shard file is missing")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = set(z.files)
+            want = set(keys) | {"conventions_version", "format_version"} if keys is not None else names
+            data = {k: z[k] for k in want if k in names}
+    except FileFormatError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError
+        raise FileFormatError(f"{path}: corrupt or unreadable shard ({type(exc).__name__}: {exc})") from exc
+    missing = [k for k in SHARD_KEYS if k not in names]
+    if missing:
+        raise FileFormatError(f"{path}: not a poseshape shard, missing keys {missing}")
+    if int(data["format_version"]) != FORMAT_VERSION:
+        raise FileFormatError(f"{path}: shard format version {int(data['format_version'])}, this code reads {FORMAT_VERSION}")
+    if expect_conventions is not None and int(data["conventions_version"]) != expect_conventions:
+        raise FileFormatError(
+            f"{path}: written under conventions version {int(data['conventions_version'])}, but this code "
+            f"uses version {expect_conventions}; re-render the data set"
+        )
+    n = {k: len(v) for k, v in data.items() if k in _PER_SAMPLE}
+    if len(set(n.values())) > 1:
+        raise FileFormatError(f"{path}: per-sample arrays have different lengths {n}")
+    return data
+
+
+def verify_shard(path: Path, first: int, count: int, config_hash: str) -> str | None:
+    """Return ``None`` if ``path`` is a complete shard of samples ``[first, first+count)`` of
+    the configuration ``config_hash``; otherwise a reason."""
+    try:
+        d = read_shard(path)
+    except FileFormatError as exc:
+        return str(exc)
+    if str(d["config_hash"]) != config_hash:
+        return f"{path}: written with another configuration"
+    if not np.array_equal(d["sample_index"], np.arange(first, first + count)):
+        return f"{path}: holds the wrong samples"
+    return None
+
+
+# ----------------------------------------------------------------------------- collections
+
+
+def load_models(meshes, categories: Sequence[str] | None = None, split: str | None = None,
+                seed: int = 0, models_per_category: int | None = None, split_seed: int = 0,
+                split_fractions: Sequence[float] = (0.8, 0.1, 0.1)
+                ) -> tuple[list[ModelRecord], list[dict[str, str]]]:
+    """Load the (normalised) meshes of a collection, labelled with their split.
+
+    Args:
+        meshes: ``"procedural"``, a folder (any layout :class:`MeshCollection` detects:
+            PASCAL3D+ ``CAD``, ObjectNet3D, ShapeNet, a folder of OBJ/OFF/PLY), or a
+            :class:`poseshape.data.collections.MeshCollection`.
+        categories: keep only these categories.
+        split: keep only this split (``train``/``val``/``test``); ``None`` keeps all models,
+            each labelled with its split.
+        seed: seed of the procedural shapes.
+        models_per_category: number of procedural models per category (default 10).
+        split_seed, split_fractions: the model-level split
+            (:meth:`MeshCollection.split_indices`); independent of ``seed`` so that sets
+            rendered with different seeds share the same split.
+
+    Returns:
+        ``(models, skipped)``: the records (in collection order) and one ``{"path",
+        "error"}`` per mesh file that failed to parse (skipped, not fatal).
+
+    Raises:
+        PoseshapeError: when nothing is left to render (empty folder, no such category,
+            every file unreadable...), with the reason.
+    """
+    from . import collections as colls
+
+    if isinstance(meshes, colls.MeshCollection):
+        coll = meshes.filter(categories) if categories else meshes
+    elif str(meshes) == "procedural":
+        coll = colls.MeshCollection.procedural(categories=categories, per_category=models_per_category or 10,
+                                               seed=seed)
+    else:
+        root = Path(meshes)
+        if not root.is_dir():
+            raise PoseshapeError(f"meshes: {meshes} is neither a folder nor 'procedural'")
+        try:
+            coll = colls.MeshCollection(root, categories=categories, cache_size=0)
+        except FileNotFoundError as exc:
+            raise PoseshapeError(str(exc)) from None
+    parts = coll.split_indices(split_fractions, seed=split_seed)
+    split_of = {i: name for name, ix in parts.items() for i in ix}
+    if split is not None and split not in parts:
+        raise PoseshapeError(f"split: expected one of {sorted(parts)} or None, got {split!r}")
+    records, skipped = [], []
+    for i, ref in enumerate(coll.models):
+        if split is not None and split_of[i] != split:
+            continue
+        try:
+            mesh = coll.mesh(i)
+        except FileFormatError as exc:
+            skipped.append({"path": str(ref.path), "error": str(exc)})
+            continue
+        records.append(ModelRecord(ref.category, str(ref.model_id), split_of[i],
+                                   mesh.verts.detach().to(torch.float32).numpy(),
+                                   mesh.faces.numpy().astype(np.int64), str(ref.path or "")))
+    if not records:
+        where = f"{meshes}" + (f" (categories {list(categories)})" if categories else "")
+        where += f" (split {split})" if split else ""
+        extra = f"; {len(skipped)} file(s) failed to parse: " + ", ".join(s["path"] for s in skipped) if skipped else ""
+        raise PoseshapeError(f"no meshes to render in {where}{extra}")
+    return records, skipped
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(models: list[ModelRecord], config: SynthConfig, categories: list[str], out: str,
+                 config_hash: str, num_samples: int, threads: int | None) -> None:
+    if threads is not None:
+        torch.set_num_threads(threads)
+    from ..render.shading import list_background_images
+
+    _STATE.clear()
+    _STATE.update(models=models, config=config, cat_index={c: i for i, c in enumerate(categories)},
+                  out=Path(out), config_hash=config_hash, num_samples=num_samples,
+                  cache=OrderedDict(), backgrounds=list_background_images(config.backgrounds) if config.backgrounds else None)
+
+
+def _model_cache(m: int) -> tuple[np.ndarray | None, torch.Tensor]:
+    from ..shapes.meshes import face_normals
+
+    cache: OrderedDict = _STATE["cache"]
+    if m in cache:
+        cache.move_to_end(m)
+        return cache[m]
+    rec: ModelRecord = _STATE["models"][m]
+    cfg: SynthConfig = _STATE["config"]
+    vox = _voxelize(rec.verts, rec.faces, cfg.voxel_res) if cfg.voxel_res else None
+    fn = face_normals(torch.as_tensor(rec.verts), torch.as_tensor(rec.faces))
+    cache[m] = (vox, fn)
+    while len(cache) > 8:
+        cache.popitem(last=False)
+    return cache[m]
+
+
+def _render_shard(shard: int) -> tuple[int, int]:
+    """Render and atomically write shard ``shard`` (worker side). Returns (shard, samples)."""
+    cfg: SynthConfig = _STATE["config"]
+    P = cfg.samples_per_shard
+    lo, hi = shard * P, min((shard + 1) * P, _STATE["num_samples"])
+    parts = []
+    i = lo
+    while i < hi:
+        m = i // cfg.views
+        j = min(hi, (m + 1) * cfg.views)
+        rec = _STATE["models"][m]
+        vox, fn = _model_cache(m)
+        parts.append(render_views(rec, m, list(range(i, j)), cfg, _STATE["cat_index"][rec.category],
+                                  voxels=vox, backgrounds=_STATE["backgrounds"], face_normals=fn))
+        i = j
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    arrays.update(conventions_version=np.int64(CONVENTIONS_VERSION), format_version=np.int64(FORMAT_VERSION),
+                  config_hash=np.array(_STATE["config_hash"]), domain=np.array(cfg.domain))
+    write_npz_atomic(_STATE["out"] / shard_name(shard), arrays, compress=cfg.compress)
+    return shard, hi - lo
+
+
+def _config_hash(config: SynthConfig, models: list[ModelRecord]) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    h.update(json.dumps({"conventions": CONVENTIONS_VERSION, "format": FORMAT_VERSION}).encode())
+    for r in models:
+        h.update(f"{r.category}/{r.model_id}/{r.split}/{len(r.verts)}/{len(r.faces)}\n".encode())
+        h.update(hashlib.sha256(np.ascontiguousarray(r.verts, np.float32).tobytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def render_dataset(meshes, out: str | Path, config: SynthConfig | None = None, *, workers: int = 1,
+                   categories: Sequence[str] | None = None, split: str | None = None,
+                   models_per_category: int | None = None, split_seed: int = 0, progress: bool = True,
+                   overwrite: bool = False, start_method: str | None = None,
+                   on_shard: Callable[[int], None] | None = None) -> RenderSummary:
+    """Render a mesh collection to shards in ``out`` (see the module docstring for the format).
+
+    Args:
+        meshes: ``"procedural"``, a mesh folder, or a ``MeshCollection`` (:func:`load_models`).
+        out: output folder (created).
+        config: :class:`SynthConfig` (default settings when ``None``).
+        workers: worker processes (``<= 1``: render in this process). Each worker (and the
+            in-process renderer) uses one torch thread: the rasteriser's many small ops gain
+            little from intra-op threads and oversubscribe a loaded machine. The output does
+            not depend on this number.
+        categories, split, models_per_category, split_seed: collection options (:func:`load_models`).
+        progress: show a tqdm progress bar.
+        overwrite: delete shards of a different configuration instead of refusing.
+        start_method: multiprocessing start method (default: the platform's; ``"spawn"``
+            and ``"fork"`` both work).
+        on_shard: called with each finished shard index (in the main process).
+
+    Returns:
+        A :class:`RenderSummary`; ``index.json`` is complete when this returns.
+    """
+    t0 = time.perf_counter()
+    config = config or SynthConfig()
+    out = Path(out)
+    models, skipped = load_models(meshes, categories, split, config.seed, models_per_category, split_seed)
+    for s in skipped:
+        log.warning("skipped mesh %s: %s", s["path"], s["error"])
+    cats = sorted({m.category for m in models})
+    N = len(models) * config.views
+    P = config.samples_per_shard
+    n_shards = (N + P - 1) // P
+    chash = _config_hash(config, models)
+    out.mkdir(parents=True, exist_ok=True)
+    for tmp in out.glob(".*.tmp"):
+        tmp.unlink()
+    index_path = out / "index.json"
+    if index_path.exists():
+        try:
+            old = json.loads(index_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise FileFormatError(f"{index_path}: corrupt index ({exc})") from exc
+        if old.get("config_hash") != chash:
+            if not overwrite:
+                raise PoseshapeError(
+                    f"{out} already holds a data set of another configuration (hash {old.get('config_hash')} != "
+                    f"{chash}); choose another --out or pass overwrite"
+                )
+            for f in out.glob("shard_*.npz"):
+                f.unlink()
+    elif overwrite:
+        for f in out.glob("shard_*.npz"):
+            f.unlink()
+    shards = [{"file": shard_name(s), "first": s * P, "count": min(P, N - s * P)} for s in range(n_shards)]
+    model_list, splits = [], {}
+    for mi, r in enumerate(models):
+        model_list.append({"category": r.category, "model_id": r.model_id, "split": r.split,
+                           "first": mi * config.views, "views": config.views, "path": r.path})
+        splits[r.split] = splits.get(r.split, 0) + config.views
+    index = {
+        "format": "poseshape-shards", "format_version": FORMAT_VERSION,
+        "conventions_version": CONVENTIONS_VERSION, "rendered": True, "domain": config.domain,
+        "config": config.to_dict(), "config_hash": chash, "num_samples": N,
+        "samples_per_shard": P, "image_size": config.image_size, "voxel_res": config.voxel_res,
+        "posed_voxel_res": config.posed_voxel_res, "categories": cats, "splits": splits,
+        "shards": shards, "models": model_list, "skipped": skipped, "complete": False,
+    }
+    _write_json_atomic(index_path, index)
+
+    todo, reused, repaired = [], 0, 0
+    for s, sh_ in enumerate(shards):
+        p = out / sh_["file"]
+        if p.exists():
+            why = verify_shard(p, sh_["first"], sh_["count"], chash)
+            if why is None:
+                reused += 1
+                continue
+            log.warning("re-rendering shard: %s", why)
+            repaired += 1
+        todo.append(s)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=N, initial=N - sum(shards[s]["count"] for s in todo), unit="sample", desc=f"render {out.name}")
+    init_args = (models, config, cats, str(out), chash, N)
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            saved, threads = _STATE.copy(), torch.get_num_threads()
+            _init_worker(*init_args, 1)
+            try:
+                for s in todo:
+                    _, n = _render_shard(s)
+                    if bar is not None:
+                        bar.update(n)
+                    if on_shard:
+                        on_shard(s)
+            finally:
+                _STATE.clear()
+                _STATE.update(saved)
+                torch.set_num_threads(threads)
+        else:
+            ctx = mp.get_context(start_method) if start_method else None
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
+                                     initializer=_init_worker, initargs=(*init_args, 1)) as ex:
+                futs = [ex.submit(_render_shard, s) for s in todo]
+                for f in as_completed(futs):
+                    s, n = f.result()
+                    if bar is not None:
+                        bar.update(n)
+                    if on_shard:
+                        on_shard(s)
+    finally:
+        if bar is not None:
+            bar.close()
+    for sh_ in shards:
+        sh_["bytes"] = (out / sh_["file"]).stat().st_size
+    index["complete"] = True
+    _write_json_atomic(index_path, index)
+    return RenderSummary(out, N, n_shards, len(todo), reused, repaired, skipped, time.perf_counter() - t0)

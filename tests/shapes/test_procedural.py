@@ -1,0 +1,222 @@
+"""Tests for poseshape.shapes.procedural: watertight, unit-cube, deterministic, oriented."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from poseshape.errors import PoseshapeError
+from poseshape.shapes import procedural as P
+from poseshape.shapes.meshes import Mesh
+
+REQUIRED = ("chair", "table", "sofa", "car", "aeroplane", "monitor")
+
+
+def _tm(mesh: Mesh) -> trimesh.Trimesh:
+    return trimesh.Trimesh(mesh.verts.double().numpy(), mesh.faces.numpy(), process=False)
+
+
+def _check_solid(tm: trimesh.Trimesh, what: str) -> None:
+    """Watertight (one union) or, without a boolean engine, every component watertight."""
+    if P.BOOLEAN_ENGINE is not None:
+        parts = [tm]
+    else:
+        parts = tm.split(only_watertight=False)
+    for part in parts:
+        assert part.is_watertight, f"{what}: not watertight"
+        assert part.is_winding_consistent, f"{what}: inconsistent winding"
+        assert part.volume > 0, f"{what}: non-positive volume (inward faces)"
+
+
+def _check_unit_cube(mesh: Mesh, what: str) -> None:
+    v = mesh.verts.double()
+    lo, hi = v.min(0).values, v.max(0).values
+    assert torch.allclose((lo + hi) / 2, torch.zeros(3, dtype=v.dtype), atol=1e-6), what
+    assert abs(float((hi - lo).max()) - 1.0) < 1e-6, what
+    assert float(v.abs().max()) <= 0.5 + 1e-6, what
+
+
+def test_required_categories_present():
+    assert set(REQUIRED) <= set(P.CATEGORIES)
+    for c in P.CATEGORIES:
+        assert set(P.param_names(c)) == set(P.default_params(c))
+
+
+def _sweep(seeds):
+    for cat in P.CATEGORIES:
+        for s in seeds:
+            mesh, params = P.generate(cat, s)
+            what = f"{cat} seed {s} {params}"
+            _check_unit_cube(mesh, what)
+            _check_solid(_tm(mesh), what)
+
+
+def test_watertight_unit_cube_fast():
+    _sweep(range(12))
+
+
+@pytest.mark.slow
+def test_watertight_unit_cube_100_seeds():
+    _sweep(range(100))
+
+
+def test_fallback_without_boolean_engine_gives_watertight_parts(monkeypatch):
+    monkeypatch.setattr(P, "BOOLEAN_ENGINE", None)
+    for cat in P.CATEGORIES:
+        tm = _tm(P.generate(cat, 1)[0])
+        comps = tm.split(only_watertight=False)
+        assert len(comps) >= 1
+        for c in comps:
+            assert c.is_watertight and c.volume > 0, cat
+
+
+@pytest.mark.skipif(P.BOOLEAN_ENGINE is None, reason="needs the manifold3d boolean engine")
+def test_union_is_one_connected_solid():
+    for cat in P.CATEGORIES:
+        for s in range(3):
+            tm = _tm(P.generate(cat, s)[0])
+            assert len(tm.split(only_watertight=False)) == 1, (cat, s)
+            # the union's volume is at most the sum of its parts' volumes (overlaps removed)
+            full = P._resolve(cat, P.sample_params(cat, P._seed_rng(cat, s)))
+            parts = P._REGISTRY[cat].build(full)
+            lo, hi = trimesh.util.concatenate(parts).bounds
+            raw_vol = sum(p.volume for p in parts) / float((hi - lo).max()) ** 3
+            assert tm.volume <= raw_vol * (1 + 1e-6)
+
+
+def test_deterministic_and_seed_dependent():
+    for cat in P.CATEGORIES:
+        a, pa = P.generate(cat, 7)
+        b, pb = P.generate(cat, 7)
+        assert pa == pb
+        assert torch.equal(a.verts, b.verts) and torch.equal(a.faces, b.faces)
+        _c, pc = P.generate(cat, 8)
+        assert pc != pa
+
+
+def test_sample_params_json_and_build_roundtrip():
+    rng = np.random.default_rng(0)
+    for cat in P.CATEGORIES:
+        params = P.sample_params(cat, rng)
+        assert set(params) == set(P.param_names(cat))
+        assert json.loads(json.dumps(params)) == params
+        m1 = P.build(cat, params)
+        m2 = P.build(cat, json.loads(json.dumps(params)))
+        assert torch.equal(m1.verts, m2.verts)
+    # generate == sample_params(seeded rng) + build
+    mesh, params = P.generate("car", 3)
+    assert torch.equal(P.build("car", params).verts, mesh.verts)
+
+
+def test_explicit_params_change_the_shape():
+    base = P.default_params("chair")
+    no_arms = P.build("chair", {**base, "arms": False})
+    arms = P.build("chair", {**base, "arms": True})
+    assert _tm(arms).volume > _tm(no_arms).volume
+    tall = P.build("chair", {**base, "back_height": 0.9})
+    # a taller back makes the chair taller than deep: height fills the unit side
+    ext = tall.verts.max(0).values - tall.verts.min(0).values
+    assert ext[1] == pytest.approx(1.0, abs=1e-6)
+    # partial params take defaults
+    assert torch.equal(P.build("table", {"legs": "four"}).verts, P.build("table").verts)
+
+
+def test_bad_params_raise():
+    with pytest.raises(PoseshapeError, match="unknown procedural category"):
+        P.generate("spaceship", 0)
+    with pytest.raises(PoseshapeError, match="wheels_count"):
+        P.build("car", {"wheels_count": 6})
+    with pytest.raises(PoseshapeError, match="legs"):
+        P.build("chair", {"legs": "five"})
+    with pytest.raises(PoseshapeError, match="body"):
+        P.build("car", {"body": "tank"})
+
+
+def test_dtype():
+    m, _ = P.generate("table", 0, dtype=torch.float64)
+    assert m.verts.dtype == torch.float64 and m.faces.dtype == torch.int64
+
+
+# ---------------------------------------------------------------------- orientation
+
+
+def test_car_wheels_at_bottom_front_at_plus_z():
+    for s in range(10):
+        mesh, params = P.generate("car", s)
+        v = mesh.verts.double().numpy()
+        ext = v.max(0) - v.min(0)
+        assert ext[2] == pytest.approx(1.0) and ext[2] > ext[0] > ext[1] * 0.8  # long along Z
+        low = v[v[:, 1] < v[:, 1].min() + 0.01]
+        # the lowest points are the four wheels' treads: at the sides, front and rear
+        assert (np.abs(low[:, 0]) > 0.25 * ext[0]).all(), params
+        assert (low[:, 2] > 0.15).any() and (low[:, 2] < -0.15).any(), params
+        # the wheels' outer faces stick out beyond the body's sides (visible)
+        wheel_top = v[:, 1].min() + (2 * params["wheel_radius"] + 0.02) / params["length"]
+        body = v[v[:, 1] > wheel_top]  # above the wheels
+        assert np.abs(v[:, 0]).max() > np.abs(body[:, 0]).max() + 0.005
+        # the nose (+Z) slopes down: the front-most points are lower than the rear-most
+        front = v[v[:, 2] > v[:, 2].max() - 0.01]
+        rear = v[v[:, 2] < v[:, 2].min() + 0.01]
+        assert front[:, 1].max() < rear[:, 1].max(), params
+
+
+def test_chair_and_sofa_backs_at_minus_z():
+    for cat in ("chair", "sofa", "bench"):
+        for s in range(10):
+            mesh, params = P.generate(cat, s)
+            if cat == "bench" and not params["back"]:
+                continue
+            v = mesh.verts.double().numpy()
+            top = v[v[:, 1] > v[:, 1].max() - 0.04]
+            assert top[:, 2].mean() < -0.05, (cat, params)
+
+
+def test_aeroplane_nose_plus_z_wings_along_x_tail_fin_up():
+    for s in range(10):
+        mesh, _params = P.generate("aeroplane", s)
+        v = mesh.verts.double().numpy()
+        top = v[v[:, 1] > v[:, 1].max() - 0.02]
+        assert top[:, 2].mean() < -0.2  # the fin sits at the tail (-Z)
+        nose = v[v[:, 2] > v[:, 2].max() - 0.01]
+        assert np.abs(nose[:, 0]).max() < 0.05  # the nose is on the centre line
+        assert np.allclose(v[:, 0].max(), -v[:, 0].min(), atol=1e-6)  # symmetric in X
+
+
+def test_monitor_screen_faces_plus_z_table_stands_on_legs():
+    for s in range(10):
+        mesh, params = P.generate("monitor", s)
+        v = mesh.verts.double().numpy()
+        ext = v.max(0) - v.min(0)
+        if not params["crt"]:
+            assert ext[2] < 0.6 * ext[0]  # a flat panel
+        # the screen's front is its largest face: most of the mesh lies behind z = max - 0.1
+        tm = _tm(mesh)
+        n, a = tm.face_normals, tm.area_faces
+        assert a[n[:, 2] > 0.9].sum() > a[n[:, 2] < -0.9].sum() * 0.5
+        assert a[n[:, 2] > 0.9].sum() > 0.2 * ext[0] * ext[1]
+    for s in range(5):
+        v = P.generate("table", s)[0].verts.double().numpy()
+        top = v[v[:, 1] > v[:, 1].max() - 1e-4]
+        assert len(top) >= 3  # a flat top at the highest level
+
+
+def test_procedural_shapes_container():
+    ps = P.ProceduralShapes(categories=("chair", "car"), per_category=3, seed=5)
+    assert len(ps) == 6
+    cat, mid, mesh, _params = ps[4]
+    assert (cat, mid) == ("car", "car_0001")
+    ref, _ = P.generate("car", 6)
+    assert torch.equal(mesh.verts, ref.verts)
+    assert [k[:2] for k in (ps.key(i) for i in range(len(ps)))][:3] == [
+        ("chair", "chair_0000"),
+        ("chair", "chair_0001"),
+        ("chair", "chair_0002"),
+    ]
+    with pytest.raises(IndexError):
+        ps[6]
+    with pytest.raises(PoseshapeError):
+        P.ProceduralShapes(categories=("ufo",))
