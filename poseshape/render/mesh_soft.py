@@ -39,6 +39,12 @@ Projection, culling, near plane (faces with a corner at ``z <= znear`` are dropp
 clipped) and pixel centres (+0.5) follow :mod:`poseshape.render.raster_common`. Memory is
 bounded by ``chunk_size`` face/pixel pairs; the backward pass recomputes the pair terms
 chunk by chunk (nothing per pair is stored) and skips pairs whose pixel gradient is 0.
+
+Backends: the same pair loops exist as optional C++ CPU kernels (``_cpp/soft_raster.cpp``,
+built on first use with ``torch.utils.cpp_extension.load``; analytic gradients; per-thread
+``(B*H*W)`` accumulators, so memory is O(threads x B x H x W)) and in pure PyTorch (chunked,
+autograd per chunk). ``backend="auto"`` uses C++ on CPU when it builds and falls back to
+PyTorch otherwise (``POSESHAPE_NO_CPP=1`` forces the fallback); the tests run both.
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ BACKENDS = ("auto", "torch", "cpp")
 _TINY = 1e-12
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpp_ext():
     """Build/load the optional C++ pair kernels (``_cpp/soft_raster.cpp``); ``None`` on failure.
 

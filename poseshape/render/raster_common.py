@@ -231,7 +231,7 @@ def plan_pairs(xy: torch.Tensor, valid: torch.Tensor, H: int, W: int, radius: fl
         radius: support radius in pixels: a pixel is paired with a face when its centre lies
             within the face's bounding box grown by ``radius`` on each side.
     """
-    B, F = xy.shape[:2]
+    F = xy.shape[1]
     with torch.no_grad():
         x = xy[..., 0].detach()
         y = xy[..., 1].detach()

@@ -76,7 +76,7 @@ def _brute_force(verts, faces, R, t, K=None, scale=None, H=6, W=7):
 @pytest.mark.parametrize("camera", ["pinhole", "weak"])
 def test_matches_brute_force(camera):
     verts, faces, R, t, K = _tiny_scene()
-    kw = dict(K=K) if camera == "pinhole" else dict(scale=4.2)
+    kw = {"K": K} if camera == "pinhole" else {"scale": 4.2}
     if camera == "weak":
         t = t.clone()
         t[0, :2] = torch.tensor([3.3, 2.9], dtype=D64)
@@ -111,9 +111,27 @@ def test_barycentrics_reconstruct_surface_point():
     assert (out.bary[0][hit] >= -1e-12).all()
 
 
-def test_matches_trimesh_ray_casting(shared_data):
-    import trimesh
+def _ray_cast(origins, dirs, tris):
+    """Moller-Trumbore in numpy: first hit (face index, ray parameter) per ray; -1 / inf if none."""
+    e1 = tris[:, 1] - tris[:, 0]
+    e2 = tris[:, 2] - tris[:, 0]
+    pvec = np.cross(dirs[:, None, :], e2[None])  # (R, F, 3)
+    det = np.einsum("fk,rfk->rf", e1, pvec)
+    ok = np.abs(det) > 1e-14
+    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+    tvec = origins[:, None, :] - tris[None, :, 0]
+    u = np.einsum("rfk,rfk->rf", tvec, pvec) * inv
+    qvec = np.cross(tvec, e1[None])
+    v = np.einsum("rk,rfk->rf", dirs, qvec) * inv
+    tt = np.einsum("fk,rfk->rf", e2, qvec) * inv
+    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (tt > 0)
+    tt = np.where(hit, tt, np.inf)
+    first = tt.argmin(1)
+    best = tt[np.arange(len(tt)), first]
+    return np.where(np.isfinite(best), first, -1), best
 
+
+def test_matches_ray_casting(shared_data):
     from poseshape.shapes.meshes import load_mesh
 
     mesh = load_mesh(shared_data / "pascal3d_cad/CAD/chair/01.off", source="pascal3d", normalize=True)
@@ -126,26 +144,23 @@ def test_matches_trimesh_ray_casting(shared_data):
     )
     t = torch.tensor([0.0, 0.0, 2.5], dtype=D64)
     out = rasterize(verts, faces, R[None], t[None], K, H)
-    # Rays through every 3rd pixel centre, in the object frame.
+    # Rays through every 3rd pixel centre, cast in the camera frame (direction z = 1, so the
+    # ray parameter is the depth z).
     ii, jj = torch.meshgrid(torch.arange(0, H, 3), torch.arange(0, H, 3), indexing="ij")
-    pix = torch.stack([jj.reshape(-1) + 0.5, ii.reshape(-1) + 0.5, torch.ones(ii.numel())], -1).to(D64)
-    d_cam = pix @ torch.linalg.inv(K).T
-    origin = (-R.T @ t).expand(len(pix), 3)
-    dirs = d_cam @ R  # R^T d
-    tm = trimesh.Trimesh(verts.numpy(), faces.numpy(), process=False)
-    tri = tm.ray.intersects_first(origin.numpy(), dirs.numpy())
-    ours = out.face_idx[0][ii.reshape(-1), jj.reshape(-1)].numpy()
-    agree = (ours == tri).mean()
-    assert (tri >= 0).sum() > 20
+    ii, jj = ii.reshape(-1), jj.reshape(-1)
+    pix = torch.stack([jj + 0.5, ii + 0.5, torch.ones(ii.numel())], -1).to(D64)
+    dirs = (pix @ torch.linalg.inv(K).T).numpy()
+    tris = (verts @ R.T + t)[faces].numpy()
+    ref_f, ref_z = _ray_cast(np.zeros_like(dirs), dirs, tris)
+    ours = out.face_idx[0][ii, jj].numpy()
+    assert (ref_f >= 0).sum() > 20
+    agree = (ours == ref_f).mean()
     assert agree >= 0.97, agree  # differences only at edge/tie pixels
-    same = (ours == tri) & (tri >= 0)
-    # Depth along the optical axis of the hit point (ray param * d_cam z = z since d_cam z = 1).
-    locs, ray_idx, tri_idx = tm.ray.intersects_location(origin.numpy(), dirs.numpy(), multiple_hits=False)
-    zs = np.full(len(pix), np.nan)
-    zs[ray_idx] = ((locs - origin.numpy()[ray_idx]) @ (R.numpy().T @ np.array([0, 0, 1.0])))
-    dz = out.depth[0][ii.reshape(-1), jj.reshape(-1)].numpy()
-    ok = same & np.isfinite(zs)
-    np.testing.assert_allclose(dz[ok], zs[ok], atol=1e-6)
+    same = (ours == ref_f) & (ref_f >= 0)
+    np.testing.assert_allclose(out.depth[0][ii, jj].numpy()[same], ref_z[same], atol=1e-9)
+    # Where ids differ, the depths still agree (coplanar/shared-edge ties) unless one missed.
+    both = (ours >= 0) & (ref_f >= 0)
+    np.testing.assert_allclose(out.depth[0][ii, jj].numpy()[both], ref_z[both], atol=1e-6)
 
 
 def test_batch_and_module_and_chunking():
