@@ -1,58 +1,49 @@
-"""Benchmark the voxel renderer (poseshape.render.voxel) on CPU.
+"""Voxel-renderer cases of the render benchmark (``bench/render.py`` is the entry point).
 
-Measures, for a 32^3 grid -> 64^2 image (64 samples per ray) and a 64^3 grid -> 128^2
-image (128 samples per ray), batch 1 and 64, the ``max`` and ``absorption`` projections
-and paper 001's self-consistency loss (ray consistency + projection IoU):
+For a 32^3 grid -> 64^2 image (64 samples per ray) and a 64^3 grid -> 128^2 image (128
+samples per ray), batch 1 and 64: the ``max`` and ``absorption`` projections
+(:func:`poseshape.render.project_voxels`, pinhole camera) and paper 001's ray-consistency
+loss (:func:`poseshape.render.ray_consistency_loss`, eqs. 1-4, against a random mask).
+``fwd+bwd`` adds the backward pass with gradients w.r.t. the voxels, R and t. Timing and
+peak memory as in ``bench/render_mesh.py`` (median of ``repeats`` after one warm-up; RSS
+growth sampled every 1 ms after ``malloc_trim``).
 
-* forward time and forward+backward time (gradients w.r.t. voxels, R and t), median of
-  ``--repeats`` runs after one warm-up run, and images/s from the median;
-* peak extra memory: each (case, pass) runs in a fresh subprocess and reports the growth of
-  the process's resident-set high-water mark (``resource.getrusage(RUSAGE_SELF).ru_maxrss``)
-  from just before the first render (inputs allocated) to the end (warm-up + repeats).
-  This counts every allocation torch makes on the CPU, including freed temporaries.
-
-Usage::
-
-    python bench/render_voxel.py            # full table (a few minutes on 2 cores)
-    python bench/render_voxel.py --quick    # batch 1 only, 3 repeats
-
-Prints a Markdown table.
+Run alone: ``python bench/render_voxel.py [--quick]`` prints the voxel table only.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
-import resource
-import statistics
-import subprocess
 import sys
-import time
+from pathlib import Path
+
+# Waiting OpenMP threads sleep instead of spinning: on a shared 2-core machine a spinning
+# thread starves its partner (measured: 455 ms -> 10 ms for one hard raster at load 2). Must be
+# set before torch loads OpenMP; export OMP_WAIT_POLICY=ACTIVE to measure the default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
-CASES = [  # (grid, image, samples)
-    (32, 64, 64),
-    (64, 128, 128),
-]
-KINDS = ["max", "absorption", "self-consistency loss"]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from render_mesh import time_fn
+
+from poseshape.geometry.camera import intrinsics, viewpoint_to_pose
+from poseshape.render import project_voxels, ray_consistency_loss
+
+CASES = [(32, 64, 64), (64, 128, 128)]  # (grid, image, samples per ray)
+KINDS = ["max", "absorption", "ray-consistency loss"]
 
 
-def _maxrss_mib() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes vs KiB
-
-
-def _inputs(grid: int, image: int, batch: int):
-    from poseshape.geometry.camera import intrinsics, viewpoint_to_pose
-
+def inputs(grid: int, image: int, batch: int):
+    """A blurred box plus noise, random views at distance 2.5, focal 1.4 * image, random mask."""
     g = torch.Generator().manual_seed(0)
     vox = torch.zeros(batch, 1, grid, grid, grid)
     q = grid // 4
-    vox[..., q:3 * q, q + q // 2:3 * q - q // 2, q:3 * q] = 1.0  # a box, blurred
+    vox[..., q:3 * q, q + q // 2:3 * q - q // 2, q:3 * q] = 1.0
     vox = torch.nn.functional.avg_pool3d(vox, 3, 1, 1)
     vox = (vox + 0.05 * torch.rand(vox.shape, generator=g)).clamp(0, 1)
     az = torch.rand(batch, generator=g) * 2 * math.pi
@@ -63,73 +54,55 @@ def _inputs(grid: int, image: int, batch: int):
     return vox, R.float(), t.float(), K.float(), mask
 
 
-def run_one(grid: int, image: int, samples: int, batch: int, kind: str, backward: bool,
-            repeats: int) -> dict:
-    from poseshape.render.voxel import project_voxels, self_consistency_loss
-
-    torch.set_num_threads(2)
-    vox, R, t, K, mask = _inputs(grid, image, batch)
+def _step(kind, image, samples, data, backward):
+    vox0, R0, t0, K, mask = data
 
     def step():
-        v = vox.requires_grad_(backward)
-        RR = R.clone().requires_grad_(backward)
-        tt = t.clone().requires_grad_(backward)
-        if kind == "self-consistency loss":
-            out = self_consistency_loss(v, RR, tt, K, mask, n_samples=samples)
-        else:
-            out = project_voxels(v, RR, tt, K, image_size=image, mode=kind, n_samples=samples)
-        if backward:
-            out.sum().backward()
-        return out
+        with torch.set_grad_enabled(backward):
+            v, R, t = (x.clone().requires_grad_(backward) for x in (vox0, R0, t0))
+            if kind == "ray-consistency loss":
+                out = ray_consistency_loss(v, R, t, K, mask, n_samples=samples)
+            else:
+                out = project_voxels(v, R, t, K, image_size=image, mode=kind, n_samples=samples)
+            if backward:
+                out.sum().backward()
 
-    rss0 = _maxrss_mib()
-    with torch.set_grad_enabled(backward):
-        step()  # warm-up
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
-    return {"median_s": med, "images_per_s": batch / med, "peak_mib": _maxrss_mib() - rss0}
+    return step
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="batch 1 only, 3 repeats")
-    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one case as JSON
-    args = ap.parse_args()
-    if args.one:
-        spec = json.loads(args.one)
-        print(json.dumps(run_one(**spec)))
-        return
-    batches = [1] if args.quick else [1, 64]
-    repeats = 3 if args.quick else max(5, args.repeats)
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, 2 threads, median of {repeats} after 1 warm-up; "
-          f"peak = ru_maxrss growth per fresh process; load average at start "
-          f"{os.getloadavg()[0]:.2f}\n")
-    print("| grid -> image (samples) | batch | kind | fwd ms | fwd img/s | fwd peak MiB "
-          "| fwd+bwd ms | fwd+bwd img/s | fwd+bwd peak MiB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+def run_voxel(quick: bool, repeats: int, log=print) -> list[dict]:
+    rows = []
     for grid, image, samples in CASES:
-        for batch in batches:
+        for batch in [1] if quick else [1, 64]:
+            data = inputs(grid, image, batch)
             for kind in KINDS:
-                res = []
-                for backward in (False, True):
-                    spec = {"grid": grid, "image": image, "samples": samples, "batch": batch,
-                                "kind": kind, "backward": backward, "repeats": repeats}
-                    out = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)],
-                                         capture_output=True, text=True, check=True)
-                    res.append(json.loads(out.stdout.strip().splitlines()[-1]))
-                f, b = res
-                print(f"| {grid}^3 -> {image}^2 ({samples}) | {batch} | {kind} "
-                      f"| {1e3 * f['median_s']:.1f} | {f['images_per_s']:.1f} "
-                      f"| {f['peak_mib']:.0f} | {1e3 * b['median_s']:.1f} "
-                      f"| {b['images_per_s']:.1f} | {b['peak_mib']:.0f} |", flush=True)
-    print(f"\nload average at end {os.getloadavg()[0]:.2f} (timings are only comparable on "
-          f"an otherwise idle machine)")
+                fwd, mem_f = time_fn(_step(kind, image, samples, data, False), repeats)
+                both, mem_b = time_fn(_step(kind, image, samples, data, True), repeats)
+                rows.append({"grid": grid, "image": image, "samples": samples, "B": batch, "kind": kind,
+                             "fwd": fwd, "both": both, "mem_f": mem_f, "mem_b": mem_b})
+                log(f"  {kind:22s} {grid}^3->{image}^2 B{batch}: fwd {fwd * 1e3:8.1f} ms  "
+                    f"fwd+bwd {both * 1e3:8.1f} ms")
+    return rows
+
+
+def voxel_table(rows: list[dict]) -> str:
+    out = [("| grid -> image (samples/ray) | batch | kind | fwd img/s | fwd+bwd img/s | fwd ms | fwd+bwd ms "
+           "| peak MiB fwd / fwd+bwd |"),
+           "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['grid']}^3 -> {r['image']}^2 ({r['samples']}) | {r['B']} | {r['kind']} "
+                   f"| {r['B'] / r['fwd']:.1f} | {r['B'] / r['both']:.1f} | {r['fwd'] * 1e3:.1f} "
+                   f"| {r['both'] * 1e3:.1f} | {r['mem_f']:.0f} / {r['mem_b']:.0f} |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="batch 1 only, 3 repeats")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    print(voxel_table(run_voxel(args.quick, 3 if args.quick else max(5, args.repeats))))
 
 
 if __name__ == "__main__":

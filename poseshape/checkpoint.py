@@ -52,6 +52,7 @@ __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
     "CheckpointVersionWarning",
+    "export_checkpoint",
     "load_checkpoint",
     "restore_models",
     "save_checkpoint",
@@ -314,3 +315,47 @@ def restore_models(models: Mapping[str, nn.Module], checkpoint: Checkpoint, stri
             unwrap_module(module).load_state_dict(checkpoint.models[name], strict=strict)
         except RuntimeError as e:
             raise CheckpointError(f"{checkpoint.path}: cannot load module {name!r}: {e}") from None
+
+
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Write the inference part of a checkpoint (method, config, weights; no optimiser or trainer
+    state) to ``dst``, atomically. This is how a trained run becomes a shipped default model.
+
+    Raises:
+        CheckpointError: ``src`` is missing or invalid (see :func:`load_checkpoint`).
+    """
+    ck = load_checkpoint(src)
+    return save_checkpoint(dst, method=ck.method, config=ck.config, models=ck.models,
+                           extra={"exported_from": str(Path(src).name), **ck.extra})
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m poseshape.checkpoint",
+                                description="Inspect or export poseshape checkpoints.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export", help="keep only method, config and weights (for shipping)")
+    e.add_argument("src")
+    e.add_argument("dst")
+    s = sub.add_parser("show", help="print a checkpoint's method, versions and modules")
+    s.add_argument("path")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "export":
+            out = export_checkpoint(args.src, args.dst)
+            print(f"{out} ({out.stat().st_size / 2**20:.1f} MiB)")
+        else:
+            ck = load_checkpoint(args.path)
+            n = sum(t.numel() for sd in ck.models.values() for t in sd.values() if hasattr(t, "numel"))
+            print(f"{ck.path}: method={ck.method} poseshape={ck.poseshape_version} "
+                  f"conventions={ck.conventions_version} modules={sorted(ck.models)} params={n}")
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(_main())

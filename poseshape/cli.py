@@ -18,6 +18,9 @@ from .errors import PoseshapeError
 COMMANDS: dict[str, str] = {
     "info": "poseshape.cli_info",
     "data": "poseshape.data.cli_data",
+    "train": "poseshape.cli_train",
+    "eval": "poseshape.cli_eval",
+    "reconstruct": "poseshape.cli_reconstruct",
     "demo": "poseshape.demo",
 }
 

@@ -11,6 +11,7 @@ Run directory (``out_dir``)::
     config.yaml                       the config the run uses (for people; the checkpoint has it too)
     last.pt                           latest checkpoint (atomic; see poseshape.checkpoint)
     best_<stage>.pt                   best validation checkpoint of a stage with ``best_metric``
+    stage_<i>_<stage>.pt              the weights at the end of stage i (same format as last.pt)
     logs/train_<i>_<stage>.csv        per logged step: stage, step, global_step, time, lr, losses...
     logs/val_<i>_<stage>.csv          per validation: stage, step, global_step, time, metrics...
     tb/                               TensorBoard events (only if ``tensorboard`` is installed)
@@ -658,8 +659,11 @@ class Trainer:
             for lg in (train_log, val_log):
                 if lg is not None:
                     lg.close()
-        # Stage boundary: the next run starts the following stage from scratch.
+        # Stage boundary: the next run starts the following stage from scratch. The weights at
+        # the end of each stage are also kept as ``stage_<i>_<name>.pt`` (e.g. to evaluate a
+        # model before and after a fine-tuning stage).
         self._save("last.pt", si + 1, 0, None, None, None)
+        self._save(f"stage_{si}_{stage.name}.pt", si + 1, 0, None, None, None)
 
     def _log_train(self, train_log: _CsvLog | None, stage: Stage, done: int,
                    lr: float, row: dict[str, float]) -> None:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from poseshape.paths import shared_data_dir
+from poseshape.paths import shared_data_status
 
 
 @pytest.fixture(scope="session")
 def shared_data():
-    """Path to ``../shared/data`` (or ``$POSESHAPE_DATA``); skips the test when absent."""
-    root = shared_data_dir()
-    if not root.is_dir():
-        pytest.skip(f"shared data not found at {root} (set POSESHAPE_DATA to its location)")
+    """Path to ``../shared/data`` (or ``$POSESHAPE_DATA``).
+
+    Skips the requesting test, with the reason, only when the directory is absent; when it
+    is present the test runs (a missing file inside it is then a failure, not a skip).
+    """
+    root, reason = shared_data_status()
+    if reason is not None:
+        pytest.skip(reason)
     return root
 
 

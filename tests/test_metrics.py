@@ -421,6 +421,7 @@ def test_so3_search_recovers_known_anchor():
     assert rp.anchor_index.item() == 33 and rp.score.item() < 1e-10
 
 
+@pytest.mark.slow
 def test_so3_refinement_with_explicit_candidates():
     pytest.importorskip("poseshape.geometry.rotations")
     cands = torch.from_numpy(Rotation.random(200, random_state=11).as_matrix())
@@ -441,6 +442,7 @@ def test_so3_refinement_with_explicit_candidates():
     assert vf.score.item() > vc.score.item() and vf.score.item() > 0.8
 
 
+@pytest.mark.slow
 def test_so3_search_default_anchors_and_refinement():
     pytest.importorskip("poseshape.geometry.anchors")
     R_true = Rotation.from_rotvec([0.4, 1.1, -0.7])

@@ -43,7 +43,7 @@ key                    dtype           shape / meaning
 ``model_index``        int64           ``(N,)`` index into ``index.json["models"]``
 ``split``              str (``<U``)    ``(N,)`` ``train`` / ``val`` / ``test`` / ``all``
 ``sample_index``       int64           ``(N,)`` global sample indices (consecutive)
-``voxels``             uint8           ``(N, D, D, ceil(D/8))`` ``np.packbits`` of the
+``voxels`` (if D > 0)  uint8           ``(N, D, D, ceil(D/8))`` ``np.packbits`` of the
                                        aligned occupancy ``(N, D, D, D)`` bool, axis -1,
                                        index ``(d, h, w) = (z, y, x)`` over the unit cube
 ``posed_voxels`` (opt)  uint8          same packing of the pose-aware grid ``(N, P, P, P)``
@@ -129,10 +129,11 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 POSE_DISTRIBUTIONS = ("uniform", "pascal", "ring24")
 FRAMINGS = ("crop", "fixed", "6dof")
-#: Keys every shard holds (``depth`` and ``posed_voxels`` are optional extras).
+#: Keys every shard holds (``voxels`` unless ``voxel_res=0``; ``depth`` and
+#: ``posed_voxels`` are optional extras).
 SHARD_KEYS = (
     "images", "masks", "R", "t", "K", "viewpoint", "category", "category_index", "model_id",
-    "model_index", "split", "sample_index", "voxels", "conventions_version", "format_version",
+    "model_index", "split", "sample_index", "conventions_version", "format_version",
     "config_hash", "domain",
 )
 _PER_SAMPLE = ("images", "masks", "R", "t", "K", "viewpoint", "category", "category_index",
@@ -427,8 +428,11 @@ def sample_camera(verts: torch.Tensor, config: SynthConfig, rngs: Sequence[np.ra
 
 def _raster(verts: torch.Tensor, faces: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
             K: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Hard-rasterise ``B`` views of one mesh -> face index, depth, barycentrics, mask."""
-    from ..render.mesh_hard import rasterize
+    """Hard-rasterise ``B`` views of one mesh -> face index, depth, barycentrics, mask.
+
+    Uses :mod:`poseshape.data._fastraster`, a compiled loop whose result is bit-identical to
+    :func:`poseshape.render.mesh_hard.rasterize` (and falls back to it)."""
+    from ._fastraster import rasterize
 
     B = R.shape[0]
     out = rasterize(verts.unsqueeze(0).expand(B, -1, -1), faces, R, t, K, (size, size))
@@ -855,6 +859,10 @@ def render_dataset(meshes, out: str | Path, config: SynthConfig | None = None, *
 
         bar = tqdm(total=N, initial=N - sum(shards[s]["count"] for s in todo), unit="sample", desc=f"render {out.name}")
     init_args = (models, config, cats, str(out), chash, N)
+    if todo:
+        from . import _fastraster
+
+        _fastraster.available()  # build / load the C++ rasteriser once, before any worker starts
     try:
         if workers <= 1 or len(todo) <= 1:
             saved, threads = _STATE.copy(), torch.get_num_threads()

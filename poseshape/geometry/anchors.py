@@ -13,6 +13,8 @@ collapse whole grid layers onto a few points, ``u = 0`` and ``u = 1`` coincide, 
 the remaining points are ``-q`` of another. :func:`super_fibonacci_anchors` (Alexa 2022,
 "Super-Fibonacci Spirals: Fast, Low-Discrepancy Sampling of SO(3)") gives any number of
 well-spread rotations and covers SO(3) far better at the same count; see ``bench/anchors.py``.
+:func:`hopf_anchors` is Yershova et al. 2010's Hopf-fibration grid (HEALPix on S^2 times a
+regular circle), 72 * 8^level rotations, also compared there.
 
 How the paper's "259 unique anchors" (N = 7) arises
 ---------------------------------------------------
@@ -53,6 +55,8 @@ __all__ = [
     "anchor_stats",
     "apply_quaternion_residual",
     "covering_radius",
+    "healpix_centers",
+    "hopf_anchors",
     "nearest_anchor",
     "quaternion_anchors",
     "quaternion_residual",
@@ -167,6 +171,74 @@ def super_fibonacci_anchors(
     alpha = 2 * np.pi * s / _PHI
     beta = 2 * np.pi * s / _PSI
     q = np.stack([r * np.sin(alpha), r * np.cos(alpha), big_r * np.sin(beta), big_r * np.cos(beta)], -1)
+    q = np.where(q[:, :1] < 0, -q, q)
+    return torch.as_tensor(q, dtype=dtype, device=device)
+
+
+def healpix_centers(nside: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of the ``12 * nside^2`` HEALPix pixels (ring order; Gorski et al. 2005).
+
+    Returns ``(theta, phi)`` float64 arrays: colatitude in ``[0, pi]`` and longitude in
+    ``[0, 2 pi)``. Ring ``i`` (1 .. 4 nside - 1, from the north pole) has ``4 i`` pixels at
+    ``z = cos(theta) = 1 - i^2 / (3 nside^2)`` in the polar caps and ``4 nside`` pixels at
+    ``z = 4/3 - 2 i / (3 nside)`` in the equatorial belt; all pixels have equal area.
+    """
+    if not isinstance(nside, int) or nside < 1:
+        raise PoseshapeError(f"nside: expected a positive integer, got {nside!r}")
+    z_all, phi_all = [], []
+    for i in range(1, 4 * nside):
+        if i < nside or i > 3 * nside:  # polar caps
+            k = i if i < nside else 4 * nside - i
+            z = 1.0 - k * k / (3.0 * nside * nside)
+            z = z if i < nside else -z
+            j = np.arange(1, 4 * k + 1)
+            phi = np.pi / (2.0 * k) * (j - 0.5)
+        else:  # equatorial belt
+            z = 4.0 / 3.0 - 2.0 * i / (3.0 * nside)
+            shift = ((i - nside + 1) % 2) / 2.0
+            j = np.arange(1, 4 * nside + 1)
+            phi = np.pi / (2.0 * nside) * (j - shift)
+        z_all.append(np.full(len(j), z))
+        phi_all.append(np.mod(phi, 2 * np.pi))
+    z = np.concatenate(z_all)
+    return np.arccos(np.clip(z, -1.0, 1.0)), np.concatenate(phi_all)
+
+
+def hopf_anchors(
+    level: int = 0,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Yershova et al. 2010's Hopf-fibration grid on SO(3): ``(72 * 8^level, 4)``, ``w >= 0``.
+
+    The HEALPix centres ``(theta, phi)`` of :func:`healpix_centers` with ``nside = 2^level``
+    on the base sphere S^2, times ``m = 6 * 2^level`` evenly spaced fibre angles
+    ``psi_k = 2 pi (k + 1/2) / m`` on S^1, mapped with the Hopf coordinates::
+
+        q = (cos(theta/2) cos(psi/2), cos(theta/2) sin(psi/2),
+             sin(theta/2) cos(phi + psi/2), sin(theta/2) sin(phi + psi/2))
+
+    read as ``(w, x, y, z)``. Level 0 has 72 rotations, level 1 576, level 2 4608. Each
+    level refines the previous one uniformly (equal-volume cells).
+    """
+    if not isinstance(level, int) or level < 0:
+        raise PoseshapeError(f"level: expected an integer >= 0, got {level!r}")
+    theta, phi = healpix_centers(2**level)
+    m = 6 * 2**level
+    psi = 2 * np.pi * (np.arange(m) + 0.5) / m
+    th, ps = np.meshgrid(theta, psi, indexing="ij")
+    ph, _ = np.meshgrid(phi, psi, indexing="ij")
+    th, ph, ps = th.ravel(), ph.ravel(), ps.ravel()
+    q = np.stack(
+        [
+            np.cos(th / 2) * np.cos(ps / 2),
+            np.cos(th / 2) * np.sin(ps / 2),
+            np.sin(th / 2) * np.cos(ph + ps / 2),
+            np.sin(th / 2) * np.sin(ph + ps / 2),
+        ],
+        -1,
+    )
     q = np.where(q[:, :1] < 0, -q, q)
     return torch.as_tensor(q, dtype=dtype, device=device)
 

@@ -92,6 +92,7 @@ def rasterize(
         R: ``(B, 3, 3)``; t: ``(B, 3)`` (``X_cam = R X + t``).
         K: ``(3, 3)`` or ``(B, 3, 3)`` pinhole intrinsics in pixels, or ``None`` with ``scale``
             (weak perspective ``u = scale * (R X)[:2] + t[:2]``, depth ``(R X)[2] + t[2]``).
+            A number or ``(B,)`` tensor passed as ``K`` is taken as ``scale``.
         image_size: ``H`` or ``(H, W)``.
         znear: near plane (pinhole only); faces with a corner at ``z <= znear`` are dropped.
         chunk_size: face/pixel pairs processed at once.
@@ -142,6 +143,61 @@ def rasterize(
         bary[pid] = lam
     return Fragments(
         face_idx=face_idx.view(B, H, W),
+        depth=zbuf.view(B, H, W),
+        bary=bary.view(B, H, W, 3),
+        mask=hit.to(dt).view(B, 1, H, W),
+    )
+
+
+@torch.no_grad()
+def rasterize_dense(
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    K: torch.Tensor | None = None,
+    image_size: int | tuple[int, int] = 128,
+    *,
+    scale: float | torch.Tensor | None = None,
+    znear: float = 1e-3,
+) -> Fragments:
+    """Naive reference of :func:`rasterize`: every face against every pixel, no culling.
+
+    Same arguments, tie rules and output as :func:`rasterize`, but it materialises
+    ``(B, F, H, W)`` tensors (memory ``O(B F H W)``), so it is only for small cases (tests and
+    the benchmark's baseline).
+    """
+    H, W = parse_image_size(image_size)
+    verts, faces, cam = prepare_inputs(verts, faces, R, t, K, scale)
+    B, F = verts.shape[0], faces.shape[0]
+    dev, dt = verts.device, verts.dtype
+    xy, z, valid = project_faces(verts, faces, cam, znear)
+    ii, jj = torch.meshgrid(torch.arange(H, device=dev), torch.arange(W, device=dev), indexing="ij")
+    px = (jj.reshape(-1).to(dt) + 0.5).repeat(B * F)
+    py = (ii.reshape(-1).to(dt) + 0.5).repeat(B * F)
+    v = xy.reshape(B * F, 1, 3, 2).expand(B * F, H * W, 3, 2).reshape(-1, 3, 2)
+    zz = z.reshape(B * F, 1, 3).expand(B * F, H * W, 3).reshape(-1, 3)
+    lam, ok = _screen_bary(v, px, py)
+    inside = (ok & (lam >= 0).all(-1)).view(B, F, H * W) & valid[..., None]
+    depth = torch.where(inside, _depth(lam, zz, cam.perspective).view(B, F, H * W),
+                        torch.full((), float("inf"), dtype=dt, device=dev))
+    zbuf = depth.amin(1) if F else torch.full((B, H * W), float("inf"), dtype=dt, device=dev)
+    win = inside & (depth == zbuf[:, None])
+    fidx = torch.arange(F, device=dev).view(1, F, 1)
+    first = torch.where(win, fidx, torch.full_like(fidx, F)).amin(1) if F else \
+        torch.zeros(B, H * W, dtype=torch.long, device=dev)
+    hit = first < F
+    bary = torch.zeros(B, H * W, 3, dtype=dt, device=dev)
+    if hit.any():
+        lam = lam.view(B, F, H * W, 3)
+        bsel, psel = torch.nonzero(hit, as_tuple=True)
+        lh = lam[bsel, first[bsel, psel], psel]
+        if cam.perspective:
+            w = lh / z[bsel, first[bsel, psel]]
+            lh = w / w.sum(-1, keepdim=True)
+        bary[bsel, psel] = lh
+    return Fragments(
+        face_idx=torch.where(hit, first, torch.full_like(first, -1)).view(B, H, W),
         depth=zbuf.view(B, H, W),
         bary=bary.view(B, H, W, 3),
         mask=hit.to(dt).view(B, 1, H, W),

@@ -252,7 +252,9 @@ def render_silhouette(
         R: ``(B, 3, 3)`` object-to-camera rotation; t: ``(B, 3)`` translation
             (``X_cam = R X + t``). For weak perspective ``t[:, :2]`` are pixel offsets.
         K: ``(3, 3)`` or ``(B, 3, 3)`` pinhole intrinsics in pixels, or ``None`` with ``scale``.
-        scale: weak-perspective scale (pixels per object unit), float or ``(B,)``.
+            A number or ``(B,)`` tensor passed as ``K`` is taken as the weak-perspective scale.
+        scale: weak-perspective scale (pixels per object unit), float or ``(B,)``:
+            ``u = scale * (R X)[:2] + t[:2]``.
         image_size: ``H`` (square) or ``(H, W)``.
         sigma: SoftRas blur (default 1e-4, paper 002 / SoftRas) in ``sigma_units``.
         mode: ``"softras"`` or ``"edge"`` (paper 003, Eq. 5); see the module docstring.

@@ -62,6 +62,21 @@ class Camera:
         return self.K is not None
 
 
+def split_camera(K, scale):
+    """Return ``(K, scale)`` with a number or a ``(B,)`` / 0-d tensor given as ``K`` moved to ``scale``.
+
+    The public entry points accept ``K=(3, 3) | (B, 3, 3)`` intrinsics *or* a weak-perspective
+    scale in the ``K`` slot (``render_silhouette(v, f, R, t, 120.0)`` is weak perspective with
+    ``scale=120``). Anything else is returned unchanged.
+    """
+    if K is not None and scale is None:
+        if isinstance(K, int | float) and not isinstance(K, bool):
+            return None, K
+        if isinstance(K, torch.Tensor) and K.dim() <= 1:
+            return None, K
+    return K, scale
+
+
 def prepare_inputs(verts, faces, R, t, K=None, scale=None):
     """Validate and broadcast renderer inputs.
 
@@ -71,7 +86,8 @@ def prepare_inputs(verts, faces, R, t, K=None, scale=None):
         R: ``(B, 3, 3)`` or ``(3, 3)`` object-to-camera rotation.
         t: ``(B, 3)`` or ``(3,)`` translation (camera frame; for weak perspective
             ``t[:, :2]`` are pixel offsets and ``t[:, 2]`` a depth offset).
-        K: ``(3, 3)`` or ``(B, 3, 3)`` intrinsics in pixels (pinhole), or ``None``.
+        K: ``(3, 3)`` or ``(B, 3, 3)`` intrinsics in pixels (pinhole), or ``None``; a number or
+            a ``(B,)`` tensor here is taken as the weak-perspective ``scale``.
         scale: float or ``(B,)`` weak-perspective scale in pixels per object unit, or ``None``.
 
     Returns:
@@ -82,6 +98,7 @@ def prepare_inputs(verts, faces, R, t, K=None, scale=None):
         ShapeError: wrong shapes, non-finite values, face indices out of range, or neither /
             both of ``K`` and ``scale``.
     """
+    K, scale = split_camera(K, scale)
     if (K is None) == (scale is None):
         raise ShapeError("give exactly one of K (pinhole intrinsics) or scale (weak perspective)")
     check_shape(verts, "verts", (None, 3))

@@ -50,6 +50,7 @@ from ..checks import check_finite
 from ..errors import ShapeError
 from ..geometry.camera import pixels_to_rays
 from ..shapes.voxels import warp_voxels
+from .raster_common import split_camera
 
 __all__ = [
     "BOUNDING_RADIUS",
@@ -222,6 +223,7 @@ class _Camera:
         self.n = _check_count(n_samples, "n_samples")
         self.H, self.W = _image_size(image_size)
         Rb = _batched(R, "R", (3, 3), voxels)
+        K, scale = split_camera(K, scale)
         if (K is None) == (scale is None):
             raise ShapeError("give exactly one of K (pinhole) or scale (weak perspective)")
         self.pinhole = K is not None
@@ -365,7 +367,8 @@ def project_voxels(
     grid by trilinear interpolation, so the result is differentiable w.r.t. ``voxels``,
     ``R``, ``t`` (and ``K`` / ``scale``).  The image size is independent of the grid size.
 
-    Camera models (exactly one of ``K`` or ``scale``):
+    Camera models (exactly one of ``K`` or ``scale``; a number or ``(B,)`` tensor passed as
+    ``K`` is taken as ``scale``):
         * pinhole: ``K`` ``(3, 3)`` or ``(B, 3, 3)``; ``t`` ``(B, 3)`` or ``(3,)``.
         * weak perspective / scaled orthographic: ``scale`` s (pixels per object unit,
           number or ``(B,)``), rays parallel to the camera z axis with
@@ -536,6 +539,14 @@ def self_consistency_loss(
     projection ``P = 1 - q_pen`` of the same rays, and the paper's weights
     ``lambda_ray = 10``, ``lambda_proj = 0.25`` as defaults.  One pass over the rays
     computes both terms.
+
+    Args:
+        voxels: ``(B, 1, D, H, W)`` aligned occupancy in [0, 1].
+        R, t, K, scale: camera as in :func:`project_voxels`.
+        mask: ``(B, 1, H, W)`` observed silhouette in [0, 1] (required; sets the image size).
+        n_samples: samples per ray (paper 001: 64).
+        lambda_ray, lambda_proj: the weights of eq. 6.
+        max_points: memory bound as in :func:`project_voxels`.
 
     Returns:
         Scalar loss, differentiable w.r.t. voxels and pose.

@@ -29,4 +29,30 @@ from .voxels import (
     write_binvox,
 )
 
-__all__ = [n for n in dir() if not n.startswith("_")]
+__all__ = [
+    "BinvoxHeader",
+    "Mesh",
+    "MeshTransform",
+    "Meshes",
+    "apply_transform",
+    "edges",
+    "face_areas",
+    "face_normals",
+    "icosphere",
+    "laplacian",
+    "laplacian_smoothing_loss",
+    "load_mesh",
+    "load_voxel_npz",
+    "mesh_to_voxels",
+    "normalize_mesh",
+    "read_binvox",
+    "sample_points",
+    "save_mesh",
+    "uniform_laplacian",
+    "vertex_normals",
+    "voxel_centers",
+    "voxelize",
+    "voxels_to_mesh",
+    "warp_voxels",
+    "write_binvox",
+]

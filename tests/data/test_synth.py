@@ -297,3 +297,112 @@ def test_read_shard_errors(tmp_path, rendered):
     synth.write_npz_atomic(bad, d)
     with pytest.raises(FileFormatError, match="conventions version 999"):
         read_shard(bad)
+
+
+def test_output_does_not_depend_on_the_rasteriser_backend(tmp_path, rendered, monkeypatch):
+    # the compiled rasteriser (poseshape.data._fastraster) and poseshape.render.mesh_hard give
+    # bit-identical shards
+    out, _ = rendered
+    monkeypatch.setenv("POSESHAPE_NO_CPP", "1")
+    _render(tmp_path / "torch")
+    _assert_same(out, tmp_path / "torch")
+
+
+_KILLER = r"""
+import io, os, signal, sys
+import numpy as np
+from poseshape.data import synth
+real = np.savez_compressed
+calls = {"n": 0}
+def dying(fh, **arrays):
+    calls["n"] += 1
+    if calls["n"] == 2:  # the second shard: write half of it, then die without cleanup
+        buf = io.BytesIO()
+        real(buf, **arrays)
+        fh.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+        fh.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(fh, **arrays)
+synth.np.savez_compressed = dying
+cfg = synth.SynthConfig(image_size=64, views=3, samples_per_shard=4, seed=5, voxel_res=32)
+synth.render_dataset("procedural", sys.argv[1], cfg, categories=["chair", "car"], models_per_category=1,
+                     progress=False)
+"""
+
+
+def test_resume_after_the_writer_is_killed_mid_shard(tmp_path, rendered):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from poseshape.data.dataset import ShardDataset
+
+    out, _ = rendered
+    crash = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", _KILLER, str(crash)], check=False, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    tmp = crash / ".shard_00001.npz.tmp"
+    assert (crash / "shard_00000.npz").is_file() and tmp.is_file() and not (crash / "shard_00001.npz").exists()
+    assert 0 < tmp.stat().st_size
+    assert not json.loads((crash / "index.json").read_text())["complete"]
+    # the half-written shard is never read: the data set is refused, or only finished shards are used
+    with pytest.raises(FileFormatError, match="incomplete"):
+        ShardDataset(crash)
+    part = ShardDataset(crash, allow_incomplete=True)
+    assert len(part) == 4 and [int(part[i]["index"]) for i in range(4)] == [0, 1, 2, 3]
+    with pytest.raises(FileFormatError, match="temporary"):
+        read_shard(tmp)
+    summary = _render(crash)
+    assert (summary.reused_shards, summary.rendered_shards) == (1, 1)
+    assert not tmp.exists()
+    _assert_same(out, crash)
+    assert len(ShardDataset(crash)) == 6
+
+
+def test_background_image_folder(tmp_path):
+    from PIL import Image
+
+    bg = tmp_path / "bg"
+    bg.mkdir()
+    Image.new("RGB", (40, 30), (255, 0, 255)).save(bg / "magenta.png")
+    Image.new("RGB", (50, 50), (0, 255, 255)).save(bg / "cyan.jpg", quality=100)
+    cfg = _cfg(views=12, voxel_res=0, backgrounds=str(bg))
+    _render(tmp_path / "o", cfg, categories=["car"])
+    idx = json.loads((tmp_path / "o" / "index.json").read_text())
+    assert idx["config"]["backgrounds"] == str(bg)
+    n_img = 0
+    for d in _shards(tmp_path / "o").values():
+        for im, m in zip(d["images"], d["masks"]):
+            back = im[~m].astype(int)
+            mag = (np.abs(back - [255, 0, 255]).max(1) <= 2).all()
+            cya = (np.abs(back - [0, 255, 255]).max(1) <= 3).all()
+            n_img += bool(mag or cya)
+            assert not (np.abs(im[m].astype(int) - [255, 0, 255]).max(1) == 0).all()  # object drawn over it
+    assert 0 < n_img < 12  # about half of the backgrounds are crops of the folder's images
+    with pytest.raises(FileFormatError, match="background"):
+        _render(tmp_path / "p", _cfg(backgrounds=str(tmp_path / "nothing")), categories=["car"])
+
+
+def test_real_cli_entry_point_procedural_and_pascal3d(tmp_path, capsys, shared_data):
+    from poseshape.cli import main
+    from poseshape.data.dataset import ShardDataset
+
+    common = ["--views", "2", "--size", "32", "--voxels", "8", "--workers", "2", "--seed", "3", "--quiet"]
+    assert main(["data", "render", "--meshes", "procedural", "--out", str(tmp_path / "proc"),
+                 "--categories", "chair", "table", "--models-per-category", "2", *common]) == 0
+    ds = ShardDataset(tmp_path / "proc")
+    assert len(ds) == 8 and ds.categories == ["chair", "table"] and ds[0]["voxels"].shape == (1, 8, 8, 8)
+    assert main(["data", "render", "--meshes", str(shared_data / "pascal3d_cad"), "--out", str(tmp_path / "p3d"),
+                 "--categories", "car", "aeroplane", *common]) == 0
+    ds = ShardDataset(tmp_path / "p3d")
+    idx = ds.meta
+    assert ds.categories == ["aeroplane", "car"] and idx["num_samples"] == 2 * len(idx["models"])
+    assert {m["path"].rsplit("/", 2)[-2] for m in idx["models"]} == {"aeroplane", "car"}
+    assert all(ds[i]["mask"].sum() > 20 for i in range(len(ds)))
+    assert "samples in" in capsys.readouterr().out
+    # bad input through the real entry point: a clear message and a non-zero status
+    (tmp_path / "empty").mkdir()
+    assert main(["data", "render", "--meshes", str(tmp_path / "empty"), "--out", str(tmp_path / "x")]) != 0
+    assert "no mesh files found" in capsys.readouterr().err

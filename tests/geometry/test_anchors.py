@@ -188,3 +188,70 @@ def test_bad_inputs():
         ta.decode(torch.tensor([8]), torch.zeros(1, 3))
     with pytest.raises(PoseshapeError, match="high"):
         anc.TranslationAnchors((0, 0, 0), (1, 0, 1), (2, 2, 2))
+
+
+def test_covering_radius_figures_of_both_grids():
+    """The figures recorded in bench/results_frag/anchors.md (200k samples there; 20k here,
+    a slightly smaller Monte-Carlo lower bound): paper grid n=7 ~63.9 deg (259 exact / 96
+    rotations), super-Fibonacci 96 ~50.9 deg and 259 ~37.1 deg."""
+    paper = anc.anchor_stats(anc.quaternion_anchors(7, dedup="exact"), 20_000, seed=2)
+    sf96 = anc.anchor_stats(anc.super_fibonacci_anchors(96), 20_000, seed=2)
+    sf259 = anc.anchor_stats(anc.super_fibonacci_anchors(259), 20_000, seed=2)
+    assert paper["count"] == 259 and sf96["count"] == 96 and sf259["count"] == 259
+    assert 62.0 < math.degrees(paper["covering_radius"]) < 66.5
+    assert 47.0 < math.degrees(sf96["covering_radius"]) < 53.0
+    assert 33.0 < math.degrees(sf259["covering_radius"]) < 39.0
+    # no grid can beat the volume bound N * (r - sin r) / pi >= 1 (Haar volume of a ball)
+    for s, n in ((paper, 96), (sf96, 96), (sf259, 259)):
+        r = s["covering_radius"]
+        assert n * (r - math.sin(r)) / math.pi >= 1
+
+
+@pytest.mark.parametrize("nside", [1, 2, 4])
+def test_healpix_centers_rings_and_equal_area(nside):
+    theta, phi = anc.healpix_centers(nside)
+    assert len(theta) == 12 * nside**2
+    z = np.cos(theta)
+    # ring structure of Gorski et al. 2005: 4i pixels per cap ring, 4 nside per belt ring
+    rings = {}
+    for zi in np.round(z, 12):
+        rings[zi] = rings.get(zi, 0) + 1
+    assert len(rings) == 4 * nside - 1
+    expect = sorted([4 * min(i, nside, 4 * nside - i) for i in range(1, 4 * nside)])
+    assert sorted(rings.values()) == expect
+    if nside == 1:  # the 12 base pixels: z = 2/3, 0, -2/3, four each
+        np.testing.assert_allclose(sorted(set(np.round(z, 12))), [-2 / 3, 0.0, 2 / 3], atol=1e-12)
+    # equal area: random points assigned to their nearest centre fill the cells evenly
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=(60_000, 3))
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    c = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), z], 1)
+    counts = np.bincount((p @ c.T).argmax(1), minlength=len(c))
+    assert counts.min() > 0.6 * counts.mean() and counts.max() < 1.4 * counts.mean()
+    # symmetric about the equator and the z axis: the centres sum to 0
+    np.testing.assert_allclose(c.sum(0), 0.0, atol=1e-9)
+
+
+def test_hopf_grid_counts_distinct_and_covers_better_than_paper_grid():
+    h0, h1 = anc.hopf_anchors(0), anc.hopf_anchors(1)
+    assert h0.shape == (72, 4) and h1.shape == (576, 4)
+    for h in (h0, h1):
+        torch.testing.assert_close(h.norm(dim=-1), torch.ones(len(h), dtype=F64))
+        assert (h[:, 0] >= 0).all()
+        dots = (h @ h.T).abs() - 2 * torch.eye(len(h), dtype=F64)
+        assert dots.max() < 1 - 1e-3  # distinct rotations
+    # Haar-uniform design: the rotation matrices average to 0 (a random set would not exactly)
+    mats = quaternion_to_matrix(h1)
+    assert mats.mean(0).abs().max() < 1e-9
+    # covering: 72 Hopf anchors beat the paper's 96 distinct rotations; level 1 (576) beats
+    # the paper's n = 9 grid (585 tuples / 232 rotations)
+    s0 = anc.anchor_stats(h0, 20_000, seed=1)
+    s1 = anc.anchor_stats(h1, 20_000, seed=1)
+    p7 = anc.anchor_stats(anc.quaternion_anchors(7), 20_000, seed=1)
+    p9 = anc.anchor_stats(anc.quaternion_anchors(9), 20_000, seed=1)
+    assert s0["covering_radius"] < p7["covering_radius"] - math.radians(5)
+    assert s1["covering_radius"] < p9["covering_radius"] - math.radians(15)
+    with pytest.raises(PoseshapeError, match="level"):
+        anc.hopf_anchors(-1)
+    with pytest.raises(PoseshapeError, match="nside"):
+        anc.healpix_centers(0)

@@ -328,3 +328,85 @@ def test_nan_and_bad_values_raise():
         rot.matrix_to_euler_angles(torch.eye(3), "XXY")
     with pytest.raises(PoseshapeError, match="method"):
         rot.geodesic_distance(torch.eye(3), torch.eye(3), method="acos")
+
+
+# ------------------------------------------------------------ audit additions (issue 2)
+def _angle_diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    d = (a - b).abs()
+    return torch.minimum(d, (2 * math.pi - d).abs())
+
+
+@pytest.mark.parametrize("convention", rot.EULER_CONVENTIONS)
+def test_euler_edge_rotations_match_scipy(convention):
+    """Identity, tiny angles and half-turns (about x/y/z and random axes) for every order."""
+    import warnings
+
+    edge = _edge_rotations()
+    mat = _t(edge.as_matrix())
+    with warnings.catch_warnings():  # scipy warns at gimbal lock (half-turns about an axis)
+        warnings.simplefilter("ignore")
+        ref = _t(edge.as_euler(convention))
+    ang = rot.matrix_to_euler_angles(mat, convention)
+    assert torch.isfinite(ang).all()
+    # every returned triple reproduces the rotation (~sqrt(eps) at the lock threshold)
+    torch.testing.assert_close(rot.euler_angles_to_matrix(ang, convention), mat, atol=1e-7, rtol=0)
+    # scipy's angles give the same rotation through our forward map (scipy also drops
+    # ~sqrt(eps) at its own lock threshold) ...
+    torch.testing.assert_close(rot.euler_angles_to_matrix(ref, convention), mat, atol=1e-7, rtol=0)
+    # ... and the angles themselves agree (both set the third angle to 0 at gimbal lock)
+    assert _angle_diff(ang, ref).max() < 1e-7
+    # the identity gives all-zero angles
+    assert torch.equal(rot.matrix_to_euler_angles(torch.eye(3, dtype=F64), convention),
+                       torch.zeros(3, dtype=F64))
+
+
+@pytest.mark.parametrize("convention", rot.EULER_CONVENTIONS)
+def test_gradcheck_euler_every_order(convention):
+    proper = convention[0] == convention[2]
+    a = _t([[0.3, 0.5, 1.2], [2.0, 2.4, -2.9]] if proper else [[0.3, -0.5, 1.2], [2.0, 0.4, -2.9]])
+    _gc(lambda x: rot.euler_angles_to_matrix(x, convention), a)
+    _gc(lambda x: rot.matrix_to_euler_angles(x, convention), rot.euler_angles_to_matrix(a, convention))
+
+
+@pytest.mark.parametrize("angle", [0.0, 1e-12, 1e-9, 1e-4, 1.0, math.pi - 1e-4, math.pi - 1e-7,
+                                   math.pi - 1e-9])
+def test_log_exp_jacobian_is_identity_near_zero_and_pi(angle):
+    """d log(exp(w)) / dw = I analytically, even where finite differences cannot resolve it
+    (within 1e-7 of pi a 1e-6 step crosses the cut of the log)."""
+    w = angle * _t([0.36, -0.48, 0.8])
+    eye = torch.eye(3, dtype=F64)
+    J = torch.autograd.functional.jacobian(lambda x: rot.so3_log(rot.so3_exp(x)), w)
+    torch.testing.assert_close(J, eye, atol=1e-12, rtol=0)
+    Jq = torch.autograd.functional.jacobian(
+        lambda x: rot.quaternion_to_axis_angle(rot.axis_angle_to_quaternion(x)), w)
+    torch.testing.assert_close(Jq, eye, atol=1e-12, rtol=0)
+    Jm = torch.autograd.functional.jacobian(lambda x: rot.matrix_to_axis_angle(rot.axis_angle_to_matrix(x)), w)
+    torch.testing.assert_close(Jm, eye, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("angle", [math.pi - 1e-5, math.pi, 2 * math.pi - 1e-3])
+def test_gradcheck_near_pi_and_beyond(angle):
+    axis = _t([0.36, -0.48, 0.8])
+    _gc(rot.so3_exp, angle * axis)
+    _gc(rot.axis_angle_to_quaternion, angle * axis)
+    if angle < math.pi:
+        _gc(rot.so3_log, rot.so3_exp(angle * axis))
+        _gc(rot.matrix_to_axis_angle, rot.so3_exp(angle * axis))
+
+
+def test_gradcheck_bounded_axis_angle_and_6d_wide_range():
+    v = torch.randn(6, 3, dtype=F64) * _t([1e-3, 0.05, 0.5, 1.0, 3.0, 8.0])[:, None]
+    _gc(rot.bounded_axis_angle, v)
+    _gc(lambda x: rot.so3_exp(rot.bounded_axis_angle(x)), v)
+    r = rot.so3_exp(_t([[0.0, 0.0, 0.0], [math.pi, 0.0, 0.0], [0.0, 1e-9, 0.0]]))
+    _gc(rot.matrix_to_rotation_6d, r)
+    _gc(rot.rotation_6d_to_matrix, rot.matrix_to_rotation_6d(r))
+
+
+def test_bounded_axis_angle_matches_scipy_rotation():
+    """Paper 000's tanh-bounded twist, as a rotation, against scipy's from_rotvec."""
+    v = torch.randn(100, 3, dtype=F64) * 2
+    w = rot.bounded_axis_angle(v)
+    n = v.norm(dim=-1, keepdim=True).numpy()
+    ref = Rotation.from_rotvec(math.pi * np.tanh(n) * v.numpy() / n).as_matrix()
+    torch.testing.assert_close(rot.axis_angle_to_matrix(w), _t(ref), atol=1e-12, rtol=0)

@@ -1,0 +1,145 @@
+"""``poseshape reconstruct``: image(s) -> pose-aware shape, mesh, pose and pictures.
+
+Examples::
+
+    poseshape reconstruct car.jpg --out out/car                 # the shipped reproject model
+    poseshape reconstruct car.png --mask car_mask.png --out out/car
+    poseshape reconstruct a.png b.png --mask a_m.png b_m.png --checkpoint runs/rp/last.pt --out out
+
+Any image size is accepted. With a mask (or an RGBA image's alpha) the object is cropped
+around the mask's bounding box; otherwise the whole image is used, padded to a square. For
+each image it writes ``posed_voxels.npz``, ``mesh.obj``, ``mesh.glb``, ``pose.json``,
+``overlay.png`` and ``views.png`` into ``--out`` (one image) or ``--out/<image name>/``
+(several). All inputs and the checkpoint are checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import PoseshapeError
+
+__all__ = ["InputItem", "add_parser", "load_input", "output_folders", "reconstruct_image", "run"]
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("reconstruct", help="pose-aware 3-D shape, mesh and pose from image(s)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="input image file(s), any size")
+    p.add_argument("--mask", nargs="+", default=None, metavar="M",
+                   help="object mask file(s), one per image, same size as the image")
+    p.add_argument("--checkpoint", default=None, metavar="C",
+                   help="checkpoint written by `poseshape train` (default: the method's shipped model)")
+    p.add_argument("--method", default=None,
+                   help="method whose shipped default model to use (default reproject); with "
+                        "--checkpoint, the method the checkpoint must belong to")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    return p
+
+
+@dataclass
+class InputItem:
+    """One validated input.
+
+    Attributes:
+        image: ``(3, H, W)`` float in [0, 1]; mask: ``(1, H, W)`` {0, 1} or None.
+        mask_source: ``"file"``, ``"alpha"`` (the image's alpha channel) or None.
+        image_path, mask_path: the files.
+    """
+
+    image: torch.Tensor
+    mask: torch.Tensor | None
+    mask_source: str | None
+    image_path: Path
+    mask_path: Path | None
+
+
+def load_input(image_path, mask_path=None) -> InputItem:
+    """Read and check an image and its optional mask (see :func:`poseshape.predict.read_image`).
+
+    Raises:
+        PoseshapeError (and subclasses): unreadable / corrupt files, a mask of another size,
+            an empty mask.
+    """
+    from .predict import read_image, read_mask
+
+    ip = Path(image_path)
+    image, alpha = read_image(ip)
+    if mask_path is not None:
+        mp = Path(mask_path)
+        return InputItem(image, read_mask(mp, tuple(image.shape[-2:]), image_path=ip), "file", ip, mp)
+    return InputItem(image, alpha, "alpha" if alpha is not None else None, ip, None)
+
+
+def reconstruct_image(predictor, image_path, mask_path, out_dir, *, item: InputItem | None = None) -> dict:
+    """Reconstruct one image and write its files into ``out_dir``.
+
+    Steps: :func:`load_input` -> :func:`poseshape.predict.crop_to_square` (the mask's box, or
+    the whole image) -> ``predictor(crop, crop_mask)`` ->
+    :func:`poseshape.predict.write_prediction`.
+
+    Args:
+        predictor: a :class:`poseshape.predict.Predictor`.
+        image_path, mask_path: input files (``mask_path`` may be None).
+        out_dir: output folder.
+        item: an already loaded :class:`InputItem` (skips reading the files again).
+
+    Returns:
+        ``{"voxels", "obj", "glb", "pose", "overlay", "views"} -> Path``.
+    """
+    from .predict import crop_to_square, write_prediction
+
+    item = item or load_input(image_path, mask_path)
+    margin = float(getattr(predictor, "crop_margin", 0.1))  # the framing the method was trained on
+    crop, crop_mask, box = crop_to_square(item.image, item.mask, size=int(predictor.image_size), margin=margin)
+    with torch.no_grad():
+        pred = predictor(crop[None], crop_mask[None] if crop_mask is not None else None)
+    info = {"image": str(item.image_path), "mask": str(item.mask_path) if item.mask_path else None,
+            "mask_source": item.mask_source, "crop_size": int(predictor.image_size)}
+    return write_prediction(pred, 0, out_dir, item.image, box, mask=item.mask,
+                            method=getattr(predictor, "method", ""), info=info)
+
+
+def output_folders(images: list[Path], out: Path) -> list[Path]:
+    """``out`` for one image; ``out/<stem>`` for several (``_2``, ``_3``, ... on name clashes)."""
+    if len(images) == 1:
+        return [out]
+    seen: dict[str, int] = {}
+    folders = []
+    for p in images:
+        stem = p.stem or "image"
+        k = seen.get(stem, 0) + 1
+        seen[stem] = k
+        folders.append(out / (stem if k == 1 else f"{stem}_{k}"))
+    return folders
+
+
+def run(args) -> int:
+    from .predict import load_predictor
+
+    images = [Path(p) for p in args.images]
+    masks = [Path(p) for p in args.mask] if args.mask else [None] * len(images)
+    if len(masks) != len(images):
+        raise PoseshapeError(f"--mask: got {len(masks)} mask(s) for {len(images)} image(s); give one "
+                             "mask per image, in the same order, or none")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise PoseshapeError(f"--out {out}: exists and is not a folder")
+    # Check every input and the checkpoint before writing anything.
+    for ip, mp in zip(images, masks):
+        load_input(ip, mp)
+    method = args.method or (None if args.checkpoint else "reproject")
+    predictor = load_predictor(checkpoint=args.checkpoint, method=method, device=args.device)
+    print(f"{predictor.method}: {args.checkpoint or 'shipped default model'}", file=sys.stderr)
+    for ip, mp, folder in zip(images, masks, output_folders(images, out)):
+        files = reconstruct_image(predictor, ip, mp, folder)
+        print(f"{ip}:")
+        for key, path in files.items():
+            print(f"  {key:8s} {path}")
+    return 0

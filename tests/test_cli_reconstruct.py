@@ -1,0 +1,146 @@
+"""``poseshape reconstruct`` end to end with a throwaway registered method and a real checkpoint.
+
+The method's predictor is ``test_predict.OraclePredictor`` (true shape and rotation, scale and
+translation registered on the crop), so a correct product layer must write a mesh whose
+re-projection covers the input mask.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import test_predict as tp
+import torch
+from PIL import Image
+
+from poseshape.cli import main
+from poseshape.cli_reconstruct import load_input, output_folders, reconstruct_image
+from poseshape.predict import FILE_NAMES
+
+OracleConfig, OraclePredictor = tp.OracleConfig, tp.OraclePredictor
+make_scene, mesh_reprojection_iou = tp.make_scene, tp.mesh_reprojection_iou
+clean_registry, oracle_checkpoint = tp.clean_registry, tp.oracle_checkpoint  # fixtures
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_scene(OracleConfig(), hw=(157, 211), scale=85.0, centre=(120.0, 70.0))
+
+
+def _u8(image):
+    return (image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+@pytest.fixture
+def files(tmp_path, scene):
+    d = tmp_path / "in"
+    d.mkdir()
+    img = _u8(scene["image"])
+    m = scene["mask"][0].numpy() > 0.5
+    Image.fromarray(img).save(d / "car.png")
+    Image.fromarray(m.astype(np.uint8) * 255).save(d / "car_mask.png")
+    Image.fromarray(np.dstack([img, m.astype(np.uint8) * 255])).save(d / "car_rgba.png")
+    Image.fromarray(img).convert("L").save(d / "car_grey.png")
+    return d
+
+
+def _run(argv, capsys):
+    rc = main(argv)
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_reconstruct_with_mask_writes_aligned_files(tmp_path, files, scene, oracle_checkpoint, capsys):
+    import trimesh
+
+    out = tmp_path / "out"
+    rc, so, se = _run(["reconstruct", str(files / "car.png"), "--mask", str(files / "car_mask.png"),
+                       "--checkpoint", str(oracle_checkpoint), "--out", str(out), "--device", "cpu"], capsys)
+    assert rc == 0, se
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILE_NAMES.values())
+    for name in FILE_NAMES.values():
+        assert str(out / name) in so
+    pose = json.loads((out / "pose.json").read_text())
+    assert pose["method"] == "t_oracle" and pose["mask_source"] == "file"
+    assert pose["image"].endswith("car.png") and pose["crop_size"] == 64
+    assert pose["mask_iou"] >= 0.85
+    assert mesh_reprojection_iou(out / "mesh.obj", pose, scene["mask"]) >= 0.85
+    assert len(trimesh.load(out / "mesh.glb", force="mesh").faces) > 100
+
+
+def test_reconstruct_rgba_uses_alpha_and_several_images(tmp_path, files, scene, oracle_checkpoint, capsys):
+    out = tmp_path / "out"
+    imgs = [files / "car_rgba.png", files / "car_grey.png", files / "car.png"]
+    rc, _, se = _run(["reconstruct", *map(str, imgs), "--checkpoint", str(oracle_checkpoint),
+                       "--method", "t_oracle", "--out", str(out), "--device", "cpu"], capsys)
+    assert rc == 0, se
+    assert sorted(p.name for p in out.iterdir()) == ["car", "car_grey", "car_rgba"]
+    rgba = json.loads((out / "car_rgba" / "pose.json").read_text())
+    assert rgba["mask_source"] == "alpha" and rgba["mask_iou"] >= 0.85
+    assert rgba["box"]["side"] < 211  # cropped around the alpha, not the whole image
+    for stem in ("car_grey", "car"):  # no mask: the whole image, padded to a square
+        pose = json.loads((out / stem / "pose.json").read_text())
+        assert pose["mask_source"] is None and "mask_iou" not in pose
+        assert pose["box"] == {"x0": 0, "y0": (157 - 211) // 2, "side": 211}
+        assert mesh_reprojection_iou(out / stem / "mesh.obj", pose, scene["mask"]) >= 0.7
+
+
+def test_reconstruct_image_function_and_folders(tmp_path, files, scene):
+    pr = OraclePredictor(OracleConfig())
+    pr.method = "oracle"
+    res = reconstruct_image(pr, files / "car.png", files / "car_mask.png", tmp_path / "r")
+    assert set(res) == set(FILE_NAMES)
+    (img, masks), = pr.calls  # the predictor got the S x S crop and its mask
+    assert img.shape == (1, 3, 64, 64) and masks.shape == (1, 1, 64, 64)
+    item = load_input(files / "car_rgba.png")
+    assert item.mask_source == "alpha" and torch.equal(item.mask, scene["mask"])
+    p = [tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", tmp_path / "y.jpg"]
+    assert output_folders(p, tmp_path / "o") == [tmp_path / "o" / "x", tmp_path / "o" / "x_2", tmp_path / "o" / "y"]
+    assert output_folders(p[:1], tmp_path / "o") == [tmp_path / "o"]
+
+
+def _bad_inputs(d, tmp_path, ckpt):
+    (d / "notes.png").write_text("not an image")
+    data = (d / "car.png").read_bytes()
+    (d / "trunc.png").write_bytes(data[: len(data) // 3])
+    Image.fromarray(np.zeros((20, 30), np.uint8) + 255).save(d / "small_mask.png")
+    Image.fromarray(np.zeros((157, 211), np.uint8)).save(d / "empty_mask.png")
+    (tmp_path / "afile").write_text("x")
+    img, m = str(d / "car.png"), str(d / "car_mask.png")
+    return {
+        "unreadable": ([str(d / "notes.png")], r"notes\.png: cannot read the image"),
+        "corrupt": ([str(d / "trunc.png")], r"trunc\.png: corrupt or truncated"),
+        "missing image": ([str(d / "nope.png")], r"nope\.png: image file not found"),
+        "mask size": ([img, "--mask", str(d / "small_mask.png")], r"mask is 30x20 pixels but the image .*car\.png is 211x157"),
+        "empty mask": ([img, "--mask", str(d / "empty_mask.png")], r"empty_mask\.png: the mask is empty"),
+        "mask count": ([img, img, "--mask", m], r"got 1 mask\(s\) for 2 image\(s\)"),
+        "missing checkpoint": ([img, "--checkpoint", str(tmp_path / "none.pt")], r"none\.pt: checkpoint file not found"),
+        "other method": ([img, "--checkpoint", str(ckpt), "--method", "reproject"],
+                         r"checkpoint is for method 't_oracle', expected 'reproject'"),
+        "no default": ([img, "--method", "t_oracle"], r"no default model for method 't_oracle'.*poseshape train"),
+        "out is a file": ([img, "--checkpoint", str(ckpt), "--out-override", str(tmp_path / "afile")],
+                          r"exists and is not a folder"),
+    }
+
+
+@pytest.mark.parametrize("case", ["unreadable", "corrupt", "missing image", "mask size", "empty mask",
+                                  "mask count", "missing checkpoint", "other method", "no default",
+                                  "out is a file"])
+def test_reconstruct_bad_inputs_fail_cleanly(case, tmp_path, files, oracle_checkpoint, capsys):
+    args, pattern = _bad_inputs(files, tmp_path, oracle_checkpoint)[case]
+    out = tmp_path / "out"
+    if "--out-override" in args:
+        k = args.index("--out-override")
+        out = tmp_path / args[k + 1].split("/")[-1]
+        args = args[:k]
+    if "--checkpoint" not in args and "--method" not in args:
+        args = [*args, "--checkpoint", str(oracle_checkpoint)]
+    rc, _, se = _run(["reconstruct", *args, "--out", str(out), "--device", "cpu"], capsys)
+    assert rc == 2
+    assert se.startswith("poseshape reconstruct: error: ")
+    assert re.search(pattern, se, re.DOTALL), se
+    if case != "out is a file":
+        assert not out.exists()  # nothing (half-)written
