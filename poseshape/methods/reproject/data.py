@@ -154,10 +154,13 @@ def reproject_synth_config(image_size: int = 64, views: int = 24, voxel_res: int
 def render_reproject_data(meshes: Any, out: str | Path, categories: Sequence[str] | None = ("aeroplane", "car", "chair"),
                           image_size: int = 64, views: int = 24, test_views: int | None = None,
                           models_per_category: int | None = None, seed: int = 0, workers: int = 1,
-                          progress: bool = True) -> dict[str, Path]:
+                          progress: bool = True, train_domain: str = "render") -> dict[str, Path]:
     """Render the three sets of the reproject experiments into ``out/{train,natural,test}``.
 
-    ``train``: the train-split models, clean renders (stages 1-2, rendered half of 3).
+    ``train``: the train-split models, clean renders (stages 1-2, rendered half of 3); pass
+    ``train_domain="natural"`` to render them with the natural-like appearance instead (the
+    shipped model does: a regressor trained on clean renders alone reached 5 deg rotation
+    MedErr on its training images but 66 deg on natural-like held-out ones).
     ``natural``: the val-split models, natural-like domain (only its masks are used).
     ``test``: the test-split models, natural-like domain, with pose and shape for evaluation.
     Reruns resume (the data engine verifies finished shards).
@@ -168,7 +171,7 @@ def render_reproject_data(meshes: Any, out: str | Path, categories: Sequence[str
     from ...data.synth import render_dataset
 
     out = Path(out)
-    plan = {"train": ("train", "render", views), "natural": ("val", "natural", views),
+    plan = {"train": ("train", train_domain, views), "natural": ("val", "natural", views),
             "test": ("test", "natural", test_views or views)}
     paths = {}
     for name, (split, domain, nv) in plan.items():
