@@ -55,7 +55,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -475,6 +475,42 @@ class MeshCollection:
         ]
         new = object.__new__(cls)
         new._init(None, "procedural", entries, _Store(cache_size, None, dtype), [])
+        return new
+
+    @classmethod
+    def concat(cls, *collections: MeshCollection) -> MeshCollection:
+        """One collection holding the models of several (e.g. PASCAL3D+ CAD + a folder of OBJ).
+
+        Each model keeps its own file, native frame and category; the result's ``layout`` is
+        ``"mixed"`` when the parts differ and ``root`` is the first part's. Model-level splits
+        (:meth:`split_indices`) depend only on each category's model ids, so a category's split
+        is the same whichever collections it is concatenated with when it only comes from one.
+
+        Raises:
+            PoseshapeError: no collection given, a non-collection argument, or the same
+                ``(category, model_id)`` in two parts (rename one folder's files).
+        """
+        if not collections:
+            raise PoseshapeError("MeshCollection.concat: give at least one collection")
+        for c in collections:
+            if not isinstance(c, MeshCollection):
+                raise PoseshapeError(f"MeshCollection.concat: expected MeshCollection, got {type(c).__name__}")
+        entries: list[_Entry] = []
+        seen: dict[tuple[str, str], Any] = {}
+        for c in collections:
+            for e in c._entries:
+                key = (e.category, str(e.model_id))
+                if key in seen:
+                    raise PoseshapeError(
+                        f"MeshCollection.concat: model {key[1]!r} of category {key[0]!r} is in two "
+                        f"collections ({seen[key]} and {e.path}); model ids must be unique per category")
+                seen[key] = e.path
+                entries.append(e)
+        first = collections[0]
+        layouts = {c.layout for c in collections}
+        new = object.__new__(cls)
+        new._init(first.root, first.layout if len(layouts) == 1 else "mixed", entries, first._store,
+                  [s for c in collections for s in c.skipped])
         return new
 
     # -- listing ---------------------------------------------------------------------

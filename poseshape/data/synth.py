@@ -771,7 +771,8 @@ def _config_hash(config: SynthConfig, models: list[ModelRecord]) -> str:
 
 def render_dataset(meshes, out: str | Path, config: SynthConfig | None = None, *, workers: int = 1,
                    categories: Sequence[str] | None = None, split: str | None = None,
-                   models_per_category: int | None = None, split_seed: int = 0, progress: bool = True,
+                   models_per_category: int | None = None, split_seed: int = 0,
+                   split_fractions: Sequence[float] = (0.8, 0.1, 0.1), progress: bool = True,
                    overwrite: bool = False, start_method: str | None = None,
                    on_shard: Callable[[int], None] | None = None) -> RenderSummary:
     """Render a mesh collection to shards in ``out`` (see the module docstring for the format).
@@ -784,7 +785,8 @@ def render_dataset(meshes, out: str | Path, config: SynthConfig | None = None, *
             in-process renderer) uses one torch thread: the rasteriser's many small ops gain
             little from intra-op threads and oversubscribe a loaded machine. The output does
             not depend on this number.
-        categories, split, models_per_category, split_seed: collection options (:func:`load_models`).
+        categories, split, models_per_category, split_seed, split_fractions: collection
+            options (:func:`load_models`).
         progress: show a tqdm progress bar.
         overwrite: delete shards of a different configuration instead of refusing.
         start_method: multiprocessing start method (default: the platform's; ``"spawn"``
@@ -797,7 +799,8 @@ def render_dataset(meshes, out: str | Path, config: SynthConfig | None = None, *
     t0 = time.perf_counter()
     config = config or SynthConfig()
     out = Path(out)
-    models, skipped = load_models(meshes, categories, split, config.seed, models_per_category, split_seed)
+    models, skipped = load_models(meshes, categories, split, config.seed, models_per_category, split_seed,
+                                   split_fractions)
     for s in skipped:
         log.warning("skipped mesh %s: %s", s["path"], s["error"])
     cats = sorted({m.category for m in models})

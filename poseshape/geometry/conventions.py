@@ -55,6 +55,9 @@ SOURCE_TO_OBJECT: dict[str, np.ndarray] = {
     "objectnet3d": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]),
     # ShapeNetCore v1/v2 (model_normalized.obj): Y up, front toward -Z.  ours = (-x, y, -z)
     "shapenet": np.array([[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]]),
+    # Y up with the front toward +X (the meshes_obj chairs of ../shared/data: their backrests
+    # sit at -X).  ours = (-z, y, x)
+    "yup_xfront": np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]),
     # Meshes already in our frame (project-made procedural shapes, user folders by default).
     "identity": np.eye(3),
 }

@@ -360,7 +360,8 @@ def normalize_mesh(mesh: Mesh, source: str = "identity", return_transform: bool 
 
     Args:
         mesh: native-frame mesh.
-        source: ``"identity"``, ``"pascal3d"``, ``"objectnet3d"`` or ``"shapenet"`` (see
+        source: ``"identity"``, ``"pascal3d"``, ``"objectnet3d"``, ``"shapenet"`` or
+            ``"yup_xfront"`` (see
             :data:`poseshape.geometry.conventions.SOURCE_TO_OBJECT`).
         return_transform: also return the :class:`MeshTransform` (apply it to keypoints
             with :func:`apply_transform`).

@@ -128,6 +128,44 @@ def test_folder_of_obj(shared_data):
         MeshCollection(root, categories=["aeroplane"])
 
 
+def test_meshes_obj_chairs_face_front_in_our_frame(shared_data):
+    """``yup_xfront`` puts the chairs' backrests (their highest vertices) at -Z, like PASCAL3D+'s."""
+    col = MeshCollection(shared_data / "meshes_obj", categories=["chair"], source="yup_xfront")
+    ref = MeshCollection(shared_data / "pascal3d_cad", categories=["chair"])
+    for c in (col, ref):
+        zs = []
+        for k in range(4):
+            v = c.mesh(k).verts.double()
+            top = v[v[:, 1] > v[:, 1].max() - 0.15]  # the top of the backrest
+            zs.append(float(top[:, 2].mean()))
+        assert max(zs) < -0.1, zs  # backrest behind the seat: the front faces +Z
+    # with the identity frame the backrest sits at -X instead (what the source rotation fixes)
+    v = MeshCollection(shared_data / "meshes_obj", categories=["chair"]).mesh(0).verts.double()
+    assert float(v[v[:, 1] > v[:, 1].max() - 0.15][:, 0].mean()) < -0.1
+
+
+def test_concat_keeps_frames_splits_and_refuses_duplicates(shared_data):
+    a = MeshCollection(shared_data / "pascal3d_cad", categories=["chair", "car"])
+    b = MeshCollection(shared_data / "meshes_obj", categories=["chair"], source="yup_xfront")
+    both = MeshCollection.concat(a, b)
+    assert both.layout == "mixed" and len(both) == len(a) + len(b)
+    assert both.counts() == {"car": a.counts()["car"], "chair": a.counts()["chair"] + 30}
+    # each model keeps its own source frame
+    i = both.index("chair", "ChairArms1")
+    assert torch.allclose(both.mesh(i).verts, b.mesh(b.index("chair", "ChairArms1")).verts)
+    # a category from a single part splits as it does alone
+    car_alone = {a.models[i].model_id for i in a.split_indices(seed=3)["test"] if a.models[i].category == "car"}
+    car_both = {both.models[i].model_id for i in both.split_indices(seed=3)["test"]
+                if both.models[i].category == "car"}
+    assert car_alone == car_both
+    with pytest.raises(PoseshapeError, match="two collections"):
+        MeshCollection.concat(a, a)
+    with pytest.raises(PoseshapeError, match="at least one"):
+        MeshCollection.concat()
+    with pytest.raises(PoseshapeError, match="expected MeshCollection"):
+        MeshCollection.concat(a, "meshes_obj")
+
+
 # ------------------------------------------------------------------------ fake layouts
 
 

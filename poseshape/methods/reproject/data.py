@@ -154,7 +154,8 @@ def reproject_synth_config(image_size: int = 64, views: int = 24, voxel_res: int
 def render_reproject_data(meshes: Any, out: str | Path, categories: Sequence[str] | None = ("aeroplane", "car", "chair"),
                           image_size: int = 64, views: int = 24, test_views: int | None = None,
                           models_per_category: int | None = None, seed: int = 0, workers: int = 1,
-                          progress: bool = True, train_domain: str = "render") -> dict[str, Path]:
+                          progress: bool = True, train_domain: str = "render",
+                          split_fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> dict[str, Path]:
     """Render the three sets of the reproject experiments into ``out/{train,natural,test}``.
 
     ``train``: the train-split models, clean renders (stages 1-2, rendered half of 3); pass
@@ -163,6 +164,10 @@ def render_reproject_data(meshes: Any, out: str | Path, categories: Sequence[str
     MedErr on its training images but 66 deg on natural-like held-out ones).
     ``natural``: the val-split models, natural-like domain (only its masks are used).
     ``test``: the test-split models, natural-like domain, with pose and shape for evaluation.
+    ``split_fractions``: the model-level (train, natural, test) split of each category
+    (:meth:`poseshape.data.collections.MeshCollection.split_indices`); small real collections
+    (8 PASCAL3D+ aeroplanes) want e.g. ``(0.6, 0.2, 0.2)`` so that the test set has more than
+    one model per category.
     Reruns resume (the data engine verifies finished shards).
 
     Returns:
@@ -177,6 +182,7 @@ def render_reproject_data(meshes: Any, out: str | Path, categories: Sequence[str
     for name, (split, domain, nv) in plan.items():
         cfg = reproject_synth_config(image_size, nv, 30, domain, seed=seed)
         render_dataset(meshes, out / name, cfg, workers=workers, categories=list(categories) if categories else None,
-                       split=split, models_per_category=models_per_category, progress=progress)
+                       split=split, models_per_category=models_per_category, progress=progress,
+                       split_fractions=split_fractions)
         paths[name] = out / name
     return paths
