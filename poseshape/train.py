@@ -659,11 +659,30 @@ class Trainer:
             for lg in (train_log, val_log):
                 if lg is not None:
                     lg.close()
+        self._sync_buffers()
         # Stage boundary: the next run starts the following stage from scratch. The weights at
         # the end of each stage are also kept as ``stage_<i>_<name>.pt`` (e.g. to evaluate a
         # model before and after a fine-tuning stage).
         self._save("last.pt", si + 1, 0, None, None, None)
         self._save(f"stage_{si}_{stage.name}.pt", si + 1, 0, None, None, None)
+
+    def _sync_buffers(self) -> None:
+        """Give every rank rank 0's buffers (e.g. batch-norm running statistics).
+
+        DDP broadcasts a wrapped module's buffers from rank 0 at the start of each forward, but
+        the last step of a stage still updates them with each rank's own batch, and a module
+        frozen in later stages is no longer wrapped: without this, the ranks would carry
+        different batch-norm statistics through the rest of the run (rank 0's are saved).
+        """
+        if not self.distributed:
+            return
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            for m in self.models.values():
+                for b in m.buffers():
+                    if b.is_floating_point() or b.dtype in (torch.int64, torch.int32):
+                        dist.broadcast(b, src=0)
 
     def _log_train(self, train_log: _CsvLog | None, stage: Stage, done: int,
                    lr: float, row: dict[str, float]) -> None:

@@ -72,6 +72,19 @@ def _depth(lam: torch.Tensor, z: torch.Tensor, perspective: bool) -> torch.Tenso
     return (lam * z).sum(-1)
 
 
+def _projected_faces(verts, faces, R, t, K, scale, znear):
+    """Validated inputs -> screen corners ``xy (B, F, 3, 2)``, depths ``z (B, F, 3)``, ``valid (B, F)``, camera."""
+    verts, faces, cam = prepare_inputs(verts, faces, R, t, K, scale)
+    xy, z, valid = project_faces(verts, faces, cam, znear)
+    return xy, z, valid, cam
+
+
+def _perspective_bary(lam: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Screen-space barycentrics ``(N, 3)`` -> perspective-correct ones, given corner depths ``z (N, 3)``."""
+    w = lam / z
+    return w / w.sum(-1, keepdim=True)
+
+
 @torch.no_grad()
 def rasterize(
     verts: torch.Tensor,
@@ -104,10 +117,9 @@ def rasterize(
         ShapeError: bad shapes, non-finite inputs, image size < 1.
     """
     H, W = parse_image_size(image_size)
-    verts, faces, cam = prepare_inputs(verts, faces, R, t, K, scale)
-    B, F = verts.shape[0], faces.shape[0]
-    dev, dt = verts.device, verts.dtype
-    xy, z, valid = project_faces(verts, faces, cam, znear)
+    xy, z, valid, cam = _projected_faces(verts, faces, R, t, K, scale, znear)
+    B, F = xy.shape[0], xy.shape[1]
+    dev, dt = xy.device, xy.dtype
     plan = plan_pairs(xy, valid, H, W, 0.0)
     flat_xy = xy.reshape(-1, 3, 2)
     flat_z = z.reshape(-1, 3)
@@ -138,8 +150,7 @@ def rasterize(
         jj, ii = pid % W, torch.div(pid, W, rounding_mode="floor") % H
         lam, _ = _screen_bary(flat_xy[fh], jj.to(dt) + 0.5, ii.to(dt) + 0.5)
         if persp:
-            w = lam / flat_z[fh]
-            lam = w / w.sum(-1, keepdim=True)
+            lam = _perspective_bary(lam, flat_z[fh])
         bary[pid] = lam
     return Fragments(
         face_idx=face_idx.view(B, H, W),
@@ -168,10 +179,9 @@ def rasterize_dense(
     the benchmark's baseline).
     """
     H, W = parse_image_size(image_size)
-    verts, faces, cam = prepare_inputs(verts, faces, R, t, K, scale)
-    B, F = verts.shape[0], faces.shape[0]
-    dev, dt = verts.device, verts.dtype
-    xy, z, valid = project_faces(verts, faces, cam, znear)
+    xy, z, valid, cam = _projected_faces(verts, faces, R, t, K, scale, znear)
+    B, F = xy.shape[0], xy.shape[1]
+    dev, dt = xy.device, xy.dtype
     ii, jj = torch.meshgrid(torch.arange(H, device=dev), torch.arange(W, device=dev), indexing="ij")
     px = (jj.reshape(-1).to(dt) + 0.5).repeat(B * F)
     py = (ii.reshape(-1).to(dt) + 0.5).repeat(B * F)
@@ -193,8 +203,7 @@ def rasterize_dense(
         bsel, psel = torch.nonzero(hit, as_tuple=True)
         lh = lam[bsel, first[bsel, psel], psel]
         if cam.perspective:
-            w = lh / z[bsel, first[bsel, psel]]
-            lh = w / w.sum(-1, keepdim=True)
+            lh = _perspective_bary(lh, z[bsel, first[bsel, psel]])
         bary[bsel, psel] = lh
     return Fragments(
         face_idx=torch.where(hit, first, torch.full_like(first, -1)).view(B, H, W),
