@@ -105,8 +105,9 @@ def regress_pose(models: dict[str, nn.Module], images: torch.Tensor, twist_gain:
     tanh function [limits] the norm of w"; it does not give the scale). ``g = twist_gain``
     (:attr:`ReprojectConfig.twist_gain`); the default ``1 / pi`` makes ``w ~ v`` near 0. With
     ``g = 1`` the map has gain pi at 0 and a raw output that overshoots saturates the tanh,
-    where its gradient vanishes (observed when overfitting 16 images; the overfit test
-    ``test_pose_regressor_overfits_16_images`` exercises the default).
+    where its gradient vanishes: overfitting 16 images, ``bench/twist_bound.py`` leaves 2 of
+    them ~101 deg off with ``g = 1`` and none above 90 deg with ``1 / pi`` (bench/RESULTS.md;
+    the overfit test ``test_pose_regressor_overfits_16_images`` exercises the default).
     """
     raw = models["pose"](images)
     return torch.cat([bounded_axis_angle(raw[:, :3] * twist_gain), raw[:, 3:5]], -1)
