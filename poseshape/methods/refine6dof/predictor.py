@@ -1,0 +1,182 @@
+"""``refine6dof``'s predictor: image -> class + 6-DoF pose -> posed medoid (-> online refinement).
+
+The method's own output is a *pinhole* 6-DoF pose ``(R, t)`` (object units, ``X_cam = R X +
+t``, ``K`` from ``config.fov_deg`` for the ``S x S`` input, the whole uncropped camera image
+as in §4.1) and the medoid mesh of the predicted cluster. These go to ``Prediction.extras``:
+
+======================  ====================================================================
+``K``                   ``(B, 3, 3)`` intrinsics in pixels of the ``S x S`` input
+``t_cam``               ``(B, 3)`` pinhole translation, object units (``Prediction.R`` is R)
+``P``                   ``(B, 3, 4)`` ``[R | t_cam]``
+``class_probs``         ``(B, C)`` softmax of the class branch; ``label`` ``(B,)`` its argmax
+``medoid_meshes``       list of ``B`` :class:`~poseshape.shapes.meshes.Mesh` (object frame)
+``medoid_names``        list of ``B`` ``"category/model_id"``
+``sigma``               ``(B,)`` weak-perspective scale of the posed frame (below)
+``encoder_R/_t_cam``    the encoder's pose before online refinement (only when refined)
+``online_loss``         ``(steps + 1, B)`` silhouette loss curve (only when refined)
+======================  ====================================================================
+
+The project's :class:`~poseshape.predict.Prediction` is voxel-centric with a weak-perspective
+*posed frame* (``docs/reproject.md``); we fill it consistently with the pinhole pose:
+
+* ``aligned``: the medoid's voxelisation ``(B, 1, Q, Q, Q)`` (``Q = config.voxel_res``, object
+  frame, unit cube), stored in the checkpoint's medoid bank;
+* ``frame_extent``: ``E = 2 * posed_depth * tan(fov / 2)``, the width the image spans at
+  the reference depth ``posed_depth`` (1 object unit by default);
+* ``posed``: the weak-perspective approximation of the pinhole pose about the object's
+  centre: a point ``X`` goes to ``p = sigma R X + c`` with ``sigma = posed_depth / t_z`` and
+  ``c = ((u0 - S/2) E / S, (v0 - S/2) E / S, 0)`` where ``(u0, v0)`` is the projection of the
+  object origin; the aligned grid is resampled there (trilinear, ``(B, 1, Q, Q, Q)``);
+  ``Prediction.t = c``;
+* ``silhouette``: the exact z-buffer raster of the medoid under the *pinhole* pose at
+  ``S x S`` (what the method renders), which the max-projection of ``posed`` approximates.
+
+With masks (``(B, 1, S, S)``) and ``predict_online`` (default) the pose is refined online
+(:func:`.online.online_refine`, paper §4.2) before all of this.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...checks import check_finite, check_shape
+from ...errors import PoseshapeError, ShapeError
+from ...predict import Prediction, Predictor
+from .config import Refine6DofConfig
+from .data import network_input
+from .model import MedoidBank
+from .online import hard_silhouettes, online_refine
+
+__all__ = ["Refine6DofPredictor", "posed_from_pinhole"]
+
+
+def posed_from_pinhole(aligned: torch.Tensor, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor, image_size: int,
+                       frame_extent: float, posed_depth: float, out_size: int | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weak-perspective posed grids of aligned shapes under pinhole poses (module docstring).
+
+    Args:
+        aligned: ``(B, 1, Q, Q, Q)`` object-frame occupancy over the unit cube.
+        R: ``(B, 3, 3)``; t: ``(B, 3)`` object units (``t_z > 0``); K: ``(B, 3, 3)`` pixels of
+            the ``S x S`` image.
+        frame_extent: ``E``; posed_depth: reference depth; out_size: ``P`` (default ``Q``).
+
+    Returns:
+        ``(posed (B, 1, P, P, P), c (B, 3) posed-frame centre, sigma (B,))``.
+    """
+    B, Q = aligned.shape[0], aligned.shape[-1]
+    P = int(out_size or Q)
+    S = float(image_size)
+    E = float(frame_extent)
+    z = t[:, 2].clamp_min(1e-6)
+    uv = (K @ t.unsqueeze(-1)).squeeze(-1)
+    u0, v0 = uv[:, 0] / uv[:, 2].clamp_min(1e-9), uv[:, 1] / uv[:, 2].clamp_min(1e-9)
+    c = torch.stack([(u0 - S / 2) * E / S, (v0 - S / 2) * E / S, torch.zeros_like(u0)], -1)
+    sigma = posed_depth / z
+    ax = ((torch.arange(P, dtype=aligned.dtype, device=aligned.device) + 0.5) / P - 0.5) * E
+    gz, gy, gx = torch.meshgrid(ax, ax, ax, indexing="ij")
+    p = torch.stack([gx, gy, gz], -1).reshape(1, -1, 3)  # (1, P^3, 3) posed (x, y, z)
+    X = ((p - c[:, None, :].to(p.dtype)) / sigma[:, None, None].to(p.dtype)) @ R.to(p.dtype)  # R^T (p - c) / sigma
+    grid = (2.0 * X).reshape(B, P, P, P, 3)
+    posed = F.grid_sample(aligned, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return posed, c, sigma
+
+
+class Refine6DofPredictor(Predictor):
+    """Paper 003 at test time. ``predictor(images (B, 3, S', S') in [0, 1], masks=None)``.
+
+    Images (and masks) of another square size are resized to ``config.image_size``; they must
+    be the *whole* camera image (the translation is predicted in it), so ``full_frame`` tells
+    callers not to crop around the mask. ``online`` (default ``config.predict_online``) runs
+    the online refinement when masks are given. See the module docstring for the outputs.
+    """
+
+    method = "refine6dof"
+    #: The encoder sees the uncropped camera image (§4.1): callers should not crop around the mask.
+    full_frame = True
+    crop_margin = 0.0
+
+    def __init__(self, config: Refine6DofConfig, models: dict[str, nn.Module]):
+        self.config = config
+        self.models = models
+        self.encoder = models["encoder"]
+        self.bank: MedoidBank = models["medoids"]
+        self.image_size = int(config.image_size)
+        self.online = bool(config.predict_online)
+        for m in models.values():
+            m.eval()
+        if self.bank.empty:
+            raise PoseshapeError("refine6dof: the checkpoint has no medoids (its 'clusters' stage did not run); "
+                                 "use a checkpoint written after that stage")
+        if len(self.bank) != self.encoder.num_classes:
+            raise PoseshapeError(f"refine6dof: the checkpoint has {len(self.bank)} medoids but the class branch "
+                                 f"has {self.encoder.num_classes} outputs")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoder.parameters()).device
+
+    @property
+    def frame_extent(self) -> float:
+        return 2.0 * float(self.config.posed_depth) * math.tan(math.radians(self.config.fov_deg) / 2)
+
+    def intrinsics(self, batch: int) -> torch.Tensor:
+        """``(B, 3, 3)`` pinhole intrinsics of the ``S x S`` input (``config.fov_deg``)."""
+        from ...geometry.camera import intrinsics_from_fov
+
+        K = intrinsics_from_fov(math.radians(self.config.fov_deg), self.image_size).float()
+        return K.to(self.device).expand(batch, 3, 3).clone()
+
+    def _prepare(self, images: torch.Tensor, masks: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        check_shape(images, "images", (3, None, None))
+        if images.dim() != 4:
+            raise ShapeError(f"images: expected shape (B, 3, H, W), got {tuple(images.shape)}")
+        if images.shape[-1] != images.shape[-2]:
+            raise ShapeError(f"images: expected square camera images (B, 3, S, S), got {tuple(images.shape)}")
+        check_finite(images, "images")
+        S = self.image_size
+        x = images.to(self.device, torch.float32)
+        if x.shape[-1] != S:
+            x = F.interpolate(x, size=(S, S), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+        m = None
+        if masks is not None:
+            if not isinstance(masks, torch.Tensor) or masks.dim() != 4 or masks.shape[1] != 1 \
+                    or masks.shape[0] != images.shape[0] or masks.shape[-2:] != images.shape[-2:]:
+                raise ShapeError(f"masks: expected shape ({images.shape[0]}, 1, {images.shape[-2]}, "
+                                 f"{images.shape[-1]}), got {tuple(getattr(masks, 'shape', ()))}")
+            check_finite(masks, "masks")
+            m = masks.to(self.device, torch.float32)
+            if m.shape[-1] != S:
+                m = F.interpolate(m, size=(S, S), mode="area")
+        return x, m
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> Prediction:
+        cfg = self.config
+        x, m = self._prepare(images, masks)
+        B = x.shape[0]
+        inp = network_input(x, m, cfg.input)
+        K = self.intrinsics(B)
+        out = self.encoder(inp)
+        probs = out["logits"].softmax(1)
+        label = probs.argmax(1)
+        R, t = out["R"], out["t"]
+        extras: dict = {}
+        if m is not None and self.online and cfg.online_steps > 0:
+            res = online_refine(self.encoder, self.bank, inp, m, K, steps=cfg.online_steps, batch=cfg.online_batch,
+                                lr=cfg.online_lr, render=cfg.online_render, sigma=cfg.online_sigma,
+                                loss=cfg.online_loss, render_size=cfg.render_size or None, labels=label)
+            extras.update(encoder_R=R, encoder_t_cam=t, online_loss=res.losses)
+            R, t = res.R, res.t
+        aligned = torch.stack([self.bank.voxel_grid(int(c)) for c in label])[:, None].to(x.device)
+        E = self.frame_extent
+        posed, c, sigma = posed_from_pinhole(aligned, R, t, K, self.image_size, E, cfg.posed_depth)
+        sil = hard_silhouettes(self.bank, label, R, t, K, self.image_size)
+        extras.update(K=K, t_cam=t, P=torch.cat([R, t[:, :, None]], -1), class_probs=probs, label=label, sigma=sigma,
+                      medoid_meshes=[self.bank.mesh(int(k)) for k in label],
+                      medoid_names=[self.bank.name(int(k)) for k in label])
+        return Prediction(aligned=aligned, posed=posed, R=R, t=c, silhouette=sil, frame_extent=E, extras=extras)
