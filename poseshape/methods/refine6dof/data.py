@@ -223,7 +223,11 @@ class PoseSamples(Dataset):
                  limit: int | None = None, what: str = "train"):
         if not (Path(root) / "index.json").is_file():
             raise PoseshapeError(f"refine6dof: data.{what}={root} is not a rendered data set (no index.json)")
-        self.ds = ShardDataset(root)
+        meta = ShardDataset(root, cache_shards=1).meta
+        # Keep every decoded shard in memory when the set is small enough (< ~2 GB of decoded
+        # arrays): random batches touch most shards, and an LRU of 4 re-decodes them per batch.
+        per_shard = int(meta.get("samples_per_shard", 64)) * int(meta.get("image_size", 128)) ** 2 * 4
+        self.ds = ShardDataset(root, cache_shards=max(4, min(len(meta["shards"]), int(2e9 // max(per_shard, 1)))))
         self.cfg = config
         n = len(self.ds)
         if n == 0:

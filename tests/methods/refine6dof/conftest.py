@@ -12,16 +12,17 @@ TINY = ["width=0.25", "fc_hidden=128", "image_size=64", "num_clusters=2", "data.
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
-    """``{"cfg", "spec", "clusters", "paths", "buffers", "root"}`` of a tiny run (all models in train)."""
+    """``{"cfg", "spec", "clusters", "paths", "buffers", "root", "overrides"}`` of a tiny run (all models in train)."""
     from poseshape.methods.refine6dof.data import prepare_renders
     from poseshape.methods.refine6dof.train import medoid_buffers
     from poseshape.methods.registry import get_method
 
     spec = get_method("refine6dof")
-    cfg = spec.make_config(None, TINY + ["dropout=0.0", "medoids_in_splits=true", "split_fractions=[1,0,0]"])
+    overrides = [*TINY, "dropout=0.0", "medoids_in_splits=true", "split_fractions=[1,0,0]"]
+    cfg = spec.make_config(None, overrides)
     root = tmp_path_factory.mktemp("r6tiny")
     clusters, paths = prepare_renders(cfg, root)
-    return {"cfg": cfg, "spec": spec, "clusters": clusters, "paths": paths, "root": root,
+    return {"cfg": cfg, "spec": spec, "clusters": clusters, "paths": paths, "root": root, "overrides": overrides,
             "buffers": medoid_buffers(cfg, root)}
 
 

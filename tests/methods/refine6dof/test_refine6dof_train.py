@@ -146,3 +146,23 @@ def test_predictor_bad_input(tmp_path):
         p(torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32))
     out = p(torch.rand(1, 3, 64, 64), torch.ones(1, 1, 64, 64))  # other sizes are resized
     assert out.silhouette.shape == (1, 1, 32, 32)
+
+
+def test_prerendered_sets_via_data_train(tiny, tmp_path):
+    """``--set data.train=DIR``: sets rendered beforehand are used as they are (no re-render)."""
+    from poseshape.data.synth import SynthConfig, render_dataset
+
+    spec = get_method("refine6dof")
+    over = [*tiny["overrides"], "encoder_iters=2", "batch_size=4", f"data.train={tiny['paths']['train']}"]
+    tr = Trainer(spec, spec.make_config(None, over), out_dir=tmp_path / "r", progress=False, tensorboard=False)
+    tr.fit()
+    assert not (tmp_path / "r" / "data" / "train").exists()
+    assert len(tr.models["medoids"]) == 2
+    # a set of another framing (cropped, paper 000's) is refused with the reason
+    crop = tmp_path / "crop"
+    render_dataset("procedural", crop, SynthConfig(image_size=32, views=2, voxel_res=0, framing="crop"),
+                   categories=["car"], models_per_category=8, split_fractions=(1, 0, 0), progress=False)
+    over[-1] = f"data.train={crop}"
+    with pytest.raises(PoseshapeError, match="framing='crop'.*6dof"):
+        Trainer(spec, spec.make_config(None, over), out_dir=tmp_path / "r2", progress=False,
+                tensorboard=False).fit()
