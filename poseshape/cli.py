@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "poseshape.cli_train",
     "eval": "poseshape.cli_eval",
     "reconstruct": "poseshape.cli_reconstruct",
+    "refine": "poseshape.cli_refine",
     "demo": "poseshape.demo",
 }
 

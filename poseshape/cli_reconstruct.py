@@ -40,6 +40,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "--checkpoint, the method the checkpoint must belong to")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--refine", action="store_true",
+                   help="refine the predicted pose against the mask (test-time silhouette alignment, "
+                        "docs/refine.md); needs a mask or an RGBA image")
+    p.add_argument("--refine-steps", type=int, default=None, metavar="N", help="refinement steps (default 30)")
+    p.add_argument("--refine-starts", type=int, default=None, metavar="K", help="refinement starts (default 8)")
     return p
 
 
@@ -77,31 +82,52 @@ def load_input(image_path, mask_path=None) -> InputItem:
     return InputItem(image, alpha, "alpha" if alpha is not None else None, ip, None)
 
 
-def reconstruct_image(predictor, image_path, mask_path, out_dir, *, item: InputItem | None = None) -> dict:
+def reconstruct_image(predictor, image_path, mask_path, out_dir, *, item: InputItem | None = None,
+                      refine=None) -> dict:
     """Reconstruct one image and write its files into ``out_dir``.
 
     Steps: :func:`load_input` -> :func:`poseshape.predict.crop_to_square` (the mask's box, or
-    the whole image) -> ``predictor(crop, crop_mask)`` ->
-    :func:`poseshape.predict.write_prediction`.
+    the whole image) -> ``predictor(crop, crop_mask)`` -> optionally
+    :func:`poseshape.refine.refine_prediction` (the pose aligned to the mask of the same
+    crop, cut at the refinement's ``render_size``) -> :func:`poseshape.predict.write_prediction`.
 
     Args:
         predictor: a :class:`poseshape.predict.Predictor`.
         image_path, mask_path: input files (``mask_path`` may be None).
         out_dir: output folder.
         item: an already loaded :class:`InputItem` (skips reading the files again).
+        refine: ``None``/``False`` (off), ``True`` (default settings) or a
+            :class:`poseshape.refine.RefineConfig`. Needs a mask (file or alpha).
 
     Returns:
         ``{"voxels", "obj", "glb", "pose", "overlay", "views"} -> Path``.
+
+    Raises:
+        PoseshapeError: ``refine`` without a mask, and the errors of the steps.
     """
     from .predict import crop_to_square, write_prediction
 
     item = item or load_input(image_path, mask_path)
+    if refine and item.mask is None:
+        raise PoseshapeError(f"{item.image_path}: --refine needs an object mask (--mask, or an RGBA image's alpha)")
     margin = float(getattr(predictor, "crop_margin", 0.1))  # the framing the method was trained on
     crop, crop_mask, box = crop_to_square(item.image, item.mask, size=int(predictor.image_size), margin=margin)
     with torch.no_grad():
         pred = predictor(crop[None], crop_mask[None] if crop_mask is not None else None)
     info = {"image": str(item.image_path), "mask": str(item.mask_path) if item.mask_path else None,
             "mask_source": item.mask_source, "crop_size": int(predictor.image_size)}
+    if refine:
+        from .refine import RefineConfig, refine_prediction
+
+        cfg = refine if isinstance(refine, RefineConfig) else RefineConfig()
+        # the same square (the box depends on the mask only), at the refinement's resolution
+        _, rmask, rbox = crop_to_square(item.image, item.mask, size=cfg.render_size, margin=margin)
+        assert tuple(rbox) == tuple(box)
+        pred, res = refine_prediction(pred, 0, rmask, config=cfg)
+        info["refine"] = {"iou_before": float(res.iou_init[0]), "iou": float(res.iou[0]),
+                          "start": int(res.start[0]), "starts": int(res.starts_R.shape[1]),
+                          "steps": cfg.steps, "scale_factor": float(pred.extras["refine_scale"]),
+                          "iou_frame": "refinement crop (render_size, hard raster)"}
     return write_prediction(pred, 0, out_dir, item.image, box, mask=item.mask,
                             method=getattr(predictor, "method", ""), info=info)
 
@@ -131,14 +157,22 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise PoseshapeError(f"--out {out}: exists and is not a folder")
+    refine = None
+    if args.refine or args.refine_steps is not None or args.refine_starts is not None:
+        from .refine import RefineConfig
+
+        kw = {k: v for k, v in (("steps", args.refine_steps), ("starts", args.refine_starts)) if v is not None}
+        refine = RefineConfig(**kw)
     # Check every input and the checkpoint before writing anything.
     for ip, mp in zip(images, masks):
-        load_input(ip, mp)
+        it = load_input(ip, mp)
+        if refine is not None and it.mask is None:
+            raise PoseshapeError(f"{ip}: --refine needs an object mask (--mask, or an RGBA image's alpha)")
     method = args.method or (None if args.checkpoint else "reproject")
     predictor = load_predictor(checkpoint=args.checkpoint, method=method, device=args.device)
     print(f"{predictor.method}: {args.checkpoint or 'shipped default model'}", file=sys.stderr)
     for ip, mp, folder in zip(images, masks, output_folders(images, out)):
-        files = reconstruct_image(predictor, ip, mp, folder)
+        files = reconstruct_image(predictor, ip, mp, folder, refine=refine)
         print(f"{ip}:")
         for key, path in files.items():
             print(f"  {key:8s} {path}")

@@ -52,7 +52,6 @@ __all__ = [
     "crop_to_square",
     "default_checkpoint",
     "load_predictor",
-    "mask_iou",
     "read_image",
     "read_mask",
     "uncrop",
@@ -522,15 +521,6 @@ def uncrop(x: torch.Tensor, box, hw: tuple[int, int]) -> torch.Tensor:
 
 
 # =============================================================================== outputs
-def mask_iou(a: torch.Tensor, b: torch.Tensor, threshold: float = 0.5) -> float:
-    """IoU of two maps of the same shape after thresholding at ``threshold`` (1.0 if both empty)."""
-    if tuple(a.shape) != tuple(b.shape):
-        raise ShapeError(f"mask_iou: shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
-    A, B = a >= threshold, b >= threshold
-    union = int((A | B).sum())
-    return 1.0 if union == 0 else int((A & B).sum()) / union
-
-
 def _small_extras(extras: Mapping[str, Any], i: int, B: int, limit: int = 32) -> dict[str, Any]:
     """Per-item extras with at most ``limit`` numbers, as JSON-ready lists."""
     out: dict[str, Any] = {}
@@ -619,6 +609,7 @@ def write_prediction(pred: Prediction, i: int, folder: str | os.PathLike, image,
     Returns:
         ``{"voxels", "obj", "glb", "pose", "overlay", "views"} -> Path``.
     """
+    from .metrics import mask_iou
     from .viz import overlay_silhouette, png_bytes, render_views, write_bytes_atomic
 
     img = _as_image(image)
@@ -644,7 +635,9 @@ def write_prediction(pred: Prediction, i: int, folder: str | os.PathLike, image,
     record: dict[str, Any] = {"method": method if method is not None else str(pc.extras.get("method", ""))}
     record.update(_pose_record(pc.R[i], pc.t[i], E, box_r, (H, W)))
     if m is not None:
-        record["mask_iou"] = mask_iou(sil_img, m[0])
+        # poseshape.metrics.mask_iou binarises as > 0.5; the product layer counts a pixel from
+        # 0.5 up (the overlay's contour level), so it passes booleans
+        record["mask_iou"] = float(mask_iou(sil_img[None] >= 0.5, m[0][None] >= 0.5)[0])
     extras = _small_extras(pc.extras, i, len(pc))
     if extras:
         record["extras"] = extras

@@ -1,6 +1,6 @@
 """``poseshape reconstruct`` end to end with a throwaway registered method and a real checkpoint.
 
-The method's predictor is ``test_predict.OraclePredictor`` (true shape and rotation, scale and
+The method's predictor is ``helpers_predict.OraclePredictor`` (true shape and rotation, scale and
 translation registered on the crop), so a correct product layer must write a mesh whose
 re-projection covers the input mask.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import re
 
+import helpers_predict as hp
 import numpy as np
 import pytest
-import test_predict as tp
 import torch
 from PIL import Image
 
@@ -20,9 +20,9 @@ from poseshape.cli import main
 from poseshape.cli_reconstruct import load_input, output_folders, reconstruct_image
 from poseshape.predict import FILE_NAMES
 
-OracleConfig, OraclePredictor = tp.OracleConfig, tp.OraclePredictor
-make_scene, mesh_reprojection_iou = tp.make_scene, tp.mesh_reprojection_iou
-clean_registry, oracle_checkpoint = tp.clean_registry, tp.oracle_checkpoint  # fixtures
+OracleConfig, OraclePredictor, make_scene, mesh_reprojection_iou = (
+    hp.OracleConfig, hp.OraclePredictor, hp.make_scene, hp.mesh_reprojection_iou)
+clean_registry, oracle_checkpoint = hp.clean_registry, hp.oracle_checkpoint  # fixtures
 
 
 @pytest.fixture(scope="module")
