@@ -44,7 +44,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="refine the predicted pose against the mask (test-time silhouette alignment, "
                         "docs/refine.md); needs a mask or an RGBA image")
     p.add_argument("--refine-steps", type=int, default=None, metavar="N", help="refinement steps (default 30)")
-    p.add_argument("--refine-starts", type=int, default=None, metavar="K", help="refinement starts (default 8)")
+    p.add_argument("--refine-starts", type=int, default=None, metavar="K", help="refinement starts (default 16)")
     return p
 
 

@@ -64,7 +64,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="pinhole focal length in mask pixels, principal point at the image centre "
                         "(default: weak perspective)")
     p.add_argument("--image", default=None, metavar="IMG", help="photo to draw the overlays on (same size as the mask)")
-    p.add_argument("--starts", type=int, default=None, metavar="K", help="starting rotations (default 8)")
+    p.add_argument("--starts", type=int, default=None, metavar="K", help="starting rotations (default 16)")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="optimisation steps (default 30)")
     p.add_argument("--render-size", type=int, default=None, metavar="S", help="working resolution (default 128)")
     p.add_argument("--optimize-verts", action="store_true", help="also deform the shape (Laplacian-regularised)")

@@ -82,7 +82,8 @@ class RefineConfig:
 
     Attributes:
         steps: Adam steps (paper 003: 30).
-        starts: starts per image when no hypotheses are given (:func:`start_rotations`).
+        starts: starts per image when no hypotheses are given (:func:`start_rotations`; 16
+            cover a 35-degree ball around the initial pose and its flip evenly, 8 only its axes).
         perturb_deg: angle of the perturbed starts, degrees.
         keep: starts per image that survive pruning; prune_fraction: when (fraction of the
             steps) to prune; ``keep >= starts`` disables pruning.
@@ -107,6 +108,10 @@ class RefineConfig:
             ``sigma_start`` (e.g. 2e-3) for a wide basin. eps: the renderer's culling threshold.
         coarse: render at ``S/2`` while the blur std is >= 2 pixels.
         w_iou, w_bce: loss weights.
+        coarse_faces: in the coarse (``S/2``) steps, render a vertex-clustered proxy with at most
+            this many faces (level of detail: at ``S/2`` a few-thousand-face mesh has sub-pixel
+            faces, whose per-face cost dominates); ``None``: off. Not used with
+            ``optimize_verts``.
         moment_init: before the first step, shift (and, with ``optimize_scale``, scale) each
             start so that its hard silhouette's centroid (and area) matches the mask's.
         max_faces: optimise on a vertex-clustered proxy of meshes with more faces than this
@@ -118,10 +123,10 @@ class RefineConfig:
     """
 
     steps: int = 30
-    starts: int = 8
+    starts: int = 16
     perturb_deg: float = 35.0
     keep: int = 2
-    prune_fraction: float = 0.34
+    prune_fraction: float = 0.27
     rotation: str = "axis_angle"
     optimize_scale: bool = True
     optimize_verts: bool = False
@@ -144,6 +149,7 @@ class RefineConfig:
     w_iou: float = 1.0
     w_bce: float = 1.0
     max_faces: int | None = None
+    coarse_faces: int | None = 1500
     moment_init: bool = True
     area_ratio_limit: float = 6.0
     record_frames: bool = False
@@ -282,9 +288,11 @@ def start_rotations(R0: torch.Tensor, n: int, perturb_deg: float = 35.0) -> torc
 
     In order (the first ``n`` are taken): ``R0``; the 180-degree flip about the object's up
     axis ``R0 Ry(pi)``; ``R0 Ry(+-a)`` (azimuth); ``Rx(+-a) R0`` (camera x: elevation);
-    ``Rz(+-a) R0`` (camera z: in-plane); ``R0 Ry(pi +- a)``; ``R0 Ry(+-pi/2)``; then
-    ``Rx(+-a) R0 Ry(pi)``, ``Rz(+-a) R0 Ry(pi)``; beyond these, rotations about the diagonal
-    camera axes by ``+-a`` and ``+-2a``. ``a = perturb_deg`` in degrees.
+    ``Rz(+-a) R0`` (camera z: in-plane) -- the default 8; then the 8 rotations by ``a`` about
+    the camera's cube diagonals ``(+-1, +-1, +-1)/sqrt(3)`` (with the 6 axis ones they cover
+    the ball of radius ``a`` around ``R0`` evenly); ``R0 Ry(pi +- a)``; ``R0 Ry(+-pi/2)``;
+    ``Rx(+-a) R0 Ry(pi)``, ``Rz(+-a) R0 Ry(pi)``; beyond these, rotations about the face
+    diagonals by ``+-a``, ``+-2a``, ... ``a = perturb_deg`` in degrees.
     """
     a = math.radians(perturb_deg)
     dt = R0.dtype
@@ -298,13 +306,17 @@ def start_rotations(R0: torch.Tensor, n: int, perturb_deg: float = 35.0) -> torc
     def Rz(x):
         return _axis_rot(2, x)
 
+    from .geometry.rotations import so3_exp
+
+    diag = [so3_exp(torch.tensor([sx, sy, sz], dtype=torch.float64) * a / math.sqrt(3))
+            for sx in (1, -1) for sy in (1, -1) for sz in (1, -1)]
     right += [(None, None), (None, Ry(math.pi)), (None, Ry(a)), (None, Ry(-a)), (Rx(a), None), (Rx(-a), None),
-              (Rz(a), None), (Rz(-a), None), (None, Ry(math.pi + a)), (None, Ry(math.pi - a)),
+              (Rz(a), None), (Rz(-a), None)]
+    right += [(d, None) for d in diag]
+    right += [(None, Ry(math.pi + a)), (None, Ry(math.pi - a)),
               (None, Ry(math.pi / 2)), (None, Ry(-math.pi / 2)), (Rx(a), Ry(math.pi)), (Rx(-a), Ry(math.pi)),
               (Rz(a), Ry(math.pi)), (Rz(-a), Ry(math.pi))]
     k = 1
-    from .geometry.rotations import so3_exp
-
     while len(right) < n:
         for d in ((1, 1, 0), (1, -1, 0), (0, 1, 1), (0, 1, -1), (1, 0, 1), (1, 0, -1)):
             ax = torch.tensor(d, dtype=torch.float64) / math.sqrt(2)
@@ -321,16 +333,27 @@ def start_rotations(R0: torch.Tensor, n: int, perturb_deg: float = 35.0) -> torc
     return torch.stack(out, 1)
 
 
+def _box_blur_1d(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """Mean over a window of ``2 r + 1`` along ``dim`` (zero padding), via a cumulative sum."""
+    n = x.shape[dim]
+    pad = [0, 0] * (x.dim() - 1 - (dim % x.dim())) + [r + 1, r]
+    c = F.pad(x, pad).cumsum(dim)
+    return (c.narrow(dim, 2 * r + 1, n) - c.narrow(dim, 0, n)) / (2 * r + 1)
+
+
 def _gaussian_blur(x: torch.Tensor, std: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(N, 1, H, W)`` maps (std in pixels, zero padding)."""
-    if std < 0.3:
+    """Approximate Gaussian blur of ``(N, 1, H, W)`` maps (std in pixels, zero padding).
+
+    Three box filters of width ``w = 2 r + 1`` per axis (variance ``3 (w^2 - 1) / 12``, the
+    nearest odd ``w`` to ``std``), each a difference of cumulative sums: the cost does not grow
+    with the blur, unlike a convolution with a ``6 std`` wide kernel.
+    """
+    r = round((math.sqrt(4 * std * std + 1) - 1) / 2)
+    if r < 1:
         return x
-    r = max(1, math.ceil(3 * std))
-    g = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (g / std) ** 2)
-    k = k / k.sum()
-    x = F.conv2d(x, k.view(1, 1, 1, -1), padding=(0, r))
-    return F.conv2d(x, k.view(1, 1, -1, 1), padding=(r, 0))
+    for _ in range(3):
+        x = _box_blur_1d(_box_blur_1d(x, r, -1), r, -2)
+    return x
 
 
 def hard_silhouettes(verts, faces, R, t, K=None, scale=None, image_size=128) -> torch.Tensor:
@@ -340,12 +363,6 @@ def hard_silhouettes(verts, faces, R, t, K=None, scale=None, image_size=128) -> 
 
     with torch.no_grad():
         return rasterize(verts, faces, R, t, K, image_size, scale=scale).mask
-
-
-def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    from .metrics import mask_iou
-
-    return mask_iou(a, b)
 
 
 # =============================================================================== input checks
@@ -635,7 +652,10 @@ def refine_pose(masks: torch.Tensor, shape, R: torch.Tensor, t: torch.Tensor, K:
     for ids in groups.values():
         full = meshes[ids[0]]
         proxy = simplify_mesh(full, int(cfg.max_faces)) if cfg.max_faces else full
-        group_list.append({"images": torch.tensor(ids), "full": full, "proxy": proxy})
+        lod = proxy
+        if cfg.coarse and cfg.coarse_faces and not cfg.optimize_verts:
+            lod = simplify_mesh(proxy, int(cfg.coarse_faces))
+        group_list.append({"images": torch.tensor(ids), "full": full, "proxy": proxy, "coarse": lod})
 
     poses = _Poses(R0, t0, Kw, sw, S, cfg)
 
@@ -669,14 +689,15 @@ def refine_pose(masks: torch.Tensor, shape, R: torch.Tensor, t: torch.Tensor, K:
         cm = _centroids(wmask_big.float())[img]
         am = area_m[img].float()
         with torch.no_grad():
-            for _ in range(2):
+            for it_m in range(2):
+                if it_m:
+                    iou_start = _hard_iou_all(poses, group_list, img, wmask_big, big, pad)
                 ok = iou_start["area"] > 0
                 du = torch.where(ok[:, None], (cm - iou_start["centroid"]) / S, torch.zeros_like(cm))
                 poses.shift += du.clamp(-0.5, 0.5)
                 if cfg.optimize_scale:
                     dl = torch.where(ok, 0.5 * torch.log(am / iou_start["area"].clamp_min(1)), torch.zeros_like(am))
                     poses.logs += dl.clamp(-1.0, 1.0)
-                iou_start = _hard_iou_all(poses, group_list, img, wmask_big, big, pad)
 
     # --- vertex offsets
     offsets = None
@@ -704,7 +725,7 @@ def refine_pose(masks: torch.Tensor, shape, R: torch.Tensor, t: torch.Tensor, K:
             return cfg.sigma
         return cfg.sigma_start * (cfg.sigma / cfg.sigma_start) ** (k / max(1, n_blur - 1))
 
-    prune_step = round(cfg.prune_fraction * steps) if (cfg.keep < M and not hyp) or (hyp and cfg.keep < M) else -1
+    prune_step = round(cfg.prune_fraction * steps) if cfg.keep < M else -1
     alive = torch.arange(N)  # global pose ids still optimised
     loss_log = torch.full((steps, N), float("nan"))
     frames = torch.zeros(steps + 1, N, S, S, dtype=torch.uint8) if cfg.record_frames else None
@@ -725,6 +746,7 @@ def refine_pose(masks: torch.Tensor, shape, R: torch.Tensor, t: torch.Tensor, K:
         factor = 0.5 if coarse else 1.0
         size = S // 2 if coarse else S
         target_all = mask_half if coarse else wmask_f
+        target_blur = _gaussian_blur(target_all, bl * factor) if bl > 0 else target_all  # once per image
         Rk, tk, Kk, sk = poses.camera(factor=size / S)
         per_pose = torch.zeros(len(alive))
         total = 0.0
@@ -732,19 +754,17 @@ def refine_pose(masks: torch.Tensor, shape, R: torch.Tensor, t: torch.Tensor, K:
             sel = torch.nonzero(torch.isin(img[alive], g["images"])).flatten()
             if sel.numel() == 0:
                 continue
-            verts = g["proxy"].verts.float()
+            mesh_k = g["coarse"] if coarse else g["proxy"]
+            verts = mesh_k.verts.float()
             local = torch.searchsorted(g["images"], img[alive][sel])  # index within the group
             if offsets is not None:
                 vb = verts[None] + offsets[gi][local]
             else:
                 vb = verts[None].expand(sel.numel(), -1, -1)
-            sil = _render_soft(vb, g["proxy"].faces, Rk[sel], tk[sel], None if Kk is None else Kk[sel],
+            sil = _render_soft(vb, mesh_k.faces, Rk[sel], tk[sel], None if Kk is None else Kk[sel],
                                None if sk is None else sk[sel], size, sigma_at(k), cfg.eps)
-            target = target_all[img[alive][sel]]
-            if bl > 0:
-                sb, tb = _gaussian_blur(sil, bl * factor), _gaussian_blur(target, bl * factor)
-            else:
-                sb, tb = sil, target
+            tb = target_blur[img[alive][sel]]
+            sb = _gaussian_blur(sil, bl * factor) if bl > 0 else sil
             from .losses import reprojection_bce, reprojection_iou
 
             lp = cfg.w_iou * reprojection_iou(sb, tb, reduction="none") + cfg.w_bce * reprojection_bce(
@@ -851,8 +871,10 @@ def _hard_iou_all(poses: _Poses, group_list, img_alive, wmask_big, big, pad, off
         sil = hard_silhouettes(verts, full.faces, Rk[sel], tk[sel], None if Kk is None else Kk[sel],
                                None if sk is None else sk[sel], big)
         tgt = wmask_big[img_alive[sel]].float()
-        iou[sel] = _iou(sil, tgt)
-        area[sel] = sil.flatten(1).sum(1).float()
+        a_sil, a_tgt = sil.flatten(1).sum(1), tgt.flatten(1).sum(1)
+        inter = (sil * tgt).flatten(1).sum(1)
+        iou[sel] = (inter / (a_sil + a_tgt - inter).clamp_min(1)).float()
+        area[sel] = a_sil.float()
         cen[sel] = _centroids(sil)
     return {"iou": iou, "area": area, "centroid": cen}
 

@@ -1,0 +1,257 @@
+"""Test-time refinement benchmark (issue 6): speed, accuracy vs starts / steps, reconstruct IoU.
+
+Parts (each well under 5 minutes on the 2-core CPU; run them one at a time):
+
+``--part speed``
+    The issue's speed target: a medoid of up to 5k faces (PASCAL3D+ car 01 of ``../shared/data``
+    simplified to <= 5000 faces by vertex clustering; a procedural car without the data) at
+    128 x 128, 30 steps: (a) 16 images x 1 start in one batch -> seconds per image, (b) one
+    image alone, (c) 16 images x 8 starts in one batch (default pruning to 2 starts after 10
+    steps, and without pruning). Naive reference in the same run: the same 16 x 8 work as one
+    :func:`refine_pose` call per (image, start), timed on ``--naive-images`` images and scaled
+    to 16 (the per-call cost does not depend on the image).
+``--part starts``
+    Rotation error vs number of starts (1, 2, 4, 8, 12) on ``--trials`` seeded car trials
+    perturbed by 10-40 deg (the test of ``tests/test_refine.py`` with more trials).
+``--part steps``
+    Rotation error vs number of steps (paper 003 Fig. 6c) with 8 starts.
+``--part reconstruct``
+    ``poseshape reconstruct`` with the shipped reproject model, without and with ``--refine``,
+    on held-out procedural images (natural domain, the data engine's reproject framing):
+    mean mask IoU before / after.
+
+Timings: median of ``--repeats`` after one warm-up, ``torch.set_num_threads(2)``,
+``OMP_WAIT_POLICY=PASSIVE`` (see bench/render_mesh.py); the 1-minute load average is printed
+with every figure because the machine is shared.
+
+    python bench/refine.py --part speed
+    python bench/refine.py --part starts --trials 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from poseshape.geometry.camera import viewpoint_to_pose
+from poseshape.geometry.rotations import geodesic_distance, so3_exp
+from poseshape.paths import shared_data_status
+from poseshape.refine import hard_silhouettes, refine_pose, simplify_mesh
+from poseshape.shapes.meshes import Mesh, load_mesh
+
+DEG = math.pi / 180
+
+
+def load_car(max_faces: int = 5000) -> tuple[Mesh, str]:
+    root, reason = shared_data_status()
+    if reason is None:
+        full = load_mesh(root / "pascal3d_cad" / "CAD" / "car" / "01.off", source="pascal3d", normalize=True)
+        m = simplify_mesh(full, max_faces)
+        return Mesh(m.verts.float(), m.faces), f"PASCAL3D+ car 01 ({full.num_faces} faces) -> {m.num_faces} faces"
+    from poseshape.shapes.procedural import generate
+
+    m, _ = generate("car", 0)
+    m = simplify_mesh(m, max_faces)
+    return Mesh(m.verts.float(), m.faces), f"procedural car ({m.num_faces} faces; {reason})"
+
+
+def trials(mesh: Mesh, n: int, seed: int, size: int = 256, max_deg: float = 40.0):
+    """Seeded trials as in tests/test_refine.py: masks (n,1,size,size), R, t, K, R0, t0."""
+    g = torch.Generator().manual_seed(seed)
+    az = torch.rand(n, generator=g, dtype=torch.float64) * 2 * math.pi
+    el = (torch.rand(n, generator=g, dtype=torch.float64) * 30 + 5) * DEG
+    R, t = viewpoint_to_pose(az, el, torch.zeros(n, dtype=torch.float64), torch.full((n,), 2.6, dtype=torch.float64))
+    f = 1.7 * size
+    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1]], dtype=torch.float64)
+    masks = hard_silhouettes(mesh.verts.double().expand(n, -1, -1), mesh.faces, R, t, K, None, size).float()
+    axis = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    axis = axis / axis.norm(dim=1, keepdim=True)
+    ang = (10 + torch.rand(n, generator=g, dtype=torch.float64) * (max_deg - 10)) * DEG
+    R0 = so3_exp(axis * ang[:, None]) @ R
+    t0 = t + torch.randn(n, 3, generator=g, dtype=torch.float64) * torch.tensor([0.03, 0.03, 0.1], dtype=torch.float64)
+    return masks, R, t, K, R0, t0
+
+
+def load1() -> float:
+    return os.getloadavg()[0]
+
+
+def timed(fn, repeats: int) -> tuple[float, list[float]]:
+    fn()  # warm-up
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts), ts
+
+
+def part_speed(args) -> dict:
+    mesh, desc = load_car(5000)
+    masks, _, _, K, R0, t0 = trials(mesh, 16, seed=123)
+    print(f"mesh: {desc}; 128 x 128, 30 steps; load {load1():.1f}")
+    res = {"mesh": desc}
+
+    def run(n, **kw):
+        return lambda: refine_pose(masks[:n], mesh, R0[:n], t0[:n], K, **kw)
+
+    cases = [("16 images x 1 start (per image)", 16, {"starts": 1}, 16),
+             ("1 image x 1 start", 1, {"starts": 1}, 1),
+             ("16 images x 8 starts (default: keep 2 after 8 steps)", 16, {"starts": 8}, 1),
+             ("16 images x 8 starts (no pruning)", 16, {"starts": 8, "keep": 8}, 1)]
+    for name, n, kw, div in cases:
+        l0 = load1()
+        med, ts = timed(run(n, **kw), args.repeats)
+        res[name] = {"seconds": med / div, "runs": ts, "load": [l0, load1()]}
+        print(f"{name:50s} {med / div:7.2f} s   (runs {[round(x, 2) for x in ts]}, load {l0:.1f}-{load1():.1f})",
+              flush=True)
+    # naive reference: one refine_pose call per (image, start), no batching, no pruning
+    from poseshape.refine import start_rotations
+
+    k = args.naive_images
+    starts = start_rotations(R0[:k], 8)
+
+    def naive():
+        for b in range(k):
+            for j in range(8):
+                refine_pose(masks[b:b + 1], mesh, starts[b:b + 1, j], t0[b:b + 1], K, starts=1)
+
+    l0 = load1()
+    med, ts = timed(naive, max(1, args.repeats // 2))
+    naive16 = med * 16 / k
+    res[f"naive 16 x 8 (one call per image and start, scaled from {k} images)"] = {
+        "seconds": naive16, "runs": ts, "load": [l0, load1()]}
+    batched = res["16 images x 8 starts (no pruning)"]["seconds"]
+    pruned = res["16 images x 8 starts (default: keep 2 after 8 steps)"]["seconds"]
+    print(f"{'naive 16 x 8, one call per (image, start)':50s} {naive16:7.2f} s   (measured on {k} images x 8: "
+          f"{[round(x, 2) for x in ts]}, load {l0:.1f}-{load1():.1f})")
+    print(f"speed-up vs naive: batched {naive16 / batched:.1f}x, batched + pruning {naive16 / pruned:.1f}x")
+    res["ratio_batched"] = naive16 / batched
+    res["ratio_pruned"] = naive16 / pruned
+    return res
+
+
+def _accuracy(mesh, n, seed, **kw):
+    masks, R, _, K, R0, t0 = trials(mesh, n, seed)
+    t1 = time.perf_counter()
+    r = refine_pose(masks, mesh, R0, t0, K, **kw)
+    err = geodesic_distance(r.R, R) / DEG
+    ang0 = geodesic_distance(R0, R) / DEG
+    return {"median_err_deg": float(err.median()), "acc3": float((err < 3).float().mean()),
+            "acc_pi6": float((err < 30).float().mean()), "mean_iou": float(r.iou.mean()),
+            "mean_iou_init": float(r.iou_init.mean()), "median_init_err_deg": float(ang0.median()),
+            "seconds": time.perf_counter() - t1, "errors": [round(float(e), 2) for e in err]}
+
+
+def part_starts(args) -> dict:
+    mesh, desc = load_car(1500)
+    print(f"mesh: {desc}; {args.trials} trials (seed {args.seed}), perturbation 10-40 deg, 30 steps; load {load1():.1f}")
+    print("| starts | median error (deg) | error < 3 deg | error < 30 deg | mean IoU (start -> refined) | s |")
+    print("|---|---|---|---|---|---|")
+    out = {"mesh": desc}
+    for s in (1, 2, 4, 8, 12):
+        a = _accuracy(mesh, args.trials, args.seed, starts=s)
+        out[s] = a
+        print(f"| {s} | {a['median_err_deg']:.2f} | {a['acc3']:.2f} | {a['acc_pi6']:.2f} | "
+              f"{a['mean_iou_init']:.3f} -> {a['mean_iou']:.3f} | {a['seconds']:.0f} |", flush=True)
+    return out
+
+
+def part_steps(args) -> dict:
+    mesh, desc = load_car(1500)
+    print(f"mesh: {desc}; {args.trials} trials (seed {args.seed}), 8 starts; load {load1():.1f}")
+    print("| steps | median error (deg) | error < 3 deg | mean IoU | s |")
+    print("|---|---|---|---|---|")
+    out = {"mesh": desc}
+    for n in (0, 10, 20, 30, 50):
+        if n == 0:
+            _, R, _, _, R0, _ = trials(mesh, args.trials, args.seed)
+            e = geodesic_distance(R0, R) / DEG
+            print(f"| 0 (start) | {float(e.median()):.2f} | {float((e < 3).float().mean()):.2f} | - | - |")
+            continue
+        a = _accuracy(mesh, args.trials, args.seed, starts=8, steps=n)
+        out[n] = a
+        print(f"| {n} | {a['median_err_deg']:.2f} | {a['acc3']:.2f} | {a['mean_iou']:.3f} | {a['seconds']:.0f} |",
+              flush=True)
+    return out
+
+
+def part_reconstruct(args) -> dict:
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from poseshape.cli_reconstruct import reconstruct_image
+    from poseshape.data.synth import load_models, render_views
+    from poseshape.methods.reproject.data import reproject_synth_config
+    from poseshape.predict import load_predictor
+    from poseshape.refine import RefineConfig
+
+    pred = load_predictor(method="reproject", device="cpu")
+    cfg = reproject_synth_config(image_size=128, views=4, domain="natural", seed=args.seed)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for c, cat in enumerate(("aeroplane", "car", "chair")):
+            models, _ = load_models("procedural", categories=[cat], split="test", seed=args.seed, models_per_category=10)
+            for k in range(args.per_category):
+                mod = models[k % len(models)]
+                idx = c * 1000 + k
+                r = render_views(mod, idx, [idx], cfg, 0)
+                ip, mp = tmp / f"{cat}{k}.png", tmp / f"{cat}{k}_m.png"
+                Image.fromarray(r["images"][0]).save(ip)
+                Image.fromarray(r["masks"][0].astype(np.uint8) * 255).save(mp)
+                a = json.loads(reconstruct_image(pred, ip, mp, tmp / f"{cat}{k}_a")["pose"].read_text())
+                t1 = time.perf_counter()
+                b = json.loads(reconstruct_image(pred, ip, mp, tmp / f"{cat}{k}_b", refine=RefineConfig())["pose"]
+                               .read_text())
+                rows.append((cat, a["mask_iou"], b["mask_iou"], time.perf_counter() - t1))
+                print(f"{cat:10s} {k}: mask IoU {a['mask_iou']:.3f} -> {b['mask_iou']:.3f} "
+                      f"({rows[-1][3]:.1f} s)", flush=True)
+    print("| category | images | mask IoU reconstruct | with --refine |")
+    print("|---|---|---|---|")
+    out = {}
+    for cat in ("aeroplane", "car", "chair", "all"):
+        sel = [r for r in rows if cat in ("all", r[0])]
+        a, b = np.mean([r[1] for r in sel]), np.mean([r[2] for r in sel])
+        out[cat] = {"n": len(sel), "before": float(a), "after": float(b)}
+        print(f"| {cat} | {len(sel)} | {a:.3f} | {b:.3f} |")
+    out["seconds_per_refine"] = float(np.median([r[3] for r in rows]))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=("speed", "starts", "steps", "reconstruct"), required=True)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--naive-images", type=int, default=2)
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--per-category", type=int, default=4)
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    res = {"speed": part_speed, "starts": part_starts, "steps": part_steps, "reconstruct": part_reconstruct}[args.part](args)
+    res["wall_s"] = time.perf_counter() - t0
+    res["load_end"] = load1()
+    print(f"done in {res['wall_s']:.0f} s (load {res['load_end']:.1f})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
