@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--variant", action="append", default=[], help="extra online row, e.g. lr=1e-5,render=softras")
     ap.add_argument("--limit", type=int, default=0, help="evaluate at most this many test images (0: all)")
+    ap.add_argument("--steps-curve", default="", help="Fig. 6(c): comma-separated online step counts "
+                    "(paper settings otherwise, or the first --variant's), e.g. 0,10,30,100")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -117,15 +119,26 @@ def main(argv: list[str] | None = None) -> int:
     rows["encoder+online (paper: 30 steps, batch 20, lr 1e-6, eq. 5)"] = evaluate(enc, bank, ds, dict(PAPER_ONLINE))
     for v in args.variant:
         rows[f"encoder+online ({v})"] = evaluate(enc, bank, ds, _parse_variant(v))
+    curve = {}
+    if args.steps_curve:
+        base = _parse_variant(args.variant[0]) if args.variant else dict(PAPER_ONLINE)
+        for n in [int(x) for x in args.steps_curve.split(",")]:
+            curve[n] = evaluate(enc, bank, ds, dict(base, steps=n))
     lines = ["| model | accuracy | mIoU | MVE (deg) | Acc_pi/6 | t error (units) | online s/img |",
              "|---|---|---|---|---|---|---|"]
     for name, m in rows.items():
         lines.append(f"| {name} | {m['accuracy']:.3f} | {m['miou']:.3f} | {m['mve_deg']:.2f} | {m['acc_pi6']:.3f} "
                      f"| {m['t_err']:.3f} | {m['online_s_per_image']:.2f} |")
+    if curve:
+        lines += ["", "Online steps (Fig. 6c): " + ", ".join(f"{k}={v}" for k, v in base.items() if k != "steps"), "",
+                  "| steps | mIoU | MVE (deg) | Acc_pi/6 | t error |", "|---|---|---|---|---|"]
+        lines += [f"| {n} | {m['miou']:.3f} | {m['mve_deg']:.2f} | {m['acc_pi6']:.3f} | {m['t_err']:.3f} |"
+                  for n, m in curve.items()]
     text = "\n".join(lines) + "\n"
     info = {"checkpoint": str(ckpt), "test_images": len(ds), "test_models": sum(1 for _ in ds.ds.meta["models"]),
             "clusters": clusters.num_clusters, "medoids": [clusters.keys[i] for i in clusters.medoids],
-            "train_seconds": train_s, "overrides": args.overrides, "rows": rows}
+            "train_seconds": train_s, "overrides": args.overrides, "rows": rows,
+            "steps_curve": {str(k): v for k, v in curve.items()}}
     (out / "table1.md").write_text(text)
     (out / "table1.json").write_text(json.dumps(info, indent=1))
     print(text)
