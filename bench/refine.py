@@ -11,10 +11,10 @@ Parts (each well under 5 minutes on the 2-core CPU; run them one at a time):
     :func:`refine_pose` call per (image, start), timed on ``--naive-images`` images and scaled
     to 16 (the per-call cost does not depend on the image).
 ``--part starts``
-    Rotation error vs number of starts (1, 2, 4, 8, 12) on ``--trials`` seeded car trials
+    Rotation error vs number of starts (1, 2, 4, 8, 16) on ``--trials`` seeded car trials
     perturbed by 10-40 deg (the test of ``tests/test_refine.py`` with more trials).
 ``--part steps``
-    Rotation error vs number of steps (paper 003 Fig. 6c) with 8 starts.
+    Rotation error vs number of steps (paper 003 Fig. 6c) with the default 16 starts.
 ``--part reconstruct``
     ``poseshape reconstruct`` with the shipped reproject model, without and with ``--refine``,
     on held-out procedural images (natural domain, the data engine's reproject framing):
@@ -88,14 +88,16 @@ def load1() -> float:
     return os.getloadavg()[0]
 
 
-def timed(fn, repeats: int) -> tuple[float, list[float]]:
+def timed(fn, repeats: int) -> tuple[float, list[float], float]:
+    """Median wall time, all wall times, and the median process CPU time (both threads)."""
     fn()  # warm-up
-    ts = []
+    ts, cs = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), ts
+        cs.append(time.process_time() - c0)
+    return statistics.median(ts), ts, statistics.median(cs)
 
 
 def part_speed(args) -> dict:
@@ -109,14 +111,16 @@ def part_speed(args) -> dict:
 
     cases = [("16 images x 1 start (per image)", 16, {"starts": 1}, 16),
              ("1 image x 1 start", 1, {"starts": 1}, 1),
-             ("16 images x 8 starts (default: keep 2 after 8 steps)", 16, {"starts": 8}, 1),
-             ("16 images x 8 starts (no pruning)", 16, {"starts": 8, "keep": 8}, 1)]
+             ("16 images x 8 starts (keep 2 after 8 steps)", 16, {"starts": 8}, 1),
+             ("16 images x 8 starts (no pruning)", 16, {"starts": 8, "keep": 8}, 1),
+             ("16 images x 16 starts (default; keep 2 after 8 steps)", 16, {}, 1)]
+    print(f"{'case':56s} {'wall s':>8s} {'CPU s':>8s}  (CPU = process time of both threads)")
     for name, n, kw, div in cases:
         l0 = load1()
-        med, ts = timed(run(n, **kw), args.repeats)
-        res[name] = {"seconds": med / div, "runs": ts, "load": [l0, load1()]}
-        print(f"{name:50s} {med / div:7.2f} s   (runs {[round(x, 2) for x in ts]}, load {l0:.1f}-{load1():.1f})",
-              flush=True)
+        med, ts, cpu = timed(run(n, **kw), args.repeats)
+        res[name] = {"seconds": med / div, "cpu_seconds": cpu / div, "runs": ts, "load": [l0, load1()]}
+        print(f"{name:56s} {med / div:8.2f} {cpu / div:8.2f}  (runs {[round(x, 2) for x in ts]}, "
+              f"load {l0:.1f}-{load1():.1f})", flush=True)
     # naive reference: one refine_pose call per (image, start), no batching, no pruning
     from poseshape.refine import start_rotations
 
@@ -129,17 +133,18 @@ def part_speed(args) -> dict:
                 refine_pose(masks[b:b + 1], mesh, starts[b:b + 1, j], t0[b:b + 1], K, starts=1)
 
     l0 = load1()
-    med, ts = timed(naive, max(1, args.repeats // 2))
-    naive16 = med * 16 / k
+    med, ts, cpu = timed(naive, max(1, args.repeats // 2))
+    naive16, naive16_cpu = med * 16 / k, cpu * 16 / k
     res[f"naive 16 x 8 (one call per image and start, scaled from {k} images)"] = {
-        "seconds": naive16, "runs": ts, "load": [l0, load1()]}
-    batched = res["16 images x 8 starts (no pruning)"]["seconds"]
-    pruned = res["16 images x 8 starts (default: keep 2 after 8 steps)"]["seconds"]
-    print(f"{'naive 16 x 8, one call per (image, start)':50s} {naive16:7.2f} s   (measured on {k} images x 8: "
-          f"{[round(x, 2) for x in ts]}, load {l0:.1f}-{load1():.1f})")
-    print(f"speed-up vs naive: batched {naive16 / batched:.1f}x, batched + pruning {naive16 / pruned:.1f}x")
-    res["ratio_batched"] = naive16 / batched
-    res["ratio_pruned"] = naive16 / pruned
+        "seconds": naive16, "cpu_seconds": naive16_cpu, "runs": ts, "load": [l0, load1()]}
+    batched = res["16 images x 8 starts (no pruning)"]
+    pruned = res["16 images x 8 starts (keep 2 after 8 steps)"]
+    print(f"{'naive 16 x 8, one call per (image, start)':56s} {naive16:8.2f} {naive16_cpu:8.2f}  (measured on {k} "
+          f"images x 8: {[round(x, 2) for x in ts]}, load {l0:.1f}-{load1():.1f})")
+    for key, r in (("batched", batched), ("batched + pruning", pruned)):
+        print(f"speed-up vs naive, {key}: wall {naive16 / r['seconds']:.1f}x, CPU {naive16_cpu / r['cpu_seconds']:.1f}x")
+    res["ratio_batched"] = [naive16 / batched["seconds"], naive16_cpu / batched["cpu_seconds"]]
+    res["ratio_pruned"] = [naive16 / pruned["seconds"], naive16_cpu / pruned["cpu_seconds"]]
     return res
 
 
@@ -161,7 +166,7 @@ def part_starts(args) -> dict:
     print("| starts | median error (deg) | error < 3 deg | error < 30 deg | mean IoU (start -> refined) | s |")
     print("|---|---|---|---|---|---|")
     out = {"mesh": desc}
-    for s in (1, 2, 4, 8, 12):
+    for s in (1, 2, 4, 8, 16):
         a = _accuracy(mesh, args.trials, args.seed, starts=s)
         out[s] = a
         print(f"| {s} | {a['median_err_deg']:.2f} | {a['acc3']:.2f} | {a['acc_pi6']:.2f} | "
@@ -171,7 +176,7 @@ def part_starts(args) -> dict:
 
 def part_steps(args) -> dict:
     mesh, desc = load_car(1500)
-    print(f"mesh: {desc}; {args.trials} trials (seed {args.seed}), 8 starts; load {load1():.1f}")
+    print(f"mesh: {desc}; {args.trials} trials (seed {args.seed}), 16 starts; load {load1():.1f}")
     print("| steps | median error (deg) | error < 3 deg | mean IoU | s |")
     print("|---|---|---|---|---|")
     out = {"mesh": desc}
@@ -181,7 +186,7 @@ def part_steps(args) -> dict:
             e = geodesic_distance(R0, R) / DEG
             print(f"| 0 (start) | {float(e.median()):.2f} | {float((e < 3).float().mean()):.2f} | - | - |")
             continue
-        a = _accuracy(mesh, args.trials, args.seed, starts=8, steps=n)
+        a = _accuracy(mesh, args.trials, args.seed, steps=n)
         out[n] = a
         print(f"| {n} | {a['median_err_deg']:.2f} | {a['acc3']:.2f} | {a['mean_iou']:.3f} | {a['seconds']:.0f} |",
               flush=True)

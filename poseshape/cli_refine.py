@@ -270,9 +270,9 @@ def _record(res, cam: dict, args, mask_path: Path) -> dict:
 
 
 def run(args) -> int:
-    from .predict import crop_to_square, read_image, read_mask
+    from .predict import crop_to_square, read_image, read_mask, write_files_atomic
     from .refine import RefineConfig, hard_silhouettes, overlay_frames, refine_pose, save_animation
-    from .viz import overlay_silhouette, png_bytes, write_bytes_atomic
+    from .viz import overlay_silhouette, png_bytes
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -315,21 +315,7 @@ def run(args) -> int:
                 "loss_png": _loss_png(res), "gif": anim["gif"], "strip": anim["strip"], "overlay": png_bytes(overlay)}
 
     # --- atomic writes: all files or none
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    try:
-        for key, data in payloads.items():
-            written.append(write_bytes_atomic(out / FILE_NAMES[key], data))
-    except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
-        if created:
-            try:
-                out.rmdir()
-            except OSError:
-                pass
-        raise
-    for key, p in zip(payloads, written):
+    written = write_files_atomic(out, {FILE_NAMES[k]: v for k, v in payloads.items()}, keys=list(payloads))
+    for key, p in written.items():
         print(f"  {key:9s} {p}")
     return 0

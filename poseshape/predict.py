@@ -55,6 +55,7 @@ __all__ = [
     "read_image",
     "read_mask",
     "uncrop",
+    "write_files_atomic",
     "write_prediction",
 ]
 
@@ -610,7 +611,7 @@ def write_prediction(pred: Prediction, i: int, folder: str | os.PathLike, image,
         ``{"voxels", "obj", "glb", "pose", "overlay", "views"} -> Path``.
     """
     from .metrics import mask_iou
-    from .viz import overlay_silhouette, png_bytes, render_views, write_bytes_atomic
+    from .viz import overlay_silhouette, png_bytes, render_views
 
     img = _as_image(image)
     H, W = img.shape[-2:]
@@ -666,15 +667,31 @@ def write_prediction(pred: Prediction, i: int, folder: str | os.PathLike, image,
         "views": png_bytes(views),
     }
 
+    return write_files_atomic(folder, {FILE_NAMES[k]: v for k, v in payloads.items()}, keys=list(payloads))
+
+
+def write_files_atomic(folder: str | os.PathLike, files: Mapping[str, bytes], keys=None) -> dict[str, Path]:
+    """Write ``{file name: bytes}`` into ``folder`` (created), all or none.
+
+    Each file goes through :func:`poseshape.viz.write_bytes_atomic` (temporary name + rename);
+    if one fails, the files this call already wrote are removed, and so is ``folder`` when
+    this call created it. Returns ``{key: path}`` with ``keys`` (default: the file names).
+
+    Raises:
+        PoseshapeError: ``folder`` exists and is not a folder.
+    """
+    from . import viz
+
     out = Path(folder)
-    created = not out.exists()
     if out.exists() and not out.is_dir():
         raise PoseshapeError(f"{out}: output path exists and is not a folder")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    keys = list(keys) if keys is not None else list(files)
     written: dict[str, Path] = {}
     try:
-        for key, data in payloads.items():
-            written[key] = write_bytes_atomic(out / FILE_NAMES[key], data)
+        for key, (name, data) in zip(keys, files.items()):
+            written[key] = viz.write_bytes_atomic(out / name, data)
     except BaseException:
         for p in written.values():
             p.unlink(missing_ok=True)
