@@ -9,7 +9,8 @@ buffers only).
    clustering is also written to ``RUN/clusters.json`` with the distance matrices.
 2. ``encoder``: the two-branch encoder on the 6-DoF renders of the train split, loss
    ``w_pose * MSE(P) + w_class * CE`` (eqs. 2 and 3): ``MSE(P) = 1/N sum_i |P_i - P_i^gt|^2``
-   over the 12 entries of ``P = [R | t]``; Adam (lr 1e-5, batch 64) with L2 weight decay on
+   over the 12 entries of ``P = [R | s t]`` with ``s = translation_scale`` (6: the paper's
+   model size, see the config); Adam (lr 1e-5, batch 64) with L2 weight decay on
    the convolution weights only ("L2 weight decay over feature extraction"), dropout 0.5.
    Validation (val split): class accuracy, MVE (median geodesic rotation error, degrees),
    Acc_pi/6, median translation error (object units); ``best_encoder.pt`` keeps the lowest MVE.
@@ -138,7 +139,9 @@ def _encoder_data(cfg: Refine6DofConfig, ctx: StageContext):
 def encoder_losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: Refine6DofConfig
                    ) -> dict[str, torch.Tensor]:
     """``{"pose": eq. 2, "class": eq. 3}`` of an encoder output and a batch."""
-    return {"pose": pose_mse(out["P"], batch["P"]), "class": F.cross_entropy(out["logits"], batch["label"])}
+    s = torch.tensor([1.0, 1.0, 1.0, float(cfg.translation_scale)], dtype=out["P"].dtype, device=out["P"].device)
+    return {"pose": pose_mse(out["P"] * s, batch["P"].to(s.dtype) * s),
+            "class": F.cross_entropy(out["logits"], batch["label"])}
 
 
 def _encoder_step(models, batch, ctx):
