@@ -119,7 +119,8 @@ def reconstruct_image(predictor, image_path, mask_path, out_dir, *, item: InputI
     if refine:
         from .refine import RefineConfig, refine_prediction
 
-        cfg = refine if isinstance(refine, RefineConfig) else RefineConfig()
+        # a predicted shape's proportions are uncertain: refine its per-axis scale too
+        cfg = refine if isinstance(refine, RefineConfig) else RefineConfig(optimize_aspect=True)
         # the same square (the box depends on the mask only), at the refinement's resolution
         _, rmask, rbox = crop_to_square(item.image, item.mask, size=cfg.render_size, margin=margin)
         assert tuple(rbox) == tuple(box)
@@ -127,6 +128,7 @@ def reconstruct_image(predictor, image_path, mask_path, out_dir, *, item: InputI
         info["refine"] = {"iou_before": float(res.iou_init[0]), "iou": float(res.iou[0]),
                           "start": int(res.start[0]), "starts": int(res.starts_R.shape[1]),
                           "steps": cfg.steps, "scale_factor": float(pred.extras["refine_scale"]),
+                          "shape_scale_xyz": pred.extras["refine_aspect"],
                           "iou_frame": "refinement crop (render_size, hard raster)"}
     return write_prediction(pred, 0, out_dir, item.image, box, mask=item.mask,
                             method=getattr(predictor, "method", ""), info=info)
@@ -162,7 +164,7 @@ def run(args) -> int:
         from .refine import RefineConfig
 
         kw = {k: v for k, v in (("steps", args.refine_steps), ("starts", args.refine_starts)) if v is not None}
-        refine = RefineConfig(**kw)
+        refine = RefineConfig(optimize_aspect=True, **kw)
     # Check every input and the checkpoint before writing anything.
     for ip, mp in zip(images, masks):
         it = load_input(ip, mp)

@@ -183,6 +183,10 @@ def test_per_image_meshes_and_vertex_offsets():
                          optimize_verts=True, lr_verts=0.004)
     assert deform.verts is not None and deform.verts[0].shape == a.verts.shape
     assert float(deform.iou[0]) > float(plain.iou[0]) + 0.01
+    aspect = refine_pose(m1, a, R[:1], t[:1], scale=s[:1], starts=1, optimize_scale=False, render_size=96,
+                         optimize_aspect=True)
+    assert aspect.aspect.shape == (1, 3) and float(aspect.aspect[0, 0]) == pytest.approx(1.15, abs=0.05)
+    assert float(aspect.iou[0]) > float(plain.iou[0]) + 0.01
     # the offsets stretch the shape along x
     ext = deform.verts[0].amax(0) - deform.verts[0].amin(0)
     ext0 = a.verts.amax(0) - a.verts.amin(0)
