@@ -12,7 +12,8 @@ Trains ``refine6dof`` (or takes ``--checkpoint``) and evaluates it on the run's 
 
 Rows: ``encoder``; ``encoder+online`` with the paper's online settings (30 steps, batch 20,
 Adam 1e-6, eq. 5 renderer); extra rows ``--variant KEY=VALUE,...`` override the online
-settings (e.g. ``lr=1e-5,render=softras``). Writes ``OUT/table1.md`` and ``OUT/table1.json``.
+settings (e.g. ``lr=1e-5,render=softras``; ``render_size=16,...`` for Table 2's render
+resolution ablation). Writes ``OUT/table1.md`` and ``OUT/table1.json``.
 
 Example (CPU, ~25 min on 2 loaded cores)::
 
@@ -38,7 +39,7 @@ from poseshape.methods.refine6dof.data import PoseSamples, prepare_renders
 from poseshape.methods.refine6dof.online import hard_silhouettes, online_refine
 from poseshape.metrics import rotation_error
 
-PAPER_ONLINE = {"steps": 30, "batch": 20, "lr": 1e-6, "render": "edge", "loss": "iou"}
+PAPER_ONLINE = {"steps": 30, "batch": 20, "lr": 1e-6, "render": "edge", "loss": "iou", "render_size": 0}
 
 
 def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -60,7 +61,8 @@ def evaluate(encoder, bank, ds: PoseSamples, online: dict | None, chunk: int = 2
         R, t = out["R"], out["t"]
         if online is not None:
             t0 = time.perf_counter()
-            res = online_refine(encoder, bank, b["input"], b["mask"], b["K"], labels=lab, **online)
+            opts = dict(online, render_size=online.get("render_size") or None)
+            res = online_refine(encoder, bank, b["input"], b["mask"], b["K"], labels=lab, **opts)
             secs += time.perf_counter() - t0
             R, t = res.R, res.t
         acc.append((lab == b["label"]).float())
