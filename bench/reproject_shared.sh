@@ -17,7 +17,7 @@ out="${OUT:-runs/shared}"
 data="${POSESHAPE_DATA:-$root/../shared/data}"
 views="${VIEWS:-36}"
 test_views="${TEST_VIEWS:-24}"
-read -r it_vae it_reg it_ft <<<"${ITERS:-1500 2500 400}"
+read -r it_vae it_reg it_ft <<<"${ITERS:-600 1200 300}"
 "$venv/bin/python" - "$data" "$out/data" "$views" "$test_views" <<'PY'
 import sys
 from pathlib import Path
