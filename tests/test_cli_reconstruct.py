@@ -195,3 +195,7 @@ def test_reconstruct_refine_improves_mask_iou_with_the_shipped_model(tmp_path, c
         assert abs(mesh_reprojection_iou(tmp_path / "ref" / ip.stem / "mesh.obj", b, mask) - b["mask_iou"]) < 0.1
     assert np.mean(after) > np.mean(before) + 0.15, (before, after)
     assert min(np.subtract(after, before)) > -0.02, (before, after)
+    # issue 5: a reconstructed mesh re-projects onto its procedural input with IoU >= 0.7
+    # (the car; the chair's thin legs and back are the shipped model's shape error, which a
+    # pose cannot fix)
+    assert after[0] >= 0.7, (before, after)
