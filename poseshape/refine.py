@@ -123,7 +123,6 @@ class RefineConfig:
         area_ratio_limit: refuse a mask whose area differs from the shape's projected area at
             the initial pose by more than this factor (either way).
         record_frames: keep the soft silhouette of every step (for :func:`save_animation`).
-        seed: unused by the deterministic starts; kept for reproducible extensions.
     """
 
     steps: int = 30

@@ -28,6 +28,7 @@ import torch
 from ...checks import check_finite
 from ...errors import PoseshapeError, ShapeError
 from ...shapes.meshes import Mesh
+from ...viz import write_bytes_atomic
 
 __all__ = ["SceneObject", "compose_scene", "export_scene", "scene_from_prediction"]
 
@@ -110,17 +111,7 @@ def export_scene(objects: Sequence[SceneObject], path: str | os.PathLike) -> Pat
     data = scene.export(file_type=ext[1:])
     if isinstance(data, str):
         data = data.encode()
-    tmp = p.with_name(f".{p.name}.tmp.{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return p
+    return write_bytes_atomic(p, data)
 
 
 def scene_from_prediction(pred, indices: Sequence[int] | None = None) -> list[SceneObject]:
