@@ -1,89 +1,69 @@
-"""Paper 003, Table 1 rows on held-out models: encoder vs encoder + online refinement.
+"""Paper 003 on held-out models: Table 1 rows, Table 2 (render resolution), Fig. 6(c) (steps).
 
 Trains ``refine6dof`` (or takes ``--checkpoint``) and evaluates it on the run's test split
-(models of every cluster never seen in training, medoids excluded, as §4.1):
+(models of every cluster never seen in training, medoids excluded, as §4.1) with
+:mod:`poseshape.methods.refine6dof.evaluate` (the code behind ``poseshape eval``; metrics:
+class accuracy, mIoU of the medoid's exact silhouette, MVE, Acc_pi/6, translation error in
+object units, seconds per image).
 
-* class accuracy (the predicted cluster vs the model's cluster);
-* mIoU of the exact (z-buffer) silhouette of the predicted cluster's medoid at the predicted
-  pose vs the ground-truth mask;
-* MVE, the median geodesic rotation error (degrees), and Acc_pi/6;
-* the translation error, median ``|t - t_gt|`` in object units (models fit the unit cube;
-  the paper's are 6 units long, so multiply by 6 to compare scales).
+Table 1 rows (all on the same images): ``encoder``; ``+ online`` with the paper's settings
+(30 steps, batch 20, Adam 1e-6, eq. 5 renderer); ``+ refine`` (``poseshape refine``'s direct
+multi-start pose refinement of the medoid, 16 starts, 30 steps); extra rows
+``--variant KEY=VALUE,...`` override the online settings (e.g. ``lr=1e-4,render=softras``) and
+``--variant refine`` / ``--variant online+refine`` add those rows.
 
-Rows: ``encoder``; ``encoder+online`` with the paper's online settings (30 steps, batch 20,
-Adam 1e-6, eq. 5 renderer); extra rows ``--variant KEY=VALUE,...`` override the online
-settings (e.g. ``lr=1e-5,render=softras``; ``render_size=16,...`` for Table 2's render
-resolution ablation). Writes ``OUT/table1.md`` and ``OUT/table1.json``.
+``--render-sizes 16,32,64,128,256``: Table 2, the online refinement with the first
+``--variant``'s settings (or the paper's) at each render resolution.
+``--steps-curve 0,10,30,100``: Fig. 6(c), the same with each number of online steps.
+Writes ``OUT/table1.md`` and ``OUT/table1.json``.
 
-Example (CPU, ~25 min on 2 loaded cores)::
+Example (CPU, ~25 min training + ~15 min evaluation on 2 cores)::
 
     python bench/refine6dof_eval.py --out runs/r6_bench --set width=0.5 --set fc_hidden=256 \\
         --set image_size=64 --set lr=1e-4 --set encoder_iters=4000 --set data.views=60 \\
-        --variant lr=1e-5 --variant lr=1e-5,render=softras
+        --variant lr=1e-4,render=softras --variant refine
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from poseshape.methods.refine6dof.data import PoseSamples, prepare_renders
-from poseshape.methods.refine6dof.online import hard_silhouettes, online_refine
-from poseshape.metrics import rotation_error
-
-PAPER_ONLINE = {"steps": 30, "batch": 20, "lr": 1e-6, "render": "edge", "loss": "iou", "render_size": 0}
+from poseshape.methods.refine6dof.data import PoseSamples, compute_clusters, prepare_renders
+from poseshape.methods.refine6dof.evaluate import evaluate_rows, row_settings
 
 
-def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    A, B = a.flatten(1) > 0.5, b.flatten(1) > 0.5
-    inter, union = (A & B).sum(1).double(), (A | B).sum(1).double()
-    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+def _row(cfg, text: str) -> tuple[str, dict]:
+    """``"refine"``, ``"online+refine[:k=v,...]"`` or ``"k=v,..."`` (online overrides) -> (label, settings)."""
+    name, _, opts = text.partition(":") if text.startswith(("online+refine", "refine")) else ("online", "", text)
+    online = opts.split(",") if opts else []
+    return f"+ {name}" + (f" ({opts})" if opts else ""), row_settings(cfg, name, online)
 
 
-def evaluate(encoder, bank, ds: PoseSamples, online: dict | None, chunk: int = 20) -> dict:
-    """Metrics of one row over the whole set ``ds``."""
-    acc, rot, terr, ious, secs = [], [], [], [], 0.0
-    S = ds.cfg.image_size
-    for lo in range(0, len(ds), chunk):
-        items = [ds[i] for i in range(lo, min(len(ds), lo + chunk))]
-        b = {k: torch.stack([it[k] for it in items]) for k in ("input", "mask", "R", "t", "K", "label")}
-        with torch.no_grad():
-            out = encoder(b["input"])
-        lab = out["logits"].argmax(1)
-        R, t = out["R"], out["t"]
-        if online is not None:
-            t0 = time.perf_counter()
-            opts = dict(online, render_size=online.get("render_size") or None)
-            res = online_refine(encoder, bank, b["input"], b["mask"], b["K"], labels=lab, **opts)
-            secs += time.perf_counter() - t0
-            R, t = res.R, res.t
-        acc.append((lab == b["label"]).float())
-        rot.append(rotation_error(R.double(), b["R"].double()))
-        terr.append((t - b["t"]).norm(dim=-1))
-        ious.append(_iou(hard_silhouettes(bank, lab, R, t, b["K"], S), b["mask"]))
-    r = torch.cat(rot)
-    return {"accuracy": float(torch.cat(acc).mean()), "miou": float(torch.cat(ious).mean()),
-            "mve_deg": float(r.median()), "acc_pi6": float((r < 30).float().mean()),
-            "t_err": float(torch.cat(terr).median()), "n": int(r.numel()),
-            "online_s_per_image": secs / max(1, int(r.numel())) if online is not None else 0.0}
-
-
-def _parse_variant(text: str) -> dict:
-    out = dict(PAPER_ONLINE)
-    for kv in text.split(","):
-        k, v = kv.split("=", 1)
-        if k not in out:
-            raise SystemExit(f"--variant: unknown key {k!r}; keys: {sorted(out)}")
-        out[k] = type(out[k])(float(v)) if isinstance(out[k], (int, float)) else v
-    return out
+def _table(rows: dict, first: str, ref: dict | None = None) -> list[str]:
+    head = f"| {first} | accuracy | mIoU | MVE (deg) | Acc_pi/6 | t error (units) | s/img |"
+    if ref is not None:
+        head += " d IoU | d MVE (deg) | d t error |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, m in rows.items():
+        line = (f"| {name} | {m['accuracy']:.3f} | {m['miou']:.3f} | {m['mve_deg']:.2f} | {m['acc_pi6']:.3f} "
+                f"| {m['t_err']:.3f} | {m['s_per_image']:.2f} |")
+        if ref is not None:
+            line += (f" {m['miou'] - ref['miou']:+.3f} | {m['mve_deg'] - ref['mve_deg']:+.2f} "
+                     f"| {m['t_err'] - ref['t_err']:+.3f} |")
+        lines.append(line)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,11 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="run directory (training, renders, tables)")
     ap.add_argument("--checkpoint", default=None, help="evaluate this checkpoint instead of training")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--variant", action="append", default=[], help="extra online row, e.g. lr=1e-5,render=softras")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="extra row: online overrides (lr=1e-5,render=softras), 'refine' or 'online+refine'")
     ap.add_argument("--limit", type=int, default=0, help="evaluate at most this many test images (0: all)")
+    ap.add_argument("--render-sizes", default="", help="Table 2: comma-separated online render sizes")
     ap.add_argument("--steps-curve", default="", help="Fig. 6(c): comma-separated online step counts "
-                    "(paper settings otherwise, or the first --variant's), e.g. 0,10,30,100")
-    ap.add_argument("--threads", type=int, default=1)
+                    "(paper settings otherwise, or the first online --variant's), e.g. 0,10,30,100")
+    ap.add_argument("--test-size", type=int, default=0,
+                    help="render the test split at this size (data.test_image_size; masks for refinement and mIoU)")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -113,38 +97,49 @@ def main(argv: list[str] | None = None) -> int:
     train_s = time.perf_counter() - t0
     _, cfg, models = load_trained(ckpt, method="refine6dof", device="cpu")
     enc, bank = models["encoder"].eval(), models["medoids"]
-    clusters, paths = prepare_renders(cfg, out if args.checkpoint is None else ckpt.parent)
+    run_dir = out if args.checkpoint is None else ckpt.parent
+    if args.test_size:
+        cfg.data.test_image_size = int(args.test_size)
+    _, paths = prepare_renders(cfg, run_dir, splits=("test",))
     if paths.get("test") is None:
         raise SystemExit("no test split: add models (data.models_per_category)")
+    clusters, _ = compute_clusters(cfg, run_dir)
     ds = PoseSamples(paths["test"], cfg, clusters, limit=args.limit or None, what="test")
-    rows = {"encoder": evaluate(enc, bank, ds, None)}
-    rows["encoder+online (paper: 30 steps, batch 20, lr 1e-6, eq. 5)"] = evaluate(enc, bank, ds, dict(PAPER_ONLINE))
-    for v in args.variant:
-        rows[f"encoder+online ({v})"] = evaluate(enc, bank, ds, _parse_variant(v))
-    curve = {}
-    if args.steps_curve:
-        base = _parse_variant(args.variant[0]) if args.variant else dict(PAPER_ONLINE)
-        for n in [int(x) for x in args.steps_curve.split(",")]:
-            curve[n] = evaluate(enc, bank, ds, dict(base, steps=n))
-    lines = ["| model | accuracy | mIoU | MVE (deg) | Acc_pi/6 | t error (units) | online s/img |",
-             "|---|---|---|---|---|---|---|"]
-    for name, m in rows.items():
-        lines.append(f"| {name} | {m['accuracy']:.3f} | {m['miou']:.3f} | {m['mve_deg']:.2f} | {m['acc_pi6']:.3f} "
-                     f"| {m['t_err']:.3f} | {m['online_s_per_image']:.2f} |")
-    if curve:
-        lines += ["", "Online steps (Fig. 6c): " + ", ".join(f"{k}={v}" for k, v in base.items() if k != "steps"), "",
-                  "| steps | mIoU | MVE (deg) | Acc_pi/6 | t error |", "|---|---|---|---|---|"]
-        lines += [f"| {n} | {m['miou']:.3f} | {m['mve_deg']:.2f} | {m['acc_pi6']:.3f} | {m['t_err']:.3f} |"
-                  for n, m in curve.items()]
+
+    rows = {"encoder": row_settings(cfg, "encoder"),
+            "+ online (paper: 30 steps, batch 20, lr 1e-6, eq. 5)": row_settings(cfg, "online")}
+    rows.update(_row(cfg, v) for v in args.variant)
+    t1 = time.perf_counter()
+    res = evaluate_rows(enc, bank, ds, rows, progress=False)
+    print("\n".join(_table(res, "model")), flush=True)
+    online_variants = [v for v in args.variant if "=" in v]
+    base = online_variants[0].split(",") if online_variants else []
+    sweeps = {}
+    for key, values in (("render_size", args.render_sizes), ("steps", args.steps_curve)):
+        if not values:
+            continue
+        sweep = {}
+        for v in [int(x) for x in values.split(",")]:
+            opts = [o for o in base if not o.startswith(f"{key}=")] + [f"{key}={v}"]
+            sweep[f"{key}={v}"] = row_settings(cfg, "online", opts)
+        sweeps[key] = evaluate_rows(enc, bank, ds, sweep, progress=False)
+        print("\n".join(["", f"online {key} sweep ({','.join(base) or 'paper settings'}):"]
+                        + _table(sweeps[key], key, res["encoder"])), flush=True)
+    lines = _table(res, "model")
+    for key, sw in sweeps.items():
+        other = ", ".join(base) or "the paper's"
+        lines += ["", f"Online {key} sweep (other settings: {other}; d = change from the encoder row):", ""]
+        lines += _table(sw, key, res["encoder"])
     text = "\n".join(lines) + "\n"
-    info = {"checkpoint": str(ckpt), "test_images": len(ds), "test_models": sum(1 for _ in ds.ds.meta["models"]),
+    info = {"checkpoint": str(ckpt), "test_images": len(ds), "test_size": int(ds[0]["mask_full"].shape[-1]), "test_models": len(ds.ds.meta["models"]),
             "clusters": clusters.num_clusters, "medoids": [clusters.keys[i] for i in clusters.medoids],
-            "train_seconds": train_s, "overrides": args.overrides, "rows": rows,
-            "steps_curve": {str(k): v for k, v in curve.items()}}
+            "train_seconds": train_s, "eval_seconds": time.perf_counter() - t1, "overrides": args.overrides,
+            "rows": res, "sweeps": sweeps, "load_end": os.getloadavg()[0]}
+    out.mkdir(parents=True, exist_ok=True)
     (out / "table1.md").write_text(text)
     (out / "table1.json").write_text(json.dumps(info, indent=1))
-    print(text)
-    print(f"{len(ds)} test images of {info['test_models']} held-out models; medoids {info['medoids']}")
+    print(f"{len(ds)} test images of {info['test_models']} held-out models; medoids {info['medoids']}; "
+          f"eval {info['eval_seconds']:.0f} s")
     return 0
 
 

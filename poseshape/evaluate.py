@@ -144,15 +144,22 @@ def results_rows(result: dict[str, Any], prefix: str = "") -> dict[str, dict[str
     return rows
 
 
-def write_report(results: dict[str, Any], out: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``{label: evaluate_predictor result}`` to ``out.json`` and ``out.md`` (atomic)."""
+def write_report(results: dict[str, Any], out: str | os.PathLike, *, rows: dict[str, dict[str, Any]] | None = None,
+                 columns: Sequence[tuple[str, str, str]] = COLUMNS) -> tuple[Path, Path]:
+    """Write ``{label: result}`` to ``out.json`` and the table to ``out.md`` (atomic).
+
+    ``rows``: the table's rows (default: :func:`results_rows` of each ``evaluate_predictor``
+    result); ``columns``: its columns.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     js, md = out.with_suffix(".json"), out.with_suffix(".md")
-    rows: dict[str, dict[str, Any]] = {}
-    for label, res in results.items():
-        rows.update(results_rows(res, prefix=f"{label} " if len(results) > 1 else ""))
-    for path, text in ((js, json.dumps(results, indent=2)), (md, format_table(rows, markdown=True) + "\n")):
+    if rows is None:
+        rows = {}
+        for label, res in results.items():
+            rows.update(results_rows(res, prefix=f"{label} " if len(results) > 1 else ""))
+    for path, text in ((js, json.dumps(results, indent=2, default=str)),
+                       (md, format_table(rows, columns, markdown=True) + "\n")):
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text)
         os.replace(tmp, path)

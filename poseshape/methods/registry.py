@@ -16,6 +16,9 @@ A *method* is described by one :class:`MethodSpec`:
 ``predictor``
     The class that turns a trained method into predictions (used by ``poseshape
     reconstruct``; built from ``(config, models)`` by :mod:`poseshape.predict`).
+``evaluate`` (optional)
+    The method's own evaluation for ``poseshape eval`` when its paper's table is not the
+    posed-frame one of :mod:`poseshape.evaluate` (e.g. ``refine6dof``'s Table 1).
 
 :class:`poseshape.train.Trainer` runs the stages in order and takes care of devices,
 seeding, DDP, logging, validation and resumable checkpoints; a method only supplies the
@@ -240,6 +243,10 @@ class MethodSpec:
     stages: Sequence[Stage] | Callable[[Any], Sequence[Stage]]
     predictor: type | None = None
     description: str = ""
+    #: ``(predictor, data, **options) -> {"rows": {label: {metric: value}}, "columns": [...], ...}``:
+    #: the method's own paper table for ``poseshape eval`` (None: the posed-frame tables of
+    #: :func:`poseshape.evaluate.evaluate_predictor`).
+    evaluate: Callable[..., dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):

@@ -11,13 +11,15 @@ Data flow, image -> posed medoid mesh::
 Files: ``config.py`` (paper defaults), ``model.py`` (encoder, medoid bank), ``clusters.py``
 (HOG / voxel-IoU distances, k-medoids, medoids), ``data.py`` (collection, 6-DoF renders,
 labels), ``train.py`` (stages ``clusters``, ``encoder``), ``online.py`` (§4.2),
-``predictor.py``, ``scene.py``. Train with ``poseshape train refine6dof --out runs/r6``
+``predictor.py``, ``evaluate.py`` (Table 1 rows for ``poseshape eval``), ``scene.py``. Train
+with ``poseshape train refine6dof --out runs/r6``
 (procedural cars) or ``--set data.meshes=../shared/data/pascal3d_cad``; see
 ``docs/refine6dof.md``.
 """
 
 from ..registry import MethodSpec, register_method
 from .config import DataConfig, Refine6DofConfig
+from . import evaluate as _table  # the module (the function would shadow it as an attribute)
 from .predictor import Refine6DofPredictor
 from .train import build, stages
 
@@ -27,6 +29,7 @@ SPEC = register_method(MethodSpec(
     build=build,
     stages=stages,
     predictor=Refine6DofPredictor,
+    evaluate=_table.evaluate,
     description="paper 003: class + 6-DoF pose encoder, cluster medoids, online silhouette refinement",
 ), replace=True)
 

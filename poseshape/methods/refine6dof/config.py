@@ -27,6 +27,9 @@ class DataConfig:
         procedural_seed: seed of the procedural shapes.
         views: renders per model (ours: the paper does not give its set size).
         test_views: renders per test model (``0``: same as ``views``).
+        test_image_size: side of the test renders in pixels (``0``: ``image_size``). The
+            encoder sees them resized to ``image_size``; the online refinement, ``refine`` and
+            the mIoU use the full-size masks (Table 2 renders up to 256 x 256).
         domain: data-engine appearance, ``"render"`` (clean, the paper's Blender renders) or
             ``"natural"``.
         seed: seed of the renders (camera placement, appearance).
@@ -42,6 +45,7 @@ class DataConfig:
     procedural_seed: int = 0
     views: int = 100
     test_views: int = 0
+    test_image_size: int = 0
     domain: str = "render"
     seed: int = 0
     train: str = ""

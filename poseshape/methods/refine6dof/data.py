@@ -141,14 +141,16 @@ def synth_config(cfg: Refine6DofConfig, views: int, image_size: int | None = Non
                        pose=PoseConfig(fov_6dof_deg=float(cfg.fov_deg)))
 
 
-def prepare_renders(cfg: Refine6DofConfig, out_dir: str | os.PathLike | None, progress: bool = False
+def prepare_renders(cfg: Refine6DofConfig, out_dir: str | os.PathLike | None, progress: bool = False,
+                    splits: tuple[str, ...] = ("train", "val", "test")
                     ) -> tuple[ClusterResult, dict[str, Path | None]]:
     """Clusters and the ``train`` / ``val`` / ``test`` render folders.
 
     Folders given in ``cfg.data`` are used as they are (checked); the others are rendered
     from the split of :meth:`ClusterResult.split` into ``out_dir/data/<split>`` (or a
     temporary folder when ``out_dir`` is None), resuming finished shards. A split without
-    models gives ``None`` (``train`` may not be empty).
+    models gives ``None`` (``train`` may not be empty). Only the ``splits`` named are
+    returned (and rendered), e.g. ``("test",)`` for an evaluation.
 
     Raises:
         PoseshapeError: a given folder is not a rendered set, or the train split is empty.
@@ -156,7 +158,11 @@ def prepare_renders(cfg: Refine6DofConfig, out_dir: str | os.PathLike | None, pr
     from ...data.synth import render_dataset
 
     clusters, coll = compute_clusters(cfg, out_dir)
-    given = {"train": cfg.data.train, "val": cfg.data.val, "test": cfg.data.test}
+    bad = [s for s in splits if s not in ("train", "val", "test")]
+    if bad or not splits:
+        raise PoseshapeError(f"refine6dof: splits must be some of ('train', 'val', 'test'), got {splits!r}")
+    given = {s: p for s, p in (("train", cfg.data.train), ("val", cfg.data.val), ("test", cfg.data.test))
+             if s in splits}
     paths: dict[str, Path | None] = {}
     todo = [s for s, p in given.items() if not p]
     parts = clusters.split(cfg.split_fractions, cfg.split_seed, cfg.medoids_in_splits) if todo else {}
@@ -179,9 +185,11 @@ def prepare_renders(cfg: Refine6DofConfig, out_dir: str | os.PathLike | None, pr
             continue
         coll_idx = [coll.index(*clusters.keys[i].split("/", 1)) for i in idx]
         views = cfg.data.test_views if (s == "test" and cfg.data.test_views) else cfg.data.views
-        render_dataset(coll.subset(coll_idx), base / s, synth_config(cfg, views), workers=int(cfg.data.workers),
+        size = int(cfg.data.test_image_size or cfg.image_size) if s == "test" else int(cfg.image_size)
+        folder = base / (s if size == int(cfg.image_size) else f"{s}_{size}px")
+        render_dataset(coll.subset(coll_idx), folder, synth_config(cfg, views, size), workers=int(cfg.data.workers),
                        split_fractions=(1.0, 0.0, 0.0), progress=progress)
-        paths[s] = base / s
+        paths[s] = folder
     return clusters, paths
 
 
@@ -212,8 +220,10 @@ class PoseSamples(Dataset):
     Item: ``input (C_in, S, S)`` (the encoder input, ``S = config.image_size``), ``image
     (3, S, S)`` in [0, 1], ``mask (1, S, S)`` in [0, 1] (area-resized coverage), ``R (3, 3)``
     object-to-camera, ``t (3,)`` object units, ``P (3, 4)``, ``K (3, 3)`` pixels of the
-    ``S x S`` image (scaled when the set was rendered at another size), ``label ()`` int64
-    cluster, ``category ()`` int64 index into the set's categories.
+    ``S x S`` image (scaled when the set was rendered at another size), ``mask_full (1, H, H)``
+    and ``K_full (3, 3)``: the mask and intrinsics at the set's own size ``H`` (the same
+    tensors when ``H = S``), ``label ()`` int64 cluster, ``category ()`` int64 index into the
+    set's categories.
 
     Raises:
         PoseshapeError: not a rendered set, empty, not square, or a model that was not clustered.
@@ -253,6 +263,7 @@ class PoseSamples(Dataset):
         it = self.ds[self.index[i]]
         S = int(self.cfg.image_size)
         img, mask, K = it["image"], it["mask"], it["K"].clone()
+        mask_full, K_full = mask, it["K"]
         H, W = img.shape[-2:]
         if H != W:
             raise PoseshapeError(f"refine6dof: expected square renders, got {W}x{H}")
@@ -263,6 +274,7 @@ class PoseSamples(Dataset):
         return {
             "input": network_input(img, mask, self.cfg.input),
             "image": img, "mask": mask, "R": R, "t": t, "P": torch.cat([R, t[:, None]], -1), "K": K,
+            "mask_full": mask_full, "K_full": K_full,
             "label": torch.tensor(self.labels[(it["category_name"], it["model_id"])], dtype=torch.int64),
             "category": it["category"],
         }

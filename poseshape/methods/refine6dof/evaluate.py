@@ -1,0 +1,281 @@
+"""Paper 003's Table 1 for a trained ``refine6dof`` model (``poseshape eval``).
+
+Each *row* is one way of turning the encoder's prediction into a final pose, evaluated on
+the same images:
+
+==================  ===================================================================
+``encoder``         the encoder alone (class + ``P = [R | t]``)
+``online``          + paper §4.2: fine-tune a copy of the encoder weights online on the
+                    silhouette misalignment (:func:`.online.online_refine`; the config's
+                    ``online_*`` settings, i.e. the paper's 30 steps, batch 20, lr 1e-6,
+                    eq. 5 renderer, unless overridden)
+``refine``          + our direct multi-start pose refinement of the medoid
+                    (:func:`poseshape.refine.refine_pose`: 16 starts around the encoder's
+                    pose, IoU + BCE, blur schedule; :class:`~poseshape.refine.RefineConfig`)
+``online+refine``   both, in that order
+==================  ===================================================================
+
+Metrics of a row (columns of :data:`COLUMNS`):
+
+* ``accuracy``: class accuracy, the predicted cluster vs the model's cluster (the clusters
+  of the checkpoint's run, :func:`.data.compute_clusters`);
+* ``miou``: mean IoU of the exact (z-buffer) silhouette of the predicted cluster's medoid at
+  the final pose vs the ground-truth mask, at the test set's own resolution (``S x S``,
+  ``S = config.image_size``, unless it was rendered larger: ``data.test_image_size``);
+* ``mve_deg``: MVE, the median geodesic rotation error in degrees; ``acc_pi6``: the
+  fraction below 30 degrees;
+* ``t_err``: median ``|t - t_gt|`` in object units (models fit the unit cube; the paper's
+  are 6 units long, so multiply by 6 to compare);
+* ``s_per_image``: wall seconds of the row's refinement per image (0 for the encoder).
+
+Images whose refinement is refused (e.g. the shape projects outside the image at the
+predicted pose) keep the encoder's pose and are counted in ``refine_failed``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ...errors import PoseshapeError
+from ...metrics import mask_iou, rotation_error
+from .data import PoseSamples, compute_clusters, prepare_renders
+from .online import hard_silhouettes, online_refine
+
+__all__ = ["COLUMNS", "ROWS", "evaluate", "evaluate_rows", "online_settings", "parse_options", "row_settings"]
+
+ROWS = ("encoder", "online", "refine", "online+refine")
+
+#: Column order of the printed table: key, header, format (see :func:`poseshape.evaluate.format_table`).
+COLUMNS: list[tuple[str, str, str]] = [
+    ("n", "n", "{:d}"),
+    ("accuracy", "accuracy", "{:.3f}"),
+    ("miou", "mIoU", "{:.3f}"),
+    ("mve_deg", "MVE (deg)", "{:.2f}"),
+    ("acc_pi6", "Acc pi/6", "{:.3f}"),
+    ("t_err", "t error", "{:.3f}"),
+    ("s_per_image", "s/image", "{:.2f}"),
+]
+
+_ONLINE_KEYS = {"steps": "online_steps", "batch": "online_batch", "lr": "online_lr", "render": "online_render",
+                "sigma": "online_sigma", "loss": "online_loss", "render_size": "render_size"}
+
+
+def online_settings(cfg, **overrides) -> dict[str, Any]:
+    """The keyword arguments of :func:`.online.online_refine` from a config's ``online_*`` fields.
+
+    ``overrides`` use the short names (``steps``, ``batch``, ``lr``, ``render``, ``sigma``,
+    ``loss``, ``render_size``).
+    """
+    bad = sorted(set(overrides) - set(_ONLINE_KEYS))
+    if bad:
+        raise PoseshapeError(f"online option(s) {bad}: expected some of {sorted(_ONLINE_KEYS)}")
+    out = {k: getattr(cfg, f) for k, f in _ONLINE_KEYS.items()}
+    out.update(overrides)
+    out["render_size"] = int(out["render_size"] or 0) or None
+    return out
+
+
+def parse_options(items: Sequence[str], kinds: Mapping[str, type], what: str) -> dict[str, Any]:
+    """``["key=value", ...]`` -> ``{key: value}`` typed by ``kinds`` (bool: true/false/1/0)."""
+    out: dict[str, Any] = {}
+    for it in items:
+        if "=" not in it:
+            raise PoseshapeError(f"{what}: expected KEY=VALUE, got {it!r}")
+        k, v = (x.strip() for x in it.split("=", 1))
+        if k not in kinds:
+            raise PoseshapeError(f"{what}: unknown key {k!r}; keys: {sorted(kinds)}")
+        typ = kinds[k]
+        try:
+            if typ is bool:
+                if v.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(v)
+                out[k] = v.lower() in ("true", "1")
+            elif v.lower() in ("none", "null") and typ is not str:
+                out[k] = None
+            else:
+                out[k] = typ(float(v)) if typ is int else typ(v)
+        except ValueError:
+            raise PoseshapeError(f"{what}: {k}={v!r} is not a valid {typ.__name__}") from None
+    return out
+
+
+def _refine_kinds() -> dict[str, type]:
+    from ...refine import RefineConfig
+
+    kinds = {}
+    for f in fields(RefineConfig):
+        t = str(f.type)
+        kinds[f.name] = bool if t == "bool" else int if t.startswith("int") else float if t == "float" else str
+    return kinds
+
+
+_ONLINE_KINDS = {"steps": int, "batch": int, "lr": float, "render": str, "sigma": float, "loss": str,
+                 "render_size": int}
+
+
+def row_settings(cfg, name: str, online: Sequence[str] = (), refine: Sequence[str] = ()) -> dict[str, Any]:
+    """``{"online": kwargs | None, "refine": RefineConfig | None}`` of row ``name`` (:data:`ROWS`).
+
+    ``online`` / ``refine``: ``KEY=VALUE`` overrides of :func:`online_settings` and of
+    :class:`~poseshape.refine.RefineConfig`.
+    """
+    from ...refine import RefineConfig
+
+    if name not in ROWS:
+        raise PoseshapeError(f"row {name!r}: expected one of {ROWS}")
+    if online and "online" not in name or refine and "refine" not in name:
+        raise PoseshapeError(f"row {name!r}: online options {list(online)} / refine options {list(refine)} "
+                             "given for a row without that step")
+    on = online_settings(cfg, **parse_options(online, _ONLINE_KINDS, "online")) if "online" in name else None
+    rf = RefineConfig(**parse_options(refine, _refine_kinds(), "refine")) if "refine" in name else None
+    return {"online": on, "refine": rf}
+
+
+def _refine_chunk(bank, labels, R, t, K, masks, config) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Multi-start refinement of each image's medoid; images it refuses keep ``(R, t)``."""
+    from ...refine import refine_pose
+
+    meshes = {int(c): bank.mesh(int(c)) for c in labels.unique()}
+    shapes = [meshes[int(c)] for c in labels]
+    try:
+        r = refine_pose(masks, shapes, R.double(), t.double(), K.double(), config=config)
+        return r.R.to(R.dtype), r.t.to(t.dtype), 0
+    except PoseshapeError:
+        pass
+    R2, t2, failed = R.clone(), t.clone(), 0
+    for b in range(len(shapes)):  # one by one: keep every image that can be refined
+        try:
+            r = refine_pose(masks[b:b + 1], shapes[b], R[b:b + 1].double(), t[b:b + 1].double(), K[b:b + 1].double(),
+                            config=config)
+            R2[b], t2[b] = r.R[0].to(R.dtype), r.t[0].to(t.dtype)
+        except PoseshapeError:
+            failed += 1
+    return R2, t2, failed
+
+
+def evaluate_rows(encoder, bank, ds: PoseSamples, rows: Mapping[str, Mapping[str, Any]], *, chunk: int = 20,
+                  progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Metrics of every row on the whole set ``ds`` (the encoder runs once per chunk).
+
+    Args:
+        encoder: the trained :class:`~.model.PoseEncoder` (eval mode; never modified).
+        bank: the :class:`~.model.MedoidBank`.
+        ds: the test samples (:class:`.data.PoseSamples`).
+        rows: ``{label: {"online": online_refine kwargs | None, "refine": RefineConfig | None}}``.
+        chunk: images per encoder pass (and per online fine-tuning chunk's upper bound).
+        progress: show a tqdm bar.
+
+    Returns:
+        ``{label: {metric: value}}`` with the metrics of the module docstring.
+    """
+    from tqdm import tqdm
+
+    if len(ds) == 0:
+        raise PoseshapeError("evaluate: the test set is empty")
+    acc = {k: {"acc": [], "rot": [], "t": [], "iou": [], "secs": 0.0, "failed": 0} for k in rows}
+    encoder.eval()
+    bar = tqdm(total=len(ds), desc="eval refine6dof", disable=not progress, dynamic_ncols=True)
+    for lo in range(0, len(ds), chunk):
+        items = [ds[i] for i in range(lo, min(len(ds), lo + chunk))]
+        b = {k: torch.stack([it[k] for it in items])
+             for k in ("input", "mask_full", "K_full", "R", "t", "K", "label")}
+        mask, Kf = b["mask_full"], b["K_full"]  # the set's own resolution (>= S)
+        with torch.no_grad():
+            out = encoder(b["input"])
+        lab = out["logits"].argmax(1)
+        for name, spec in rows.items():
+            R, t = out["R"], out["t"]
+            a = acc[name]
+            t0 = time.perf_counter()
+            if spec.get("online") is not None:
+                res = online_refine(encoder, bank, b["input"], mask, b["K"], labels=lab, **spec["online"])
+                R, t = res.R, res.t
+            if spec.get("refine") is not None:
+                R, t, nf = _refine_chunk(bank, lab, R, t, Kf, mask, spec["refine"])
+                a["failed"] += nf
+            if spec.get("online") is not None or spec.get("refine") is not None:
+                a["secs"] += time.perf_counter() - t0
+            a["acc"].append((lab == b["label"]).float())
+            a["rot"].append(rotation_error(R.double(), b["R"].double()))
+            a["t"].append((t - b["t"]).norm(dim=-1))
+            a["iou"].append(mask_iou(hard_silhouettes(bank, lab, R, t, Kf, mask.shape[-1]), mask))
+        bar.update(len(items))
+    bar.close()
+    result = {}
+    for name, a in acc.items():
+        r = torch.cat(a["rot"])
+        n = int(r.numel())
+        result[name] = {"n": n, "accuracy": float(torch.cat(a["acc"]).mean()), "miou": float(torch.cat(a["iou"]).mean()),
+                        "mve_deg": float(r.median()), "acc_pi6": float((r < 30).float().mean()),
+                        "t_err": float(torch.cat(a["t"]).median()), "s_per_image": a["secs"] / n,
+                        "refine_failed": a["failed"]}
+    return result
+
+
+def _run_dir(predictor) -> Path | None:
+    p = getattr(predictor, "checkpoint_path", None)
+    return Path(p).parent if p else None
+
+
+def evaluate(predictor, data: str | os.PathLike | None = None, *, rows: Sequence[str] = ("encoder", "online", "refine"),
+             online: Sequence[str] = (), refine: Sequence[str] = (), limit: int | None = None, batch_size: int = 20,
+             run_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
+    """Paper 003's Table 1 rows for a ``refine6dof`` predictor (``poseshape eval``).
+
+    Args:
+        predictor: a :class:`.predictor.Refine6DofPredictor`.
+        data: a test set rendered with ``framing="6dof"`` from the run's models (their clusters
+            give the class labels). ``None``: the run's own test split, rendered into
+            ``run_dir/data/test`` if it is not there yet (held-out models of every cluster).
+        rows: some of :data:`ROWS`.
+        online, refine: ``KEY=VALUE`` overrides of the ``online`` / ``refine`` rows.
+        limit: evaluate at most this many images (spread over all models).
+        batch_size: images per chunk (the paper's online batch is 20).
+        run_dir: the training run folder (default: the checkpoint's folder), where
+            ``clusters.json`` and ``data/test`` live.
+        progress: show a tqdm bar.
+
+    Returns:
+        ``{"rows": {row: metrics}, "columns": COLUMNS, "data": str, "samples": int,
+        "models": int, "medoids": [names]}``.
+
+    Raises:
+        PoseshapeError: not a refine6dof predictor, unknown rows or options, no test split, a
+            test set whose models were not clustered in this run.
+    """
+    if getattr(predictor, "method", "") != "refine6dof" or not hasattr(predictor, "bank"):
+        raise PoseshapeError("evaluate: expected a refine6dof predictor")
+    rows = list(rows)
+    if not rows:
+        raise PoseshapeError("evaluate: no rows to evaluate")
+    if online and not any("online" in r for r in rows) or refine and not any("refine" in r for r in rows):
+        raise PoseshapeError(f"evaluate: --online/--refine options given but the rows {rows} do not use them")
+    settings = {r: row_settings(predictor.config, r, online if "online" in r else (),
+                                refine if "refine" in r else ()) for r in rows}
+    cfg = predictor.config
+    rd = Path(run_dir) if run_dir is not None else _run_dir(predictor)
+    if data is None:
+        _, paths = prepare_renders(cfg, rd, progress=progress, splits=("test",))
+        if paths.get("test") is None:
+            raise PoseshapeError("evaluate: the run has no test split (all models went to training); give --data "
+                                 "or train with more models (data.models_per_category)")
+        data = paths["test"]
+    clusters, _ = compute_clusters(cfg, rd)
+    ds = PoseSamples(data, cfg, clusters, limit=limit, what="test")
+    enc = predictor.encoder
+    was_training = enc.training
+    try:
+        res = evaluate_rows(enc, predictor.bank, ds, settings, chunk=int(batch_size), progress=progress)
+    finally:
+        enc.train(was_training)
+    return {"rows": res, "columns": COLUMNS, "data": str(data), "samples": len(ds),
+            "models": len(ds.ds.meta["models"]), "medoids": [predictor.bank.name(i) for i in range(len(predictor.bank))],
+            "settings": {r: {"online": s["online"], "refine": vars(s["refine"]) if s["refine"] else None}
+                         for r, s in settings.items()}}
