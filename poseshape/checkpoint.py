@@ -37,7 +37,7 @@ import os
 import pickle
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -317,15 +317,28 @@ def restore_models(models: Mapping[str, nn.Module], checkpoint: Checkpoint, stri
             raise CheckpointError(f"{checkpoint.path}: cannot load module {name!r}: {e}") from None
 
 
-def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, overrides: Sequence[str] = ()) -> Path:
     """Write the inference part of a checkpoint (method, config, weights; no optimiser or trainer
     state) to ``dst``, atomically. This is how a trained run becomes a shipped default model.
 
+    ``overrides``: ``key=value`` changes of the stored config (checked against the method's
+    config class), e.g. ``data.test=`` to drop a path that only exists on the training machine.
+
     Raises:
-        CheckpointError: ``src`` is missing or invalid (see :func:`load_checkpoint`).
+        CheckpointError: ``src`` is missing or invalid (see :func:`load_checkpoint`), or an
+            override does not apply.
     """
     ck = load_checkpoint(src)
-    return save_checkpoint(dst, method=ck.method, config=ck.config, models=ck.models,
+    config = ck.config
+    if overrides:
+        from poseshape.config import ConfigError, apply_overrides, config_from_dict
+        from poseshape.methods.registry import get_method
+
+        try:
+            config = apply_overrides(config_from_dict(get_method(ck.method).config_cls, config), list(overrides))
+        except ConfigError as e:
+            raise CheckpointError(f"{src}: cannot apply {list(overrides)}: {e}") from None
+    return save_checkpoint(dst, method=ck.method, config=config, models=ck.models,
                            extra={"exported_from": str(Path(src).name), **ck.extra})
 
 
@@ -339,12 +352,14 @@ def _main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export", help="keep only method, config and weights (for shipping)")
     e.add_argument("src")
     e.add_argument("dst")
+    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a stored config value (repeatable), e.g. data.test=")
     s = sub.add_parser("show", help="print a checkpoint's method, versions and modules")
     s.add_argument("path")
     args = p.parse_args(argv)
     try:
         if args.cmd == "export":
-            out = export_checkpoint(args.src, args.dst)
+            out = export_checkpoint(args.src, args.dst, args.overrides)
             print(f"{out} ({out.stat().st_size / 2**20:.1f} MiB)")
         else:
             ck = load_checkpoint(args.path)

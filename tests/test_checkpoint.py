@@ -232,3 +232,32 @@ def test_restore_models_mismatch(tmp_path):
         restore_models({"enc": nn.Linear(3, 4)}, ck)
     with pytest.raises(CheckpointError, match="cannot load module 'dec'"):
         restore_models({"enc": _models()["enc"], "dec": nn.Linear(4, 3)}, ck)
+
+
+def test_export_keeps_weights_drops_training_state_and_applies_config_overrides(tmp_path, capsys):
+    from poseshape.checkpoint import _main, export_checkpoint
+    from poseshape.methods.registry import get_method
+
+    cfg = get_method("refine6dof").default_config()
+    cfg.data.test = "/somewhere/only/on/the/training/machine"
+    lin = nn.Linear(3, 2)
+    opt = torch.optim.Adam(lin.parameters())
+    lin(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    src = save_checkpoint(tmp_path / "run.pt", method="refine6dof", config=cfg, models={"encoder": lin},
+                          optimizers={"encoder": opt}, trainer_state={"stage": 1})
+    dst = export_checkpoint(src, tmp_path / "ship.pt", ["data.test=", "online_lr=1e-4"])
+    ck = load_checkpoint(dst)
+    assert ck.config["data"]["test"] == "" and ck.config["online_lr"] == 1e-4
+    assert ck.config["data"]["views"] == cfg.data.views  # the rest is untouched
+    assert torch.equal(ck.models["encoder"]["weight"], lin.weight.detach())
+    raw = torch.load(dst, weights_only=True)
+    assert raw["optimizers"] == {} and raw["trainer_state"] == {} and raw["extra"]["exported_from"] == "run.pt"
+    # a bad override: a clear error, nothing written
+    with pytest.raises(CheckpointError, match="unknown config key 'data.bogus'"):
+        export_checkpoint(src, tmp_path / "bad.pt", ["data.bogus=1"])
+    assert not (tmp_path / "bad.pt").exists()
+    assert _main(["export", str(src), str(tmp_path / "cli.pt"), "--set", "data.test="]) == 0
+    assert load_checkpoint(tmp_path / "cli.pt").config["data"]["test"] == ""
+    assert _main(["export", str(tmp_path / "missing.pt"), str(tmp_path / "x.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
