@@ -220,8 +220,11 @@ def evaluate_rows(encoder, bank, ds: PoseSamples, rows: Mapping[str, Mapping[str
 
 
 def _run_dir(predictor) -> Path | None:
+    """The training run folder of the predictor's checkpoint (None for a shipped model)."""
     p = getattr(predictor, "checkpoint_path", None)
-    return Path(p).parent if p else None
+    if not p or not (Path(p).parent / "clusters.json").is_file():
+        return None  # e.g. poseshape/assets: render / cluster in a temporary folder instead
+    return Path(p).parent
 
 
 def evaluate(predictor, data: str | os.PathLike | None = None, *, rows: Sequence[str] = ("encoder", "online", "refine"),
@@ -238,8 +241,9 @@ def evaluate(predictor, data: str | os.PathLike | None = None, *, rows: Sequence
         online, refine: ``KEY=VALUE`` overrides of the ``online`` / ``refine`` rows.
         limit: evaluate at most this many images (spread over all models).
         batch_size: images per chunk (the paper's online batch is 20).
-        run_dir: the training run folder (default: the checkpoint's folder), where
-            ``clusters.json`` and ``data/test`` live.
+        run_dir: the training run folder (default: the checkpoint's folder when it holds
+            ``clusters.json``, else a temporary folder), where ``clusters.json`` and
+            ``data/test`` live.
         progress: show a tqdm bar.
 
     Returns:
