@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "eval": "poseshape.cli_eval",
     "reconstruct": "poseshape.cli_reconstruct",
     "refine": "poseshape.cli_refine",
+    "scene": "poseshape.cli_scene",
     "demo": "poseshape.demo",
 }
 

@@ -7,7 +7,10 @@ Examples::
     poseshape reconstruct a.png b.png --mask a_m.png b_m.png --checkpoint runs/rp/last.pt --out out
 
 Any image size is accepted. With a mask (or an RGBA image's alpha) the object is cropped
-around the mask's bounding box; otherwise the whole image is used, padded to a square. For
+around the mask's bounding box; otherwise the whole image is used, padded to a square.
+Methods whose predictor sees the uncropped camera image (``full_frame``, e.g. ``refine6dof``,
+which predicts the translation in it) always get the whole image padded to a square, with
+the mask of that same square (``refine6dof`` refines its pose online against it). For
 each image it writes ``posed_voxels.npz``, ``mesh.obj``, ``mesh.glb``, ``pose.json``,
 ``overlay.png`` and ``views.png`` into ``--out`` (one image) or ``--out/<image name>/``
 (several). All inputs and the checkpoint are checked before anything is written.
@@ -24,7 +27,8 @@ import torch
 
 from .errors import PoseshapeError
 
-__all__ = ["InputItem", "add_parser", "load_input", "output_folders", "reconstruct_image", "run"]
+__all__ = ["InputItem", "add_parser", "check_refine_supported", "load_input", "output_folders",
+           "predictor_square", "reconstruct_image", "run"]
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -42,7 +46,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--refine", action="store_true",
                    help="refine the predicted pose against the mask (test-time silhouette alignment, "
-                        "docs/refine.md); needs a mask or an RGBA image")
+                        "docs/refine.md); needs a mask or an RGBA image. Not for full-frame methods "
+                        "(refine6dof), which refine online by themselves")
     p.add_argument("--refine-steps", type=int, default=None, metavar="N", help="refinement steps (default 30)")
     p.add_argument("--refine-starts", type=int, default=None, metavar="K", help="refinement starts (default 16)")
     return p
@@ -82,14 +87,73 @@ def load_input(image_path, mask_path=None) -> InputItem:
     return InputItem(image, alpha, "alpha" if alpha is not None else None, ip, None)
 
 
+def predictor_square(predictor, image: torch.Tensor, mask: torch.Tensor | None, name: str = "mask"
+                     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int, int]]:
+    """The ``S x S`` square ``predictor`` sees (``S = predictor.image_size``), and its box.
+
+    A ``full_frame`` predictor (``refine6dof``: the translation is predicted in the uncropped
+    camera image) gets the whole image padded to a square, with the mask cut from that same
+    square; any other gets :func:`poseshape.predict.crop_to_square`'s crop around the mask's
+    box (``predictor.crop_margin``, default 0.1), or the whole image without a mask.
+
+    Args:
+        image: ``(3, H, W)`` in [0, 1]; mask: ``(1, H, W)`` {0, 1} or None.
+        name: what to call the mask in errors (e.g. its file).
+
+    Returns:
+        ``(crop (3, S, S), crop_mask (1, S, S) or None, box (x0, y0, side))`` as
+        :func:`poseshape.predict.crop_to_square`.
+
+    Raises:
+        PoseshapeError: the object vanishes at the full frame's ``S x S`` resolution (less than
+            half a pixel of the resized mask), and the errors of ``crop_to_square``.
+    """
+    from .predict import crop_to_square
+
+    full = bool(getattr(predictor, "full_frame", False))
+    margin = float(getattr(predictor, "crop_margin", 0.1))  # the framing the method was trained on
+    S = int(predictor.image_size)
+    crop, crop_mask, box = crop_to_square(image, mask, size=S, margin=margin, full_frame=full)
+    if full and crop_mask is not None and not bool(crop_mask.any()):
+        raise PoseshapeError(f"{name}: the object is too small for the model: its mask keeps no pixel when the "
+                             f"whole {box[2]}x{box[2]} frame is resized to the model's {S}x{S} input")
+    return crop, crop_mask, box
+
+
+def check_refine_supported(predictor) -> None:
+    """Refuse ``--refine`` for a ``full_frame`` predictor (its pose is a pinhole pose).
+
+    :func:`poseshape.refine.refine_prediction` aligns the weak-perspective posed frame of a
+    crop (the reproject family) and leaves a method's pinhole pose (``refine6dof``'s
+    ``extras["t_cam"]``, ``["P"]``, medoid) untouched, so the files would disagree with each
+    other; ``refine6dof`` refines its pose against the mask online already (paper 003 §4.2).
+
+    Raises:
+        PoseshapeError: ``predictor.full_frame`` is true.
+    """
+    if getattr(predictor, "full_frame", False):
+        name = getattr(predictor, "method", "") or type(predictor).__name__
+        raise PoseshapeError(f"--refine is for crop-based methods such as reproject (docs/refine.md); method "
+                             f"{name!r} sees the whole frame, predicts a pinhole pose and already refines it "
+                             "online against the mask (paper 003 §4.2), so drop --refine")
+
+
 def reconstruct_image(predictor, image_path, mask_path, out_dir, *, item: InputItem | None = None,
                       refine=None) -> dict:
     """Reconstruct one image and write its files into ``out_dir``.
 
-    Steps: :func:`load_input` -> :func:`poseshape.predict.crop_to_square` (the mask's box, or
-    the whole image) -> ``predictor(crop, crop_mask)`` -> optionally
-    :func:`poseshape.refine.refine_prediction` (the pose aligned to the mask of the same
-    crop, cut at the refinement's ``render_size``) -> :func:`poseshape.predict.write_prediction`.
+    Steps: :func:`load_input` -> :func:`predictor_square` (the mask's box, or the whole image;
+    always the whole image, padded to a square, for a ``full_frame`` predictor such as
+    ``refine6dof``, which then gets the mask of that square) -> ``predictor(crop, crop_mask)``
+    -> optionally :func:`poseshape.refine.refine_prediction` (the pose aligned to the mask of
+    the same crop, cut at the refinement's ``render_size``) ->
+    :func:`poseshape.predict.write_prediction` (the box is the whole padded square for a
+    ``full_frame`` predictor, so the overlay and the weak-perspective camera of ``pose.json``
+    refer to the input image as usual).
+
+    ``refine`` is refused for a ``full_frame`` predictor (:func:`check_refine_supported`):
+    ``refine_prediction`` only moves the weak-perspective posed frame, not the pinhole pose
+    of ``Prediction.extras``, and ``refine6dof`` refines online against the mask by itself.
 
     Args:
         predictor: a :class:`poseshape.predict.Predictor`.
@@ -103,19 +167,25 @@ def reconstruct_image(predictor, image_path, mask_path, out_dir, *, item: InputI
         ``{"voxels", "obj", "glb", "pose", "overlay", "views"} -> Path``.
 
     Raises:
-        PoseshapeError: ``refine`` without a mask, and the errors of the steps.
+        PoseshapeError: ``refine`` without a mask or with a ``full_frame`` predictor, and the
+            errors of the steps.
     """
     from .predict import crop_to_square, write_prediction
 
     item = item or load_input(image_path, mask_path)
+    if refine:
+        check_refine_supported(predictor)
     if refine and item.mask is None:
         raise PoseshapeError(f"{item.image_path}: --refine needs an object mask (--mask, or an RGBA image's alpha)")
     margin = float(getattr(predictor, "crop_margin", 0.1))  # the framing the method was trained on
-    crop, crop_mask, box = crop_to_square(item.image, item.mask, size=int(predictor.image_size), margin=margin)
+    crop, crop_mask, box = predictor_square(predictor, item.image, item.mask,
+                                            str(item.mask_path or item.image_path))
     with torch.no_grad():
         pred = predictor(crop[None], crop_mask[None] if crop_mask is not None else None)
     info = {"image": str(item.image_path), "mask": str(item.mask_path) if item.mask_path else None,
             "mask_source": item.mask_source, "crop_size": int(predictor.image_size)}
+    if getattr(predictor, "full_frame", False):
+        info["full_frame"] = True  # the box is the whole image padded to a square
     if refine:
         from .refine import RefineConfig, refine_prediction
 
@@ -166,12 +236,19 @@ def run(args) -> int:
         kw = {k: v for k, v in (("steps", args.refine_steps), ("starts", args.refine_starts)) if v is not None}
         refine = RefineConfig(optimize_aspect=True, **kw)
     # Check every input and the checkpoint before writing anything.
+    # (the images are read again later rather than kept: a long list of photos need not fit in memory)
     for ip, mp in zip(images, masks):
         it = load_input(ip, mp)
         if refine is not None and it.mask is None:
             raise PoseshapeError(f"{ip}: --refine needs an object mask (--mask, or an RGBA image's alpha)")
     method = args.method or (None if args.checkpoint else "reproject")
     predictor = load_predictor(checkpoint=args.checkpoint, method=method, device=args.device)
+    if refine is not None:
+        check_refine_supported(predictor)
+    if getattr(predictor, "full_frame", False):  # a small object's mask may vanish in the S x S full frame
+        for ip, mp in zip(images, masks):
+            it = load_input(ip, mp)
+            predictor_square(predictor, it.image, it.mask, str(mp or ip))
     print(f"{predictor.method}: {args.checkpoint or 'shipped default model'}", file=sys.stderr)
     for ip, mp, folder in zip(images, masks, output_folders(images, out)):
         files = reconstruct_image(predictor, ip, mp, folder, refine=refine)

@@ -249,6 +249,7 @@ def load_predictor(checkpoint: str | os.PathLike | None = None, method: str | No
     predictor = spec.predictor(config, models)
     if not getattr(predictor, "method", ""):
         predictor.method = spec.name
+    predictor.checkpoint_path = path
     S = getattr(predictor, "image_size", None)
     if not isinstance(S, int) or isinstance(S, bool) or S < 1:
         raise PoseshapeError(f"{path}: the {spec.name!r} predictor has no valid image_size (got {S!r})")
@@ -418,13 +419,15 @@ def _as_mask(mask, hw: tuple[int, int], name: str = "mask") -> torch.Tensor:
     return (m.float() >= 0.5).float()
 
 
-def crop_to_square(image: torch.Tensor, mask: torch.Tensor | None, size: int, margin: float = 0.1
-                   ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int, int]]:
+def crop_to_square(image: torch.Tensor, mask: torch.Tensor | None, size: int, margin: float = 0.1,
+                   full_frame: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int, int]]:
     """The square crop a predictor sees, resized to ``size x size``.
 
     With a mask, the square is centred on the mask's bounding box (pixel extents) and its
     side is the box's longer side enlarged by ``margin`` of it on each side (rounded up to
-    whole pixels); without, it is the whole image padded to a square (centred). Parts of the
+    whole pixels); without, or with ``full_frame=True`` (predictors that see the uncropped
+    camera image, e.g. ``refine6dof``), it is the whole image padded to a square (centred) and
+    the mask is cut from that same square. Parts of the
     square outside the image are padded with white (the mask with 0). Resizing is bilinear
     with antialiasing; the resized mask is thresholded at 0.5.
 
@@ -432,7 +435,8 @@ def crop_to_square(image: torch.Tensor, mask: torch.Tensor | None, size: int, ma
         image: ``(3, H, W)`` float in [0, 1].
         mask: ``(1, H, W)`` (or ``(H, W)``) object mask, or ``None``.
         size: ``S``, output side in pixels.
-        margin: fraction of the box's longer side added on each side.
+        margin: fraction of the box's longer side added on each side (unused with ``full_frame``).
+        full_frame: the whole image padded to a square even when a mask is given.
 
     Returns:
         ``(crop (3, S, S), crop_mask (1, S, S) or None, box)`` where ``box = (x0, y0, side)``
@@ -456,6 +460,7 @@ def crop_to_square(image: torch.Tensor, mask: torch.Tensor | None, size: int, ma
         cols = torch.nonzero(m[0].any(0)).flatten()
         if rows.numel() == 0:
             raise PoseshapeError("mask: empty (no foreground pixel), cannot place the crop")
+    if m is not None and not full_frame:
         r0, r1 = int(rows[0]), int(rows[-1]) + 1
         c0, c1 = int(cols[0]), int(cols[-1]) + 1
         side = max(1, math.ceil(max(r1 - r0, c1 - c0) * (1.0 + 2.0 * margin) - 1e-9))

@@ -5,6 +5,10 @@ only registers its scale and translation on the crop it is given, so every misal
 the product layer (crop box, uncrop, mesh units, projection formulas) shows up as a low
 reprojection IoU. The fixtures ``clean_registry`` and ``oracle_checkpoint`` are imported by
 the test modules that use them.
+
+``refine6dof_run`` (test_cli_reconstruct, test_cli_scene) is a real ``refine6dof`` run trained
+in about 3 s (:data:`R6_TINY_RUN`): untrained-quality poses, but a genuine checkpoint, medoid
+bank and 6-DoF renders for the product layer's plumbing.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from poseshape.shapes.meshes import face_normals
 from poseshape.shapes.procedural import generate
 from poseshape.shapes.voxels import voxelize
 
-__all__ = ["OracleConfig", "OraclePredictor", "clean_registry", "make_scene", "mesh_reprojection_iou",
-           "oracle_build", "oracle_checkpoint", "scene_pose"]
+__all__ = ["R6_TINY_RUN", "OracleConfig", "OraclePredictor", "clean_registry", "make_scene", "mesh_reprojection_iou",
+           "oracle_build", "oracle_checkpoint", "refine6dof_renders", "refine6dof_run", "scene_pose",
+           "train_tiny_refine6dof"]
 
 
 @dataclass
@@ -151,3 +156,47 @@ def mesh_reprojection_iou(obj_path: Path, pose: dict, mask: torch.Tensor) -> flo
     t = torch.tensor([b["x0"] + b["side"] / 2, b["y0"] + b["side"] / 2, 0.0], dtype=torch.float64)
     frag = rasterize(V, Fc, torch.eye(3, dtype=torch.float64), t, scale=b["side"] / E, image_size=(H, W))
     return float(mask_iou(frag.mask[0, 0][None], mask.reshape(1, H, W))[0])
+
+
+# ============================================================================ refine6dof
+#: A whole ``refine6dof`` run (clusters + encoder) in ~3 s on one thread: 6 procedural cars ->
+#: 2 clusters, 2 renders each at 32 px, 2 encoder steps, 2 online steps at prediction time.
+R6_TINY_RUN = ["width=0.25", "fc_hidden=32", "image_size=32", "num_clusters=2", "data.models_per_category=6",
+               "data.views=2", "hog_size=32", "encoder_iters=2", "batch_size=4", "val_every=2",
+               "online_steps=2", "voxel_res=16", "medoids_in_splits=true", "split_fractions=[1,0,0]"]
+
+_R6_RUNS: dict[str, Path] = {}  # one run per session, whichever test module asks first
+
+
+def train_tiny_refine6dof(out_dir: Path) -> Path:
+    """Train :data:`R6_TINY_RUN` into ``out_dir`` and return its ``last.pt``."""
+    from poseshape.methods.registry import get_method
+    from poseshape.train import Trainer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        spec = get_method("refine6dof")
+        Trainer(spec, spec.make_config(None, R6_TINY_RUN), out_dir=out_dir, progress=False, tensorboard=False).fit()
+    finally:
+        torch.set_num_threads(threads)
+    return Path(out_dir) / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def refine6dof_run(tmp_path_factory) -> Path:
+    """Folder of a tiny trained refine6dof run (``last.pt``, ``data/train`` renders); trained once."""
+    if "run" not in _R6_RUNS:
+        root = tmp_path_factory.mktemp("r6run")
+        train_tiny_refine6dof(root)
+        _R6_RUNS["run"] = root
+    return _R6_RUNS["run"]
+
+
+def refine6dof_renders(run: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's training renders: ``(images (N, 3, S, S) in [0, 1], masks (N, 1, S, S) {0, 1})``."""
+    from poseshape.data.dataset import ShardDataset
+
+    ds = ShardDataset(Path(run) / "data" / "train")
+    items = [ds[i] for i in range(len(ds))]
+    return torch.stack([it["image"] for it in items]), torch.stack([it["mask"] for it in items])

@@ -22,7 +22,7 @@ from poseshape.predict import FILE_NAMES
 
 OracleConfig, OraclePredictor, make_scene, mesh_reprojection_iou = (
     hp.OracleConfig, hp.OraclePredictor, hp.make_scene, hp.mesh_reprojection_iou)
-clean_registry, oracle_checkpoint = hp.clean_registry, hp.oracle_checkpoint  # fixtures
+clean_registry, oracle_checkpoint, refine6dof_run = hp.clean_registry, hp.oracle_checkpoint, hp.refine6dof_run  # fixtures
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +199,94 @@ def test_reconstruct_refine_improves_mask_iou_with_the_shipped_model(tmp_path, c
     # (the car; the chair's thin legs and back are the shipped model's shape error, which a
     # pose cannot fix)
     assert after[0] >= 0.7, (before, after)
+
+
+# ============================================================================ full-frame predictors (refine6dof)
+@pytest.fixture
+def wide_render(tmp_path, refine6dof_run):
+    """A 6-DoF render pasted into a wider-than-tall white photo (57 x 41) and its mask, as files."""
+    images, masks = hp.refine6dof_renders(refine6dof_run)
+    k = int(masks.flatten(1).sum(1).argmax())  # the largest object
+    img = torch.ones(3, 41, 57)
+    m = torch.zeros(1, 41, 57)
+    img[:, 4:36, 20:52] = images[k]
+    m[:, 4:36, 20:52] = masks[k]
+    d = tmp_path / "r6in"
+    d.mkdir()
+    Image.fromarray(_u8(img)).save(d / "photo.png")
+    Image.fromarray((m[0].numpy() > 0.5).astype(np.uint8) * 255).save(d / "photo_mask.png")
+    return d / "photo.png", d / "photo_mask.png"
+
+
+def _spy_calls(monkeypatch):
+    """Record every ``(images, masks)`` a Refine6DofPredictor is called with."""
+    from poseshape.methods.refine6dof.predictor import Refine6DofPredictor
+
+    calls, original = [], Refine6DofPredictor.__call__
+
+    def spy(self, images, masks=None):
+        calls.append((images.detach().cpu().clone(), None if masks is None else masks.detach().cpu().clone()))
+        return original(self, images, masks)
+
+    monkeypatch.setattr(Refine6DofPredictor, "__call__", spy)
+    return calls
+
+
+def test_reconstruct_full_frame_predictor_sees_the_uncropped_image(tmp_path, wide_render, refine6dof_run,
+                                                                   monkeypatch, capsys):
+    import torch.nn.functional as F
+
+    from poseshape.predict import crop_to_square, read_image, read_mask
+
+    ip, mp = wide_render
+    calls = _spy_calls(monkeypatch)
+    out = tmp_path / "out"
+    rc, _, se = _run(["reconstruct", str(ip), "--mask", str(mp), "--checkpoint", str(refine6dof_run / "last.pt"),
+                      "--out", str(out), "--device", "cpu"], capsys)
+    assert rc == 0, se
+    (img, masks), = calls
+    # the whole 57 x 41 image padded (white) to a 57 x 57 square, resized to the model's 32 x 32
+    image, _ = read_image(ip)
+    full, _, box = crop_to_square(image, None, size=32)
+    assert box == (0, (41 - 57) // 2, 57)
+    assert img.shape == (1, 3, 32, 32) and torch.equal(img[0], full)
+    crop_around_mask, _, _ = crop_to_square(image, read_mask(mp), size=32, margin=0.0)
+    assert (img[0] - crop_around_mask).abs().max() > 0.2  # not the crop around the mask
+    # the mask of that same square: zero-padded, resized, thresholded
+    canvas = torch.zeros(1, 1, 57, 57)
+    canvas[0, :, 8:49] = read_mask(mp)
+    want = (F.interpolate(canvas, size=(32, 32), mode="bilinear", align_corners=False, antialias=True) >= 0.5).float()
+    assert masks.shape == (1, 1, 32, 32) and torch.equal(masks, want)
+    # the usual files, in the input image's pixels
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILE_NAMES.values())
+    pose = json.loads((out / "pose.json").read_text())
+    assert pose["method"] == "refine6dof" and pose["full_frame"] is True
+    assert pose["box"] == {"x0": 0, "y0": -8, "side": 57} and 0.0 <= pose["mask_iou"] <= 1.0
+    assert len(pose["extras"]["t_cam"]) == 3 and len(pose["extras"]["K"]) == 3
+    assert Image.open(out / "overlay.png").size == (57, 41)
+
+
+def test_reconstruct_full_frame_refuses_refine_and_vanishing_masks(tmp_path, wide_render, refine6dof_run, capsys):
+    from poseshape.errors import PoseshapeError
+    from poseshape.predict import load_predictor
+
+    ip, mp = wide_render
+    ck = str(refine6dof_run / "last.pt")
+    out = tmp_path / "out"
+    rc, _, se = _run(["reconstruct", str(ip), "--mask", str(mp), "--checkpoint", ck, "--refine", "--out", str(out),
+                      "--device", "cpu"], capsys)
+    assert rc == 2 and "--refine is for crop-based methods" in se and "refine6dof" in se, se
+    assert not out.exists()
+    predictor = load_predictor(ck, device="cpu")
+    with pytest.raises(PoseshapeError, match="already refines it online"):
+        reconstruct_image(predictor, ip, mp, out, refine=True)
+    assert not out.exists()
+    # a one-pixel object in a 300 x 300 photo has no pixel left at 32 x 32
+    Image.fromarray(np.full((300, 300, 3), 200, np.uint8)).save(tmp_path / "big.png")
+    dot = np.zeros((300, 300), np.uint8)
+    dot[150, 150] = 255
+    Image.fromarray(dot).save(tmp_path / "dot.png")
+    rc, _, se = _run(["reconstruct", str(ip), str(tmp_path / "big.png"), "--mask", str(mp), str(tmp_path / "dot.png"),
+                      "--checkpoint", ck, "--out", str(out), "--device", "cpu"], capsys)
+    assert rc == 2 and re.search(r"dot\.png: the object is too small .* 300x300 .* 32x32", se), se
+    assert not out.exists()  # checked before the first image was written
