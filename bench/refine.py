@@ -45,10 +45,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from poseshape.geometry.camera import viewpoint_to_pose
-from poseshape.geometry.rotations import geodesic_distance, so3_exp
+from poseshape.geometry.rotations import geodesic_distance
 from poseshape.paths import shared_data_status
-from poseshape.refine import hard_silhouettes, refine_pose, simplify_mesh
+from poseshape.refine import refine_pose, simplify_mesh
+from poseshape.refine_trials import perturbed_pose_trials
 from poseshape.shapes.meshes import Mesh, load_mesh
 
 DEG = math.pi / 180
@@ -68,20 +68,9 @@ def load_car(max_faces: int = 5000) -> tuple[Mesh, str]:
 
 
 def trials(mesh: Mesh, n: int, seed: int, size: int = 256, max_deg: float = 40.0):
-    """Seeded trials as in tests/test_refine.py: masks (n,1,size,size), R, t, K, R0, t0."""
-    g = torch.Generator().manual_seed(seed)
-    az = torch.rand(n, generator=g, dtype=torch.float64) * 2 * math.pi
-    el = (torch.rand(n, generator=g, dtype=torch.float64) * 30 + 5) * DEG
-    R, t = viewpoint_to_pose(az, el, torch.zeros(n, dtype=torch.float64), torch.full((n,), 2.6, dtype=torch.float64))
-    f = 1.7 * size
-    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1]], dtype=torch.float64)
-    masks = hard_silhouettes(mesh.verts.double().expand(n, -1, -1), mesh.faces, R, t, K, None, size).float()
-    axis = torch.randn(n, 3, generator=g, dtype=torch.float64)
-    axis = axis / axis.norm(dim=1, keepdim=True)
-    ang = (10 + torch.rand(n, generator=g, dtype=torch.float64) * (max_deg - 10)) * DEG
-    R0 = so3_exp(axis * ang[:, None]) @ R
-    t0 = t + torch.randn(n, 3, generator=g, dtype=torch.float64) * torch.tensor([0.03, 0.03, 0.1], dtype=torch.float64)
-    return masks, R, t, K, R0, t0
+    """Seeded trials (:func:`poseshape.refine_trials.perturbed_pose_trials`): masks, R, t, K, R0, t0."""
+    tr = perturbed_pose_trials(mesh, n, seed, size=size, max_deg=max_deg)
+    return tr.masks, tr.R, tr.t, tr.K, tr.R0, tr.t0
 
 
 def load1() -> float:

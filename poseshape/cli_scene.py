@@ -31,15 +31,15 @@ at the final pose vs the mask, both at ``S x S``), ``online`` and, when refined 
 ``encoder_R`` / ``encoder_t_cam``; plus the image, ``K`` of the ``S x S`` input and the
 square's ``box`` in input pixels.
 
-An ``input=rgb`` encoder (the paper's and the default) sees the same image for every object,
-so without more the objects' *encoder* poses and classes are identical and only the online
-refinement against each mask separates their poses (little, at the paper's learning rate).
-``--isolate`` gives each object its own image instead: the same full frame (same camera, so
-the translation keeps its meaning) with every pixel outside that object's mask painted white,
-so that each object is processed independently (paper 003: "each object in the scene is
-processed independently"); a warning says so when an rgb encoder gets several objects
-without it. Encoders trained with ``input=mask`` / ``rgbm`` see
-each object's mask anyway.
+Each object is processed independently (paper 003: "each object in the scene is processed
+independently"): by default its image is the same full frame (same camera, so the translation
+keeps its meaning) with every pixel outside that object's mask painted white. An ``input=rgb``
+encoder (the paper's and the default) would otherwise see the same image for every object,
+so their *encoder* poses and classes would be identical and only the online refinement against
+each mask would separate their poses (little, at the paper's learning rate).
+``--no-isolate`` feeds the unmasked photo to every object (a warning says so when an rgb
+encoder gets several objects). Encoders trained with ``input=mask`` / ``rgbm`` see each
+object's mask anyway.
 
 Everything (output path, image, masks, checkpoint) is checked before anything is written;
 errors exit with status 2.
@@ -84,9 +84,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--method", default=None, help="refine6dof (the only method with medoids and pinhole poses)")
     p.add_argument("--no-online", action="store_true",
                    help="skip the online refinement against the masks (the encoder's poses)")
-    p.add_argument("--isolate", action="store_true",
+    p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
                    help="give each object the full frame with everything outside its mask painted white "
-                        "(for input=rgb encoders, which otherwise see the same image for every object)")
+                        "(default; --no-isolate: the unmasked photo for every object, which an input=rgb "
+                        "encoder then cannot tell apart)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     return p
 
@@ -274,8 +275,8 @@ def run(args) -> int:
     encoder_input = getattr(getattr(predictor, "config", None), "input", "rgb")
     if encoder_input == "rgb" and len(crops) > 1 and not args.isolate:
         print("warning: this encoder's input is the RGB image alone, the same for every object: their encoder "
-              "poses and classes are identical and only the online refinement separates them; --isolate gives "
-              "each object its own image", file=sys.stderr)
+              "poses and classes are identical and only the online refinement separates them; drop --no-isolate "
+              "to give each object its own image", file=sys.stderr)
 
     masks_s = torch.stack(masks_s)
     with torch.no_grad():

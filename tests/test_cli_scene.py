@@ -93,7 +93,7 @@ def test_scene_glb_places_each_medoid_by_its_predicted_pose(tmp_path, photo, ref
     ck = refine6dof_run / "last.pt"
     out = tmp_path / "out" / "scene.glb"  # the folder is created
     rc, so, se = _run(["scene", str(photo["image"]), "--mask", *map(str, photo["masks"]), "--checkpoint", str(ck),
-                       "--out", str(out), "--isolate", "--device", "cpu"], capsys)
+                       "--out", str(out), "--device", "cpu"], capsys)  # --isolate is the default
     assert rc == 0, se
     assert "warning" not in se
     js = out.with_suffix(".json")
@@ -136,11 +136,11 @@ def test_scene_from_a_label_image_to_obj_without_online(tmp_path, photo, refine6
     ck = refine6dof_run / "last.pt"
     out = tmp_path / "scene.obj"
     rc, _, se = _run(["scene", str(photo["image"]), "--labels", str(photo["labels"]), "--checkpoint", str(ck),
-                      "--out", str(out), "--no-online", "--device", "cpu"], capsys)
+                      "--out", str(out), "--no-online", "--no-isolate", "--device", "cpu"], capsys)
     assert rc == 0, se
     assert "warning: this encoder's input is the RGB image alone" in se
     objs = json.loads(out.with_suffix(".json").read_text())["objects"]
-    # without --isolate an rgb encoder sees one image for both objects: the same pose (the
+    # with --no-isolate an rgb encoder sees one image for both objects: the same pose (the
     # documented limitation the warning names)
     assert np.allclose(objs[0]["R"], objs[1]["R"]) and np.allclose(objs[0]["t_cam"], objs[1]["t_cam"])
     assert [(o["mask"], o["label_value"], o["online"]) for o in objs] == [(str(photo["labels"]), 3, False),

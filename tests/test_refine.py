@@ -16,6 +16,7 @@ import torch
 from poseshape.errors import PoseshapeError, ShapeError
 from poseshape.geometry.camera import viewpoint_to_pose
 from poseshape.geometry.rotations import geodesic_distance, so3_exp
+from poseshape.refine_trials import perturbed_pose_trials
 from poseshape.refine import (
     RefineConfig,
     hard_silhouettes,
@@ -44,10 +45,6 @@ def _Ry(a: float) -> torch.Tensor:
     return so3_exp(torch.tensor([0.0, a, 0.0], dtype=torch.float64))
 
 
-def _pinhole(size: int, f: float) -> torch.Tensor:
-    return torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1]], dtype=torch.float64)
-
-
 @pytest.fixture(scope="module")
 def car(shared_data):
     """PASCAL3D+ car 01 (28.9k faces) simplified to <= 1500 faces for speed."""
@@ -56,28 +53,13 @@ def car(shared_data):
     return Mesh(m.verts.float(), m.faces)
 
 
-def _car_trials(mesh: Mesh, n: int, seed: int, max_deg: float = 40.0, size: int = 256):
-    """``n`` seeded (mask, true pose, perturbed start) trials; perturbation angle in [10, max_deg]."""
-    g = torch.Generator().manual_seed(seed)
-    az = torch.rand(n, generator=g, dtype=torch.float64) * 2 * math.pi
-    el = (torch.rand(n, generator=g, dtype=torch.float64) * 30 + 5) * DEG
-    R, t = viewpoint_to_pose(az, el, torch.zeros(n, dtype=torch.float64), torch.full((n,), 2.6, dtype=torch.float64))
-    K = _pinhole(size, 1.7 * size)
-    masks = hard_silhouettes(mesh.verts.double().expand(n, -1, -1), mesh.faces, R, t, K, None, size).float()
-    axis = torch.randn(n, 3, generator=g, dtype=torch.float64)
-    axis = axis / axis.norm(dim=1, keepdim=True)
-    ang = (10 + torch.rand(n, generator=g, dtype=torch.float64) * (max_deg - 10)) * DEG
-    R0 = so3_exp(axis * ang[:, None]) @ R
-    t0 = t + torch.randn(n, 3, generator=g, dtype=torch.float64) * torch.tensor([0.03, 0.03, 0.1], dtype=torch.float64)
-    return masks, R, t, K, R0, t0, ang
-
-
 def test_car_multistart_recovers_pose_and_beats_single_start(car):
     # Issue 6: a PASCAL3D+ car at a known pose perturbed by up to 40 degrees; multi-start
     # refinement returns a rotation error < 3 deg in >= 9 of 10 seeded trials, single-start
     # refinement does worse. All 10 trials x 16 starts (the default set, which covers the
     # 35-degree ball around the start) are one batch.
-    masks, R, t, K, R0, t0, _ = _car_trials(car, 10, seed=0)
+    tr = perturbed_pose_trials(car, 10, seed=0)
+    masks, R, t, K, R0, t0 = tr.masks, tr.R, tr.t, tr.K, tr.R0, tr.t0
     multi = refine_pose(masks, car, R0, t0, K, starts=16)
     err_multi = geodesic_distance(multi.R, R) / DEG
     single = refine_pose(masks, car, R0, t0, K, starts=1)
