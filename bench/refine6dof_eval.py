@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     _, cfg, models = load_trained(ckpt, method="refine6dof", device="cpu")
     enc, bank = models["encoder"].eval(), models["medoids"]
     run_dir = out if args.checkpoint is None else ckpt.parent
-    if args.test_size:
+    if args.test_size:  # render the test split anew at that size (a given data.test is at another)
         cfg.data.test_image_size = int(args.test_size)
+        cfg.data.test = ""
     _, paths = prepare_renders(cfg, run_dir, splits=("test",))
     if paths.get("test") is None:
         raise SystemExit("no test split: add models (data.models_per_category)")
