@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import PoseshapeError, ShapeError
+from .errors import PoseshapeError
 
 __all__ = ["MAX_OBJECTS", "SceneInput", "add_parser", "load_scene_input", "read_label_masks", "run",
            "scene_paths"]
@@ -149,14 +149,10 @@ def read_label_masks(path, like_hw: tuple[int, int] | None = None, *, image_path
         ShapeError: the size differs from ``like_hw``.
         FileFormatError: not an image, or a corrupt one.
     """
-    from .predict import _open
+    from .predict import open_sized
 
     p = Path(path)
-    img = _open(p, "label image")
-    if like_hw is not None and (img.height, img.width) != tuple(like_hw):
-        of = f" {Path(image_path)}" if image_path is not None else ""
-        raise ShapeError(f"{p}: the label image is {img.width}x{img.height} pixels but the image{of} is "
-                         f"{like_hw[1]}x{like_hw[0]}; it must have its image's size")
+    img = open_sized(p, "label image", like_hw, image_path)
     mode = img.mode
     if mode in ("RGBA", "LA", "La", "RGBa", "PA"):
         alpha = np.asarray(img.getchannel("A"))

@@ -133,7 +133,7 @@ def format_table(results: dict[str, dict[str, Any]], columns: Sequence[tuple[str
         lines += ["| " + " | ".join(r) + " |" for r in body]
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in [heads, *body]) for i in range(len(heads))]
-    fmt_row = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    fmt_row = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
     return "\n".join([fmt_row(heads), *(fmt_row(r) for r in body)])
 
 

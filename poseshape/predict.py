@@ -285,6 +285,21 @@ def _open(path: str | os.PathLike, what: str):
     return img
 
 
+def open_sized(path: str | os.PathLike, what: str, like_hw: tuple[int, int] | None = None, image_path=None):
+    """Open an image file that must have its image's size ``like_hw = (H, W)`` (a mask, labels).
+
+    Raises:
+        ShapeError: the size differs (the message names both files); and :func:`_open`'s errors.
+    """
+    p = Path(path)
+    img = _open(p, what)
+    if like_hw is not None and (img.height, img.width) != tuple(like_hw):
+        of = f" {Path(image_path)}" if image_path is not None else ""
+        raise ShapeError(f"{p}: the {what} is {img.width}x{img.height} pixels but the image{of} is "
+                         f"{like_hw[1]}x{like_hw[0]}; a {what} must have its image's size")
+    return img
+
+
 def _high_depth_grey(img) -> np.ndarray | None:
     """``(H, W)`` float in [0, 1] for 16/32-bit integer and float grey modes, else None."""
     mode = img.mode
@@ -364,11 +379,7 @@ def read_mask(path: str | os.PathLike, like_hw: tuple[int, int] | None = None, *
         FileFormatError: not an image, or a corrupt / truncated one.
     """
     p = Path(path)
-    img = _open(p, "mask")
-    if like_hw is not None and (img.height, img.width) != tuple(like_hw):
-        of = f" {Path(image_path)}" if image_path is not None else ""
-        raise ShapeError(f"{p}: the mask is {img.width}x{img.height} pixels but the image{of} is "
-                         f"{like_hw[1]}x{like_hw[0]}; a mask must have its image's size")
+    img = open_sized(p, "mask", like_hw, image_path)
     mode = img.mode
     grey = _high_depth_grey(img)
     if grey is not None:

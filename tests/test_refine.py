@@ -16,7 +16,6 @@ import torch
 from poseshape.errors import PoseshapeError, ShapeError
 from poseshape.geometry.camera import viewpoint_to_pose
 from poseshape.geometry.rotations import geodesic_distance, so3_exp
-from poseshape.refine_trials import perturbed_pose_trials
 from poseshape.refine import (
     RefineConfig,
     hard_silhouettes,
@@ -26,6 +25,7 @@ from poseshape.refine import (
     simplify_mesh,
     start_rotations,
 )
+from poseshape.refine_trials import perturbed_pose_trials
 from poseshape.shapes.meshes import Mesh, load_mesh
 from poseshape.shapes.procedural import generate
 

@@ -18,8 +18,8 @@ with ``poseshape train refine6dof --out runs/r6``
 """
 
 from ..registry import MethodSpec, register_method
-from .config import DataConfig, Refine6DofConfig
 from . import evaluate as _table  # the module (the function would shadow it as an attribute)
+from .config import DataConfig, Refine6DofConfig
 from .predictor import Refine6DofPredictor
 from .train import build, stages
 

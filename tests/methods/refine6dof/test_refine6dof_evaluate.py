@@ -12,7 +12,12 @@ from scipy.spatial.transform import Rotation
 
 from poseshape.errors import PoseshapeError
 from poseshape.methods.refine6dof.data import PoseSamples
-from poseshape.methods.refine6dof.evaluate import evaluate, evaluate_rows, parse_options, row_settings
+from poseshape.methods.refine6dof.evaluate import (
+    evaluate,
+    evaluate_rows,
+    parse_options,
+    row_settings,
+)
 from poseshape.methods.refine6dof.predictor import Refine6DofPredictor
 
 
