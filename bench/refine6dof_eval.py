@@ -10,7 +10,8 @@ Table 1 rows (all on the same images): ``encoder``; ``+ online`` with the paper'
 (30 steps, batch 20, Adam 1e-6, eq. 5 renderer); ``+ refine`` (``poseshape refine``'s direct
 multi-start pose refinement of the medoid, 16 starts, 30 steps); extra rows
 ``--variant KEY=VALUE,...`` override the online settings (e.g. ``lr=1e-4,render=softras``) and
-``--variant refine`` / ``--variant online+refine`` add those rows.
+``--variant refine[:k=v,...]`` (RefineConfig overrides) / ``--variant
+online+refine[:online k=v,...][|refine k=v,...]`` add those rows.
 
 ``--render-sizes 16,32,64,128,256``: Table 2, the online refinement with the first
 ``--variant``'s settings (or the paper's) at each render resolution.
@@ -45,10 +46,16 @@ from poseshape.methods.refine6dof.evaluate import evaluate_rows, row_settings
 
 
 def _row(cfg, text: str) -> tuple[str, dict]:
-    """``"refine"``, ``"online+refine[:k=v,...]"`` or ``"k=v,..."`` (online overrides) -> (label, settings)."""
+    """A ``--variant`` -> (label, settings): ``"k=v,..."`` (online overrides), ``"refine[:k=v,...]"``
+    (RefineConfig overrides) or ``"online+refine[:online k=v,...][|refine k=v,...]"``."""
     name, _, opts = text.partition(":") if text.startswith(("online+refine", "refine")) else ("online", "", text)
-    online = opts.split(",") if opts else []
-    return f"+ {name}" + (f" ({opts})" if opts else ""), row_settings(cfg, name, online)
+    parts = opts.split("|") if opts else []
+    if name == "refine":
+        online, refine = [], (parts[0].split(",") if parts else [])
+    else:
+        online = parts[0].split(",") if parts and parts[0] else []
+        refine = parts[1].split(",") if len(parts) > 1 and parts[1] else []
+    return f"+ {name}" + (f" ({opts})" if opts else ""), row_settings(cfg, name, online, refine)
 
 
 def _table(rows: dict, first: str, ref: dict | None = None) -> list[str]:

@@ -60,6 +60,7 @@ import torch.nn.functional as F
 
 from .checks import check_finite, check_shape
 from .errors import PoseshapeError, ShapeError
+from .geometry.rotations import geodesic_distance
 from .shapes.meshes import Mesh
 
 __all__ = [
@@ -112,6 +113,10 @@ class RefineConfig:
             ``sigma_start`` (e.g. 2e-3) for a wide basin. eps: the renderer's culling threshold.
         coarse: render at ``S/2`` while the blur std is >= 2 pixels.
         w_iou, w_bce: loss weights.
+        select_margin: how the returned start is chosen: the best final IoU, except that among
+            the starts within ``select_margin`` of it the one nearest (geodesic) to the initial
+            pose wins (the prediction breaks near-ties between silhouette-equivalent poses, e.g.
+            a car and its 180-degree flip); ``0``: the best IoU alone.
         coarse_faces: in the coarse (``S/2``) steps, render a vertex-clustered proxy with at most
             this many faces (level of detail: at ``S/2`` a few-thousand-face mesh has sub-pixel
             faces, whose per-face cost dominates); ``None``: off. Not used with
@@ -153,6 +158,7 @@ class RefineConfig:
     coarse: bool = True
     w_iou: float = 1.0
     w_bce: float = 1.0
+    select_margin: float = 0.0
     max_faces: int | None = None
     coarse_faces: int | None = 1500
     moment_init: bool = True
@@ -174,7 +180,8 @@ class RefineConfig:
         if self.blur not in ("image", "render", "none"):
             bad("blur", "'image', 'render' or 'none'")
         for name in ("lr_rotation", "lr_translation", "lr_scale", "lr_aspect", "lr_verts", "lr_final", "perturb_deg",
-                     "laplacian_weight", "offset_weight", "crop_margin", "blur_start", "w_iou", "w_bce"):
+                     "laplacian_weight", "offset_weight", "crop_margin", "blur_start", "w_iou", "w_bce",
+                     "select_margin"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 bad(name, "a finite number >= 0")
@@ -830,12 +837,18 @@ def refine_pose(masks: torch.Tensor, shape, R: torch.Tensor, t: torch.Tensor, K:
     start_iou = torch.full((N,), float("nan"))
     start_iou[alive] = fin["iou"]
     best_local = torch.zeros(B, dtype=torch.long)
+    Rf, tf, _, sf = poses.camera(detach=True)
+    prior = starts[:, 0]  # (B, 3, 3): the given pose / first hypothesis
     for b in range(B):
         mine = torch.nonzero(img[alive] == b).flatten()
         # ties (equal IoU) go to the lower final loss
         scores = fin["iou"][mine] - 1e-6 * torch.nan_to_num(loss_log[-1, alive[mine]], nan=1e3)
-        best_local[b] = mine[torch.argmax(scores)]
-    Rf, tf, _, sf = poses.camera(detach=True)
+        pick = torch.argmax(scores)
+        if cfg.select_margin > 0:  # near-ties in IoU (e.g. a car and its 180-degree flip): the prior decides
+            close = fin["iou"][mine] >= fin["iou"][mine].max() - cfg.select_margin
+            dist = geodesic_distance(Rf[mine].double(), prior[b:b + 1].double().expand(len(mine), 3, 3))
+            pick = torch.argmin(torch.where(close, dist, torch.full_like(dist, math.inf)))
+        best_local[b] = mine[pick]
     Rb = Rf[best_local].double()
     tb = tf[best_local].double()
     if K0 is None:
