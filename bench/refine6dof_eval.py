@@ -16,7 +16,8 @@ online+refine[:online k=v,...][|refine k=v,...]`` add those rows.
 ``--render-sizes 16,32,64,128,256``: Table 2, the online refinement with the first
 ``--variant``'s settings (or the paper's) at each render resolution.
 ``--steps-curve 0,10,30,100``: Fig. 6(c), the same with each number of online steps.
-Writes ``OUT/table1.md`` and ``OUT/table1.json``.
+Writes ``OUT/table1.md`` and ``OUT/table1.json`` (and ``--plot PNG``: the two sweeps;
+``--replot OUT/table1.json --plot PNG`` redraws it from a finished run).
 
 Example (CPU, ~25 min training + ~15 min evaluation on 2 cores)::
 
@@ -73,6 +74,38 @@ def _table(rows: dict, first: str, ref: dict | None = None) -> list[str]:
     return lines
 
 
+def plot_sweeps(info: dict, path: Path) -> Path | None:
+    """Table 2 / Fig. 6(c) as a PNG: the change of mIoU and MVE against the render size and the steps."""
+    sweeps = info.get("sweeps") or {}
+    if not sweeps:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    enc = info["rows"]["encoder"]
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(4.6 * len(sweeps), 3.4), squeeze=False)
+    titles = {"render_size": "Table 2: online render resolution", "steps": "Fig. 6(c): online steps"}
+    for ax, (key, sw) in zip(axes[0], sweeps.items()):
+        xs = [int(k.split("=")[1]) for k in sw]
+        ax.plot(xs, [m["mve_deg"] - enc["mve_deg"] for m in sw.values()], "o-", label="d MVE (deg)")
+        ax.set_xlabel(key.replace("_", " ") + (" (px)" if key == "render_size" else ""))
+        ax.set_ylabel("d MVE (deg)")
+        if key == "render_size":
+            ax.set_xscale("log", base=2)
+        ax2 = ax.twinx()
+        ax2.plot(xs, [m["miou"] - enc["miou"] for m in sw.values()], "s--", color="tab:orange", label="d mIoU")
+        ax2.set_ylabel("d mIoU", color="tab:orange")
+        ax.set_title(titles.get(key, key), fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="run directory (training, renders, tables)")
@@ -86,8 +119,13 @@ def main(argv: list[str] | None = None) -> int:
                     "(paper settings otherwise, or the first online --variant's), e.g. 0,10,30,100")
     ap.add_argument("--test-size", type=int, default=0,
                     help="render the test split at this size (data.test_image_size; masks for refinement and mIoU)")
+    ap.add_argument("--plot", default="", help="write the sweeps as a PNG here")
+    ap.add_argument("--replot", default="", metavar="TABLE1_JSON", help="only plot a finished run's table1.json")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.replot:
+        print(plot_sweeps(json.loads(Path(args.replot).read_text()), Path(args.plot or "sweeps.png")))
+        return 0
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     from poseshape.methods.registry import get_method
@@ -146,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "table1.md").write_text(text)
     (out / "table1.json").write_text(json.dumps(info, indent=1))
+    if args.plot:
+        plot_sweeps(info, Path(args.plot))
     print(f"{len(ds)} test images of {info['test_models']} held-out models; medoids {info['medoids']}; "
           f"eval {info['eval_seconds']:.0f} s")
     return 0
