@@ -5,7 +5,8 @@ Examples::
     poseshape eval --checkpoint runs/rp/stage_1_regress.pt --checkpoint runs/rp/last.pt \\
         --label before --label after --data data/rp/test --out runs/rp/eval
     poseshape eval --method reproject --data data/rp/test      # the shipped default model
-    poseshape eval --checkpoint runs/r6/last.pt                 # refine6dof: its run's test split
+    poseshape eval refine6dof --checkpoint runs/r6/last.pt      # refine6dof: its run's test split
+    poseshape eval refine6dof                                   # the shipped refine6dof model
     poseshape eval --checkpoint runs/r6/last.pt --rows encoder,online --online lr=1e-4 \\
         --online render=softras --online render_size=32        # Table 2-style variant
 
@@ -25,6 +26,9 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate checkpoints on a rendered test set (paper tables)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("method_name", nargs="?", default=None, metavar="METHOD",
+                   help="method (as `poseshape train METHOD`): its shipped model, or the method the "
+                        "checkpoints must belong to; same as --method")
     p.add_argument("--checkpoint", action="append", default=[], help="checkpoint file (repeatable)")
     p.add_argument("--label", action="append", default=[], help="row label per checkpoint")
     p.add_argument("--method", default=None, help="use this method's shipped default model")
@@ -60,6 +64,10 @@ def run(args) -> int:
     from .methods.registry import get_method
     from .predict import load_predictor
 
+    if args.method_name:
+        if args.method and args.method != args.method_name:
+            raise PoseshapeError(f"eval: METHOD {args.method_name!r} and --method {args.method!r} disagree")
+        args.method = args.method_name
     ckpts = list(args.checkpoint) or [None]
     if ckpts == [None] and not args.method:
         raise PoseshapeError("eval: give --checkpoint FILE (repeatable) or --method NAME")

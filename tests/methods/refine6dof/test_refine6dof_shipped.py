@@ -68,3 +68,20 @@ def test_reconstruct_and_scene_with_the_shipped_model(shipped, run_dir, tmp_path
     assert rec["class"].startswith("car/") and rec["mask_iou"] > 0.6
     assert len(trimesh.load(tmp_path / "scene.glb", force="scene").geometry) == 1
     capsys.readouterr()
+
+
+def test_cli_eval_refine6dof_shipped(shipped, run_dir, tmp_path, capsys, monkeypatch):
+    """``poseshape eval refine6dof``: the shipped model on its (temporary) held-out split."""
+    import json
+
+    from poseshape.cli import main
+    from poseshape.methods.refine6dof import evaluate as table
+
+    monkeypatch.setattr(table, "_run_dir", lambda predictor: run_dir)  # reuse the rendered split
+    assert main(["eval", "refine6dof", "--rows", "encoder", "--limit", "6", "--no-progress",
+                 "--out", str(tmp_path / "ev")]) == 0
+    assert "MVE (deg)" in capsys.readouterr().out
+    js = json.loads((tmp_path / "ev.json").read_text())
+    assert js["refine6dof (default)"]["samples"] == 6
+    assert main(["eval", "refine6dof", "--method", "reproject"]) == 2
+    assert "disagree" in capsys.readouterr().err
