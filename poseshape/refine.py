@@ -158,7 +158,7 @@ class RefineConfig:
     coarse: bool = True
     w_iou: float = 1.0
     w_bce: float = 1.0
-    select_margin: float = 0.0
+    select_margin: float = 0.01
     max_faces: int | None = None
     coarse_faces: int | None = 1500
     moment_init: bool = True
