@@ -21,6 +21,10 @@ class DataConfig:
             runs without the shared data) or a mesh folder any
             :class:`poseshape.data.collections.MeshCollection` layout reads (e.g.
             ``../shared/data/pascal3d_cad``). The shape clusters are computed on these models.
+        more_meshes: further mesh folders whose models join ``meshes``' (ours), each
+            ``"PATH"`` or ``"PATH@SOURCE"`` with the files' native frame (e.g.
+            ``"../shared/data/meshes_obj@yup_xfront"``: Y up, front +X); only their
+            ``categories`` are kept, and a folder without any of them is skipped.
         categories: categories to train on (paper: cars). The class branch has
             ``num_clusters * len(categories)`` outputs (``cluster_scope="category"``).
         models_per_category: procedural models per category (ours; ignored for folders).
@@ -40,6 +44,7 @@ class DataConfig:
     """
 
     meshes: str = "procedural"
+    more_meshes: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=lambda: ["car"])
     models_per_category: int = 30
     procedural_seed: int = 0

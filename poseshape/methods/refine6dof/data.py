@@ -63,23 +63,47 @@ def load_collection(cfg: Refine6DofConfig):
         raise PoseshapeError("refine6dof: data.categories is empty; name the categories to train on, "
                              "e.g. --set 'data.categories=[car]'")
     if str(d.meshes) == "procedural":
+        if d.more_meshes:
+            raise PoseshapeError("refine6dof: data.more_meshes joins mesh folders; data.meshes must be a folder too")
         return MeshCollection.procedural(categories=cats, per_category=int(d.models_per_category),
                                          seed=int(d.procedural_seed))
     root = Path(d.meshes).expanduser()
     if not root.is_dir():
         raise PoseshapeError(f"refine6dof: data.meshes={d.meshes} is neither 'procedural' nor an existing "
                              "folder of meshes (e.g. ../shared/data/pascal3d_cad, see $POSESHAPE_DATA)")
+    parts = []
+    for k, spec in enumerate([str(d.meshes), *map(str, d.more_meshes)]):
+        path, _, source = spec.partition("@") if k else (spec, "", "")
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise PoseshapeError(f"refine6dof: data.more_meshes entry {spec!r}: {folder} is not a folder")
+        try:
+            coll = MeshCollection(folder, cache_size=0, source=source or None)
+            have = [c for c in cats if c in set(coll.categories)]
+            if k and not have:
+                continue  # a folder of other categories
+            parts.append(coll if k == 0 else MeshCollection(folder, categories=have, cache_size=0,
+                                                            source=source or None))
+        except FileNotFoundError as e:
+            raise PoseshapeError(f"refine6dof: {e}") from None
     try:
-        return MeshCollection(root, categories=cats, cache_size=0)
+        first = MeshCollection(root, categories=[c for c in cats if c in set(parts[0].categories)] or cats,
+                               cache_size=0)
     except FileNotFoundError as e:
         raise PoseshapeError(f"refine6dof: {e}") from None
+    coll = MeshCollection.concat(first, *parts[1:]) if len(parts) > 1 else first
+    missing = sorted(set(cats) - set(coll.categories))
+    if missing:
+        raise PoseshapeError(f"refine6dof: no models of {missing} in data.meshes / data.more_meshes")
+    return coll
 
 
 def clusters_key(cfg: Refine6DofConfig) -> str:
     """Hash of everything the clusters depend on (mesh source and clustering options)."""
     d = cfg.data
+    more = {"more": [str(m) for m in d.more_meshes]} if d.more_meshes else {}  # old keys stay valid
     blob = json.dumps({
-        "meshes": str(d.meshes), "categories": list(d.categories), "n": int(d.models_per_category),
+        **more, "meshes": str(d.meshes), "categories": list(d.categories), "n": int(d.models_per_category),
         "pseed": int(d.procedural_seed), "k": cfg.num_clusters, "scope": cfg.cluster_scope,
         "distance": cfg.cluster_distance, "method": cfg.cluster_method, "limit": cfg.exhaustive_limit,
         "hog": [cfg.hog_size, cfg.hog_render], "vox": cfg.voxel_res,

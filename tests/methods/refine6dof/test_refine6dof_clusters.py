@@ -173,3 +173,26 @@ def test_pascal3d_cars_cluster(shared_data):
     D = np.asarray(res.distances["car"]["matrix"])
     brute = min(float(D[:, list(c)].min(1).sum()) for c in itertools.combinations(range(len(keys)), 3))
     assert kmedoids_cost(D, [keys.index(res.keys[m]) for m in res.medoids]) == pytest.approx(brute, abs=1e-6)
+
+
+def test_more_meshes_joins_mesh_folders(shared_data, tmp_path):
+    """data.more_meshes: PASCAL3D+ chairs + the meshes_obj chairs (Y up, front +X) in one collection."""
+    from poseshape.methods.refine6dof.data import load_collection
+    from poseshape.methods.registry import get_method
+
+    spec = get_method("refine6dof")
+    base = [f"data.meshes={shared_data / 'pascal3d_cad'}", "data.categories=[chair]"]
+    one = load_collection(spec.make_config(None, base))
+    more = load_collection(spec.make_config(None, [*base, f"data.more_meshes=[{shared_data / 'meshes_obj'}@yup_xfront]"]))
+    assert len(more) == len(one) + 30 and more.categories == ["chair"]
+    ids = {r.model_id for r in more.models}
+    assert {r.model_id for r in one.models} < ids and "ChairArms1" in ids
+    # a meshes_obj chair is upright and faces +Z in the object frame, as the PASCAL3D+ ones
+    k = [i for i, r in enumerate(more.models) if r.model_id == "ChairArms1"][0]
+    v = more.mesh(k).verts
+    assert float(v[:, 1].max() - v[:, 1].min()) > 0.6  # tall along +Y
+    bad = [*base, f"data.more_meshes=[{tmp_path / 'nope'}]"]
+    with pytest.raises(PoseshapeError, match="more_meshes entry .*nope.* is not a folder"):
+        load_collection(spec.make_config(None, bad))
+    with pytest.raises(PoseshapeError, match="data.meshes must be a folder too"):
+        load_collection(spec.make_config(None, ["data.more_meshes=[x]"]))
