@@ -121,21 +121,21 @@ def predictor_square(predictor, image: torch.Tensor, mask: torch.Tensor | None, 
 
 
 def check_refine_supported(predictor) -> None:
-    """Refuse ``--refine`` for a ``full_frame`` predictor (its pose is a pinhole pose).
+    """Refuse ``--refine`` for a ``full_frame`` predictor without its own ``refine_prediction``.
 
     :func:`poseshape.refine.refine_prediction` aligns the weak-perspective posed frame of a
-    crop (the reproject family) and leaves a method's pinhole pose (``refine6dof``'s
-    ``extras["t_cam"]``, ``["P"]``, medoid) untouched, so the files would disagree with each
-    other; ``refine6dof`` refines its pose against the mask online already (paper 003 §4.2).
+    crop (the reproject family); a full-frame method predicts a pinhole pose, which only a
+    method-specific ``predictor.refine_prediction(pred, i, mask, config)`` can refine
+    consistently (``refine6dof`` has one: the multi-start refinement of its medoid).
 
     Raises:
-        PoseshapeError: ``predictor.full_frame`` is true.
+        PoseshapeError: ``predictor.full_frame`` is true and it has no ``refine_prediction``.
     """
-    if getattr(predictor, "full_frame", False):
+    if getattr(predictor, "full_frame", False) and not callable(getattr(predictor, "refine_prediction", None)):
         name = getattr(predictor, "method", "") or type(predictor).__name__
         raise PoseshapeError(f"--refine is for crop-based methods such as reproject (docs/refine.md); method "
-                             f"{name!r} sees the whole frame, predicts a pinhole pose and already refines it "
-                             "online against the mask (paper 003 §4.2), so drop --refine")
+                             f"{name!r} sees the whole frame and predicts a pinhole pose that it cannot refine "
+                             "here, so drop --refine")
 
 
 def reconstruct_image(predictor, image_path, mask_path, out_dir, *, item: InputItem | None = None,
@@ -151,9 +151,10 @@ def reconstruct_image(predictor, image_path, mask_path, out_dir, *, item: InputI
     ``full_frame`` predictor, so the overlay and the weak-perspective camera of ``pose.json``
     refer to the input image as usual).
 
-    ``refine`` is refused for a ``full_frame`` predictor (:func:`check_refine_supported`):
-    ``refine_prediction`` only moves the weak-perspective posed frame, not the pinhole pose
-    of ``Prediction.extras``, and ``refine6dof`` refines online against the mask by itself.
+    With ``refine``, a predictor's own ``refine_prediction`` is used when it has one
+    (``refine6dof``: its medoid and pinhole pose, against the full-resolution mask of the
+    square, after its online refinement); a ``full_frame`` predictor without one is refused
+    (:func:`check_refine_supported`).
 
     Args:
         predictor: a :class:`poseshape.predict.Predictor`.
@@ -186,7 +187,20 @@ def reconstruct_image(predictor, image_path, mask_path, out_dir, *, item: InputI
             "mask_source": item.mask_source, "crop_size": int(predictor.image_size)}
     if getattr(predictor, "full_frame", False):
         info["full_frame"] = True  # the box is the whole image padded to a square
-    if refine:
+    if refine and getattr(predictor, "refine_prediction", None) is not None:
+        from .refine import RefineConfig
+
+        cfg = refine if isinstance(refine, RefineConfig) else RefineConfig()
+        full = bool(getattr(predictor, "full_frame", False))
+        # the same square at its own resolution (capped): refine_pose crops around the mask itself
+        size = max(cfg.render_size, min(int(box[2]), 512))
+        _, rmask, rbox = crop_to_square(item.image, item.mask, size=size, margin=margin, full_frame=full)
+        assert tuple(rbox) == tuple(box)
+        pred, res = predictor.refine_prediction(pred, 0, rmask, config=cfg)
+        info["refine"] = {"iou_before": float(res.iou_init[0]), "iou": float(res.iou[0]),
+                          "start": int(res.start[0]), "starts": int(res.starts_R.shape[1]), "steps": cfg.steps,
+                          "iou_frame": "refinement crop of the mask square (hard raster)"}
+    elif refine:
         from .refine import RefineConfig, refine_prediction
 
         # a predicted shape's proportions are uncertain: refine its per-axis scale too

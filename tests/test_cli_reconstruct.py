@@ -266,19 +266,35 @@ def test_reconstruct_full_frame_predictor_sees_the_uncropped_image(tmp_path, wid
     assert Image.open(out / "overlay.png").size == (57, 41)
 
 
-def test_reconstruct_full_frame_refuses_refine_and_vanishing_masks(tmp_path, wide_render, refine6dof_run, capsys):
+def test_reconstruct_full_frame_refine_uses_the_methods_own_refinement(tmp_path, wide_render, refine6dof_run,
+                                                                        capsys):
+    ip, mp = wide_render
+    ck = str(refine6dof_run / "last.pt")
+    out = tmp_path / "out"
+    rc, _, se = _run(["reconstruct", str(ip), "--mask", str(mp), "--checkpoint", ck, "--refine", "--refine-starts",
+                      "4", "--out", str(out), "--device", "cpu"], capsys)
+    assert rc == 0, se
+    pose = json.loads((out / "pose.json").read_text())
+    r = pose["refine"]
+    assert r["iou"] >= r["iou_before"] and r["starts"] == 4
+    ex = pose["extras"]
+    # the written pinhole pose is the refined one, consistently: P = [R | t_cam]
+    P, t = np.array(ex["P"]).reshape(3, 4), np.array(ex["t_cam"]).reshape(3)
+    assert np.allclose(P[:, 3], t, atol=1e-5)
+    assert "prerefine_t_cam" in ex and not np.allclose(np.array(ex["prerefine_t_cam"]).reshape(3), t)
+
+
+def test_reconstruct_full_frame_refuses_refine_without_a_hook_and_vanishing_masks(tmp_path, wide_render,
+                                                                                   refine6dof_run, capsys):
     from poseshape.errors import PoseshapeError
     from poseshape.predict import load_predictor
 
     ip, mp = wide_render
     ck = str(refine6dof_run / "last.pt")
     out = tmp_path / "out"
-    rc, _, se = _run(["reconstruct", str(ip), "--mask", str(mp), "--checkpoint", ck, "--refine", "--out", str(out),
-                      "--device", "cpu"], capsys)
-    assert rc == 2 and "--refine is for crop-based methods" in se and "refine6dof" in se, se
-    assert not out.exists()
     predictor = load_predictor(ck, device="cpu")
-    with pytest.raises(PoseshapeError, match="already refines it online"):
+    predictor.refine_prediction = None  # a full-frame method without its own refinement
+    with pytest.raises(PoseshapeError, match="--refine is for crop-based methods"):
         reconstruct_image(predictor, ip, mp, out, refine=True)
     assert not out.exists()
     # a one-pixel object in a 300 x 300 photo has no pixel left at 32 x 32

@@ -180,3 +180,48 @@ class Refine6DofPredictor(Predictor):
                       medoid_meshes=[self.bank.mesh(int(k)) for k in label],
                       medoid_names=[self.bank.name(int(k)) for k in label])
         return Prediction(aligned=aligned, posed=posed, R=R, t=c, silhouette=sil, frame_extent=E, extras=extras)
+
+    def refine_prediction(self, pred: Prediction, i: int, mask: torch.Tensor, config=None):
+        """Refine item ``i``'s pinhole pose against its mask with :func:`poseshape.refine.refine_pose`.
+
+        The medoid mesh is aligned to ``mask`` (``(1, H, H)`` or ``(1, 1, H, H)``: the mask of the
+        same square the predictor saw, at any resolution ``H``) from ``(R, t_cam)`` with the
+        multi-start pose refinement (``reconstruct --refine``); the medoid's shape stays as it is
+        (``optimize_aspect`` / ``optimize_verts`` are switched off: the scene places medoids).
+
+        Returns:
+            ``(Prediction of 1 item with the refined R, t_cam, P, posed, silhouette; RefineResult)``;
+            ``extras`` gain ``refine_iou_before``, ``refine_iou``, ``refine_start`` and keep the
+            pose before as ``prerefine_R`` / ``prerefine_t_cam``.
+        """
+        from dataclasses import replace
+
+        from ...refine import RefineConfig, refine_pose
+
+        pc = pred.to("cpu")
+        i = pc._check_index(i)
+        m = mask if mask.dim() == 4 else mask[None]
+        if m.dim() != 4 or m.shape[:2] != (1, 1) or m.shape[-1] != m.shape[-2]:
+            raise ShapeError(f"mask: expected a square (1, H, H) mask, got {tuple(mask.shape)}")
+        cfg = replace(config or RefineConfig(), optimize_aspect=False, optimize_verts=False)
+        ex = pc.extras
+        S, H = self.image_size, m.shape[-1]
+        K = ex["K"][i].double().clone()
+        K[:2] *= H / S
+        res = refine_pose(m.float(), ex["medoid_meshes"][i], pc.R[i:i + 1].double(), ex["t_cam"][i:i + 1].double(),
+                          K, config=cfg)
+        R, t = res.R.float(), res.t.float()
+        Ks = ex["K"][i:i + 1].float()
+        label = ex["label"][i:i + 1].cpu()
+        E = pc.frame_extent
+        posed, c, sigma = posed_from_pinhole(pc.aligned[i:i + 1], R, t, Ks, S, E, self.config.posed_depth)
+        sil = hard_silhouettes(self.bank, label, R, t, Ks, S)
+        extras = {k: (v[i:i + 1] if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == len(pc)
+                      else [v[i]] if isinstance(v, list) and len(v) == len(pc) else v) for k, v in ex.items()}
+        extras.update(prerefine_R=pc.R[i:i + 1], prerefine_t_cam=ex["t_cam"][i:i + 1], t_cam=t,
+                      P=torch.cat([R, t[:, :, None]], -1), sigma=sigma,
+                      refine_iou_before=float(res.iou_init[0]), refine_iou=float(res.iou[0]),
+                      refine_start=int(res.start[0]))
+        out = Prediction(aligned=pc.aligned[i:i + 1], posed=posed, R=R, t=c, silhouette=sil, frame_extent=E,
+                         extras=extras)
+        return out, res

@@ -63,6 +63,11 @@ def test_reconstruct_and_scene_with_the_shipped_model(shipped, run_dir, tmp_path
     assert pose["full_frame"] is True and pose["method"] == "refine6dof"
     assert pose["mask_iou"] > 0.6, pose["mask_iou"]
     assert (tmp_path / "rec" / "mesh.glb").stat().st_size > 0
+    # --refine: the multi-start refinement of the medoid after the online one
+    assert main(["reconstruct", *args, "--refine", "--out", str(tmp_path / "ref")]) == 0
+    ref = json.loads((tmp_path / "ref" / "pose.json").read_text())
+    assert ref["refine"]["iou"] >= ref["refine"]["iou_before"]
+    assert ref["mask_iou"] > pose["mask_iou"] - 0.02, (pose["mask_iou"], ref["mask_iou"])
     assert main(["scene", *args, "--out", str(tmp_path / "scene.glb")]) == 0
     rec = json.loads((tmp_path / "scene.json").read_text())["objects"][0]
     assert rec["class"].startswith("car/") and rec["mask_iou"] > 0.6
