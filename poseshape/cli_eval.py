@@ -81,7 +81,11 @@ def run(args) -> int:
         spec = get_method(pred.method)
         if spec.evaluate is not None:
             res = _method_rows(spec, pred, args)
-            part = {f"{label} {k}" if prefix else k: v for k, v in res["rows"].items()}
+            part = {}
+            for k, v in res["rows"].items():
+                part[f"{label} {k}" if prefix else k] = v
+                for cat, m in (v.get("per_category") or {}).items():  # a multi-category test set
+                    part[f"{label} {k} [{cat}]" if prefix else f"{k} [{cat}]"] = m
             cols = res["columns"]
         else:
             if args.rows or args.online or args.refine:

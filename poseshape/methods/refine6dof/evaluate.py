@@ -173,19 +173,22 @@ def evaluate_rows(encoder, bank, ds: PoseSamples, rows: Mapping[str, Mapping[str
         progress: show a tqdm bar.
 
     Returns:
-        ``{label: {metric: value}}`` with the metrics of the module docstring.
+        ``{label: {metric: value}}`` with the metrics of the module docstring (and, for a set
+        of several categories, ``"per_category": {category: {metric: value}}``).
     """
     from tqdm import tqdm
 
     if len(ds) == 0:
         raise PoseshapeError("evaluate: the test set is empty")
     acc = {k: {"acc": [], "rot": [], "t": [], "iou": [], "secs": 0.0, "failed": 0} for k in rows}
+    cats: list[torch.Tensor] = []
     encoder.eval()
     bar = tqdm(total=len(ds), desc="eval refine6dof", disable=not progress, dynamic_ncols=True)
     for lo in range(0, len(ds), chunk):
         items = [ds[i] for i in range(lo, min(len(ds), lo + chunk))]
         b = {k: torch.stack([it[k] for it in items])
-             for k in ("input", "mask_full", "K_full", "R", "t", "K", "label")}
+             for k in ("input", "mask_full", "K_full", "R", "t", "K", "label", "category")}
+        cats.append(b["category"])
         mask, Kf = b["mask_full"], b["K_full"]  # the set's own resolution (>= S)
         with torch.no_grad():
             out = encoder(b["input"])
@@ -208,14 +211,24 @@ def evaluate_rows(encoder, bank, ds: PoseSamples, rows: Mapping[str, Mapping[str
             a["iou"].append(mask_iou(hard_silhouettes(bank, lab, R, t, Kf, mask.shape[-1]), mask))
         bar.update(len(items))
     bar.close()
-    result = {}
-    for name, a in acc.items():
-        r = torch.cat(a["rot"])
+    cat = torch.cat(cats)
+    names = list(ds.ds.categories)
+
+    def summary(a: dict, sel: torch.Tensor) -> dict[str, Any]:
+        r = torch.cat(a["rot"])[sel]
         n = int(r.numel())
-        result[name] = {"n": n, "accuracy": float(torch.cat(a["acc"]).mean()), "miou": float(torch.cat(a["iou"]).mean()),
-                        "mve_deg": float(r.median()), "acc_pi6": float((r < 30).float().mean()),
-                        "t_err": float(torch.cat(a["t"]).median()), "s_per_image": a["secs"] / n,
-                        "refine_failed": a["failed"]}
+        return {"n": n, "accuracy": float(torch.cat(a["acc"])[sel].mean()), "miou": float(torch.cat(a["iou"])[sel].mean()),
+                "mve_deg": float(r.median()), "acc_pi6": float((r < 30).float().mean()),
+                "t_err": float(torch.cat(a["t"])[sel].median())}
+
+    result = {}
+    everything = torch.ones_like(cat, dtype=torch.bool)
+    for name, a in acc.items():
+        m = summary(a, everything)
+        m.update(s_per_image=a["secs"] / m["n"], refine_failed=a["failed"])
+        if len(set(cat.tolist())) > 1:  # a multi-category set: the rows per category too
+            m["per_category"] = {names[c]: summary(a, cat == c) for c in sorted(set(cat.tolist()))}
+        result[name] = m
     return result
 
 

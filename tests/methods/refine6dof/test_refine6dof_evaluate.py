@@ -145,3 +145,31 @@ def test_cli_eval_refuses_refine6dof_options_for_reproject(capsys):
     assert "options of refine6dof, not reproject" in capsys.readouterr().err
     assert main(["eval", "--method", "reproject"]) == 2
     assert "needs --data" in capsys.readouterr().err
+
+
+def test_per_category_rows_partition_the_set(setup, tiny):
+    """On a set of several categories every row also has per-category metrics that add up."""
+    models, ds = setup
+
+    class TwoCategories:  # the same samples, alternately labelled "car" and "van"
+        def __init__(self, base):
+            self.base, self.cfg = base, base.cfg
+            self.ds = type("Meta", (), {"categories": ["car", "van"]})()
+
+        def __len__(self):
+            return len(self.base)
+
+        def __getitem__(self, i):
+            return dict(self.base[i], category=torch.tensor(i % 2))
+
+    res = evaluate_rows(models["encoder"], models["medoids"], TwoCategories(ds),
+                        {"encoder": row_settings(tiny["cfg"], "encoder")}, chunk=4, progress=False)["encoder"]
+    per = res["per_category"]
+    assert set(per) == {"car", "van"} and per["car"]["n"] + per["van"]["n"] == res["n"] == 10
+    mean_acc = (per["car"]["accuracy"] * per["car"]["n"] + per["van"]["accuracy"] * per["van"]["n"]) / 10
+    mean_iou = (per["car"]["miou"] * per["car"]["n"] + per["van"]["miou"] * per["van"]["n"]) / 10
+    assert res["accuracy"] == pytest.approx(mean_acc) and res["miou"] == pytest.approx(mean_iou)
+    # a one-category set has no per-category breakdown
+    one = evaluate_rows(models["encoder"], models["medoids"], ds, {"encoder": row_settings(tiny["cfg"], "encoder")},
+                        chunk=4, progress=False)["encoder"]
+    assert "per_category" not in one
