@@ -66,12 +66,26 @@ def _table(rows: dict, first: str, ref: dict | None = None) -> list[str]:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, m in rows.items():
         line = (f"| {name} | {m['accuracy']:.3f} | {m['miou']:.3f} | {m['mve_deg']:.2f} | {m['acc_pi6']:.3f} "
-                f"| {m['t_err']:.3f} | {m['s_per_image']:.2f} |")
+                f"| {m['t_err']:.3f} | {m.get('s_per_image', 0.0):.2f} |")
         if ref is not None:
             line += (f" {m['miou'] - ref['miou']:+.3f} | {m['mve_deg'] - ref['mve_deg']:+.2f} "
                      f"| {m['t_err'] - ref['t_err']:+.3f} |")
         lines.append(line)
     return lines
+
+
+def _breakdown(rows: dict) -> list[str]:
+    """Rows restricted to the right class, and per category (multi-category sets)."""
+    out = []
+    sub = {f"{k} (class right, n={m['class_correct']['n']})": m["class_correct"] for k, m in rows.items()
+           if "class_correct" in m}
+    if sub:
+        out += ["", "Images whose class (so medoid) is right:", ""] + _table(sub, "model")
+    cats = sorted({c for m in rows.values() for c in m.get("per_category", {})})
+    for c in cats:
+        out += ["", f"Category {c}:", ""] + _table({k: m["per_category"][c] for k, m in rows.items()
+                                                     if c in m.get("per_category", {})}, "model")
+    return out
 
 
 def plot_sweeps(info: dict, path: Path) -> Path | None:
@@ -157,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.update(_row(cfg, v) for v in args.variant)
     t1 = time.perf_counter()
     res = evaluate_rows(enc, bank, ds, rows, progress=False)
-    print("\n".join(_table(res, "model")), flush=True)
+    print("\n".join(_table(res, "model") + _breakdown(res)), flush=True)
     online_variants = [v for v in args.variant if "=" in v]
     base = online_variants[0].split(",") if online_variants else []
     sweeps = {}
@@ -171,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         sweeps[key] = evaluate_rows(enc, bank, ds, sweep, progress=False)
         print("\n".join(["", f"online {key} sweep ({','.join(base) or 'paper settings'}):"]
                         + _table(sweeps[key], key, res["encoder"])), flush=True)
-    lines = _table(res, "model")
+    lines = _table(res, "model") + _breakdown(res)
     for key, sw in sweeps.items():
         other = ", ".join(base) or "the paper's"
         lines += ["", f"Online {key} sweep (other settings: {other}; d = change from the encoder row):", ""]

@@ -174,7 +174,9 @@ def evaluate_rows(encoder, bank, ds: PoseSamples, rows: Mapping[str, Mapping[str
 
     Returns:
         ``{label: {metric: value}}`` with the metrics of the module docstring (and, for a set
-        of several categories, ``"per_category": {category: {metric: value}}``).
+        of several categories, ``"per_category": {category: {metric: value}}``; and
+        ``"class_correct"``: the same metrics over the images whose class is right, i.e. whose
+        refinement aligned the right cluster's medoid).
     """
     from tqdm import tqdm
 
@@ -226,6 +228,9 @@ def evaluate_rows(encoder, bank, ds: PoseSamples, rows: Mapping[str, Mapping[str
     for name, a in acc.items():
         m = summary(a, everything)
         m.update(s_per_image=a["secs"] / m["n"], refine_failed=a["failed"])
+        right = torch.cat(a["acc"]) > 0.5
+        if bool(right.any()) and not bool(right.all()):  # the pose metrics where the medoid is the right one
+            m["class_correct"] = summary(a, right)
         if len(set(cat.tolist())) > 1:  # a multi-category set: the rows per category too
             m["per_category"] = {names[c]: summary(a, cat == c) for c in sorted(set(cat.tolist()))}
         result[name] = m
