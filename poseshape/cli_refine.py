@@ -68,6 +68,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, metavar="N", help="optimisation steps (default 30)")
     p.add_argument("--render-size", type=int, default=None, metavar="S", help="working resolution (default 128)")
     p.add_argument("--optimize-verts", action="store_true", help="also deform the shape (Laplacian-regularised)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any RefineConfig setting (repeatable), e.g. --set select_margin=0 --set keep=4 "
+                        "(docs/refine.md)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     return p
 
@@ -290,6 +293,10 @@ def run(args) -> int:
     kw = {k: v for k, v in (("starts", args.starts), ("steps", args.steps), ("render_size", args.render_size))
           if v is not None}
     cfg = RefineConfig(record_frames=True, optimize_verts=bool(args.optimize_verts), **kw)
+    if args.overrides:
+        from .config import apply_overrides
+
+        cfg = apply_overrides(cfg, list(args.overrides))  # ConfigError names the bad key / value
 
     # --- refinement
     res = refine_pose(mask[None], mesh, R, t, K, scale=s, config=cfg, progress=sys.stderr.isatty())

@@ -69,12 +69,13 @@ def test_refine_from_pose_json_writes_every_file(tmp_path, scene, capsys):
     d = scene["dir"]
     out = tmp_path / "out"
     rc, so, se = _run(["refine", "--mask", str(d / "mask.png"), "--mesh", str(d / "car.obj"), "--pose",
-                       str(d / "pose.json"), "--image", str(d / "photo.png"), "--starts", "4", "--out", str(out)],
-                      capsys)
+                       str(d / "pose.json"), "--image", str(d / "photo.png"), "--starts", "4", "--set", "keep=3",
+                       "--out", str(out)], capsys)
     assert rc == 0, se
     assert sorted(p.name for p in out.iterdir()) == sorted(FILE_NAMES.values())
     rec = json.loads((out / "pose.json").read_text())
     assert rec["iou"] > 0.9 and rec["iou"] > rec["iou_before"] + 0.1
+    assert sum(v is None for v in rec["start_iou"]) == 1  # --set keep=3: 3 of the 4 starts finish
     err = float(geodesic_distance(torch.tensor(rec["R"], dtype=torch.float64)[None], scene["R"])[0]) / DEG
     assert err < 4, err
     assert rec["weak_perspective"]["scale"] == pytest.approx(scene["s"], rel=0.05)
@@ -146,6 +147,10 @@ def _bad(d, tmp_path):
         "bad voxels": (["--mask", m, "--voxels", str(tmp_path / "v.npz"), "--pose", pose], r"v\.npz: cannot read the voxel file"),
         "no grid": (["--mask", m, "--voxels", str(tmp_path / "nogrid.npz"), "--pose", pose], r"no 'aligned'"),
         "bad steps": (["--mask", m, "--mesh", mesh, "--pose", pose, "--steps", "0"], r"RefineConfig\.steps"),
+        "bad set": (["--mask", m, "--mesh", mesh, "--pose", pose, "--set", "select_margn=0"],
+                    r"unknown config key 'select_margn' for RefineConfig"),
+        "bad set value": (["--mask", m, "--mesh", mesh, "--pose", pose, "--set", "select_margin=-1"],
+                          r"RefineConfig\.select_margin"),
         "cannot cover": (["--mask", m, "--mesh", mesh, "--azimuth", "0", "--focal", "5"], r"cannot cover the mask|outside"),
         "out is a file": (["--mask", m, "--mesh", mesh, "--pose", pose, "--out-override", str(tmp_path / "afile")],
                           r"exists and is not a folder"),
@@ -154,7 +159,8 @@ def _bad(d, tmp_path):
 
 @pytest.mark.parametrize("case", ["missing mask", "missing mesh", "missing pose", "corrupt pose", "not rotation",
                                   "no camera", "nan pose", "no start", "both starts", "empty mask", "bad voxels",
-                                  "no grid", "bad steps", "cannot cover", "out is a file"])
+                                  "no grid", "bad steps", "bad set", "bad set value", "cannot cover",
+                                  "out is a file"])
 def test_refine_bad_inputs_exit_2_and_write_nothing(case, tmp_path, scene, capsys):
     args, pattern = _bad(scene["dir"], tmp_path)[case]
     out = tmp_path / "out"

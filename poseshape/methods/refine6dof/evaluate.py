@@ -37,7 +37,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ from ...metrics import mask_iou, rotation_error
 from .data import PoseSamples, compute_clusters, prepare_renders
 from .online import hard_silhouettes, online_refine
 
-__all__ = ["COLUMNS", "ROWS", "evaluate", "evaluate_rows", "online_settings", "parse_options", "row_settings"]
+__all__ = ["COLUMNS", "ROWS", "evaluate", "evaluate_rows", "online_settings", "row_settings"]
 
 ROWS = ("encoder", "online", "refine", "online+refine")
 
@@ -82,50 +81,13 @@ def online_settings(cfg, **overrides) -> dict[str, Any]:
     return out
 
 
-def parse_options(items: Sequence[str], kinds: Mapping[str, type], what: str) -> dict[str, Any]:
-    """``["key=value", ...]`` -> ``{key: value}`` typed by ``kinds`` (bool: true/false/1/0)."""
-    out: dict[str, Any] = {}
-    for it in items:
-        if "=" not in it:
-            raise PoseshapeError(f"{what}: expected KEY=VALUE, got {it!r}")
-        k, v = (x.strip() for x in it.split("=", 1))
-        if k not in kinds:
-            raise PoseshapeError(f"{what}: unknown key {k!r}; keys: {sorted(kinds)}")
-        typ = kinds[k]
-        try:
-            if typ is bool:
-                if v.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(v)
-                out[k] = v.lower() in ("true", "1")
-            elif v.lower() in ("none", "null") and typ is not str:
-                out[k] = None
-            else:
-                out[k] = typ(float(v)) if typ is int else typ(v)
-        except ValueError:
-            raise PoseshapeError(f"{what}: {k}={v!r} is not a valid {typ.__name__}") from None
-    return out
-
-
-def _refine_kinds() -> dict[str, type]:
-    from ...refine import RefineConfig
-
-    kinds = {}
-    for f in fields(RefineConfig):
-        t = str(f.type)
-        kinds[f.name] = bool if t == "bool" else int if t.startswith("int") else float if t == "float" else str
-    return kinds
-
-
-_ONLINE_KINDS = {"steps": int, "batch": int, "lr": float, "render": str, "sigma": float, "loss": str,
-                 "render_size": int}
-
-
 def row_settings(cfg, name: str, online: Sequence[str] = (), refine: Sequence[str] = ()) -> dict[str, Any]:
     """``{"online": kwargs | None, "refine": RefineConfig | None}`` of row ``name`` (:data:`ROWS`).
 
     ``online`` / ``refine``: ``KEY=VALUE`` overrides of :func:`online_settings` and of
     :class:`~poseshape.refine.RefineConfig`.
     """
+    from ...config import ConfigError, apply_overrides
     from ...refine import RefineConfig
 
     if name not in ROWS:
@@ -133,8 +95,23 @@ def row_settings(cfg, name: str, online: Sequence[str] = (), refine: Sequence[st
     if online and "online" not in name or refine and "refine" not in name:
         raise PoseshapeError(f"row {name!r}: online options {list(online)} / refine options {list(refine)} "
                              "given for a row without that step")
-    on = online_settings(cfg, **parse_options(online, _ONLINE_KINDS, "online")) if "online" in name else None
-    rf = RefineConfig(**parse_options(refine, _refine_kinds(), "refine")) if "refine" in name else None
+    on = rf = None
+    if "online" in name:  # short names -> the config's online_* fields, typed and checked by the config
+        mapped = []
+        for item in online:
+            k, eq, v = item.partition("=")
+            if not eq or k.strip() not in _ONLINE_KEYS:
+                raise PoseshapeError(f"online: expected KEY=VALUE with KEY one of {sorted(_ONLINE_KEYS)}, got {item!r}")
+            mapped.append(f"{_ONLINE_KEYS[k.strip()]}={v}")
+        try:
+            on = online_settings(apply_overrides(cfg, mapped))
+        except ConfigError as e:
+            raise PoseshapeError(f"online: {e}") from None
+    if "refine" in name:
+        try:
+            rf = apply_overrides(RefineConfig(), list(refine))
+        except ConfigError as e:
+            raise PoseshapeError(f"refine: {e}") from None
     return {"online": on, "refine": rf}
 
 

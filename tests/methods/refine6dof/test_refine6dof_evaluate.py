@@ -12,12 +12,7 @@ from scipy.spatial.transform import Rotation
 
 from poseshape.errors import PoseshapeError
 from poseshape.methods.refine6dof.data import PoseSamples
-from poseshape.methods.refine6dof.evaluate import (
-    evaluate,
-    evaluate_rows,
-    parse_options,
-    row_settings,
-)
+from poseshape.methods.refine6dof.evaluate import evaluate, evaluate_rows, row_settings
 from poseshape.methods.refine6dof.predictor import Refine6DofPredictor
 
 
@@ -78,17 +73,22 @@ def test_evaluate_on_a_given_set_and_bad_options(setup, tiny):
     assert res["samples"] == 4 and list(res["rows"]) == ["encoder"] and len(res["medoids"]) == 2
     with pytest.raises(PoseshapeError, match="row 'bogus'"):
         evaluate(pred, tiny["paths"]["train"], rows=["bogus"], run_dir=tiny["root"])
-    with pytest.raises(PoseshapeError, match="online: unknown key 'speed'"):
+    with pytest.raises(PoseshapeError, match="online: expected KEY=VALUE with KEY one of .*'speed=3'"):
         evaluate(pred, tiny["paths"]["train"], rows=["online"], online=["speed=3"], run_dir=tiny["root"])
-    with pytest.raises(PoseshapeError, match="refine: starts='x' is not a valid int"):
+    with pytest.raises(PoseshapeError, match="refine: starts: cannot use x as int"):
         evaluate(pred, tiny["paths"]["train"], rows=["refine"], refine=["starts=x"], run_dir=tiny["root"])
-    with pytest.raises(PoseshapeError, match="expected KEY=VALUE"):
-        parse_options(["steps"], {"steps": int}, "online")
+    with pytest.raises(PoseshapeError, match="unknown config key 'bogus' for RefineConfig"):
+        row_settings(tiny["cfg"], "refine", refine=["bogus=1"])
+    with pytest.raises(PoseshapeError, match="online_lr: cannot use abc as float"):
+        row_settings(tiny["cfg"], "online", online=["lr=abc"])
+    with pytest.raises(PoseshapeError, match="do not use them"):
+        evaluate(pred, tiny["paths"]["train"], rows=["encoder"], refine=["steps=3"], run_dir=tiny["root"])
     with pytest.raises(PoseshapeError, match="not a rendered data set"):
         evaluate(pred, tiny["root"], rows=["encoder"], run_dir=tiny["root"])
-    assert parse_options(["coarse=false", "max_faces=none", "sigma=1e-5"],
-                         {"coarse": bool, "max_faces": int, "sigma": float}, "refine") == \
-        {"coarse": False, "max_faces": None, "sigma": 1e-5}
+    rf = row_settings(tiny["cfg"], "refine", refine=["coarse=false", "max_faces=null", "sigma=1e-5"])["refine"]
+    assert (rf.coarse, rf.max_faces, rf.sigma) == (False, None, 1e-5)
+    on = row_settings(tiny["cfg"], "online+refine", online=["steps=5", "render=softras"])["online"]
+    assert on["steps"] == 5 and on["render"] == "softras" and on["lr"] == tiny["cfg"].online_lr
 
 
 def test_full_size_test_masks_drive_the_iou(tiny):
