@@ -95,17 +95,21 @@ def _desk(seed: int = 3) -> Mesh:
     return Mesh(V, Fc)
 
 
+def _table_view(mesh: Mesh):
+    """``(mask (1, 1, 160, 160), R, t, scale)``: a weak-perspective view from azimuth 35, elevation 25 deg."""
+    R, _ = viewpoint_to_pose(torch.tensor([35 * DEG]), torch.tensor([25 * DEG]), torch.zeros(1), torch.ones(1))
+    R = R.double()
+    s = torch.tensor([90.0], dtype=torch.float64)
+    t = torch.tensor([[80.0, 82.0, 0.0]], dtype=torch.float64)
+    return hard_silhouettes(mesh.verts.double()[None], mesh.faces, R, t, None, s, 160).float(), R, t, s
+
+
 def test_symmetric_table_flip_start_is_chosen():
     # The start is 180 deg (plus 20 deg) off about the object's up axis: the silhouette of the
     # nearly symmetric desk almost fits there, so a single start settles in that wrong basin;
     # the multi-start set holds R0 Ry(pi) (20 deg from the truth), which wins on IoU.
     desk = _desk()
-    S = 160
-    R, _ = viewpoint_to_pose(torch.tensor([35 * DEG]), torch.tensor([25 * DEG]), torch.zeros(1), torch.ones(1))
-    R = R.double()
-    s = torch.tensor([90.0], dtype=torch.float64)
-    t = torch.tensor([[80.0, 82.0, 0.0]], dtype=torch.float64)
-    mask = hard_silhouettes(desk.verts.double()[None], desk.faces, R, t, None, s, S).float()
+    mask, R, t, s = _table_view(desk)
     R0 = R @ _Ry(math.pi + 20 * DEG)
     multi = refine_pose(mask, desk, R0, t, scale=s, starts=4, keep=4)
     single = refine_pose(mask, desk, R0, t, scale=s, starts=1)
@@ -122,12 +126,7 @@ def test_select_margin_lets_the_prior_break_a_symmetric_tie():
     # ends at (nearly) the same IoU as the right one. With select_margin the start nearest to
     # the given pose wins such near-ties; without, the IoU alone decides.
     table, _ = generate("table", 3)
-    S = 160
-    R, _ = viewpoint_to_pose(torch.tensor([35 * DEG]), torch.tensor([25 * DEG]), torch.zeros(1), torch.ones(1))
-    R = R.double()
-    s = torch.tensor([90.0], dtype=torch.float64)
-    t = torch.tensor([[80.0, 82.0, 0.0]], dtype=torch.float64)
-    mask = hard_silhouettes(table.verts.double()[None], table.faces, R, t, None, s, S).float()
+    mask, R, t, s = _table_view(table)
     R0 = so3_exp(torch.tensor([[0.1, 0.12, -0.05]], dtype=torch.float64)) @ R  # 9 deg off
     res = refine_pose(mask, table, R0, t, scale=s, starts=2, keep=2, select_margin=0.02)
     iou = res.start_iou[0]
