@@ -44,6 +44,7 @@ import torch
 
 from ...errors import PoseshapeError
 from ...metrics import mask_iou, rotation_error
+from ...shapes.meshes import Mesh
 from .data import PoseSamples, compute_clusters, prepare_renders
 from .online import hard_silhouettes, online_refine
 
@@ -116,10 +117,21 @@ def row_settings(cfg, name: str, online: Sequence[str] = (), refine: Sequence[st
 
 
 def _refine_chunk(bank, labels, R, t, K, masks, config) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Multi-start refinement of each image's medoid; images it refuses keep ``(R, t)``."""
+    """Multi-start refinement of each image's medoid; images it refuses keep ``(R, t)``.
+
+    Runs on the CPU (its kernels are CPU ones); the results go back to ``R``'s device.
+    """
     from ...refine import refine_pose
 
-    meshes = {int(c): bank.mesh(int(c)) for c in labels.unique()}
+    dev = R.device
+    if dev.type != "cpu":
+        R2, t2, nf = _refine_chunk(bank, labels.cpu(), R.cpu(), t.cpu(), K.cpu(), masks.cpu(), config)
+        return R2.to(dev), t2.to(dev), nf
+
+    meshes = {}
+    for c in labels.unique().tolist():
+        m = bank.mesh(int(c))
+        meshes[int(c)] = m if m.verts.device.type == "cpu" else Mesh(m.verts.cpu(), m.faces.cpu())
     shapes = [meshes[int(c)] for c in labels]
     try:
         r = refine_pose(masks, shapes, R.double(), t.double(), K.double(), config=config)
@@ -162,12 +174,13 @@ def evaluate_rows(encoder, bank, ds: PoseSamples, rows: Mapping[str, Mapping[str
     acc = {k: {"acc": [], "rot": [], "t": [], "iou": [], "secs": 0.0, "failed": 0} for k in rows}
     cats: list[torch.Tensor] = []
     encoder.eval()
+    dev = next(encoder.parameters()).device
     bar = tqdm(total=len(ds), desc="eval refine6dof", disable=not progress, dynamic_ncols=True)
     for lo in range(0, len(ds), chunk):
         items = [ds[i] for i in range(lo, min(len(ds), lo + chunk))]
-        b = {k: torch.stack([it[k] for it in items])
+        b = {k: torch.stack([it[k] for it in items]).to(dev)
              for k in ("input", "mask_full", "K_full", "R", "t", "K", "label", "category")}
-        cats.append(b["category"])
+        cats.append(b["category"].cpu())
         mask, Kf = b["mask_full"], b["K_full"]  # the set's own resolution (>= S)
         with torch.no_grad():
             out = encoder(b["input"])
@@ -184,10 +197,10 @@ def evaluate_rows(encoder, bank, ds: PoseSamples, rows: Mapping[str, Mapping[str
                 a["failed"] += nf
             if spec.get("online") is not None or spec.get("refine") is not None:
                 a["secs"] += time.perf_counter() - t0
-            a["acc"].append((lab == b["label"]).float())
-            a["rot"].append(rotation_error(R.double(), b["R"].double()))
-            a["t"].append((t - b["t"]).norm(dim=-1))
-            a["iou"].append(mask_iou(hard_silhouettes(bank, lab, R, t, Kf, mask.shape[-1]), mask))
+            a["acc"].append((lab == b["label"]).float().cpu())
+            a["rot"].append(rotation_error(R.double(), b["R"].double()).cpu())
+            a["t"].append((t - b["t"]).norm(dim=-1).cpu())
+            a["iou"].append(mask_iou(hard_silhouettes(bank, lab, R, t, Kf, mask.shape[-1]), mask).cpu())
         bar.update(len(items))
     bar.close()
     cat = torch.cat(cats)
