@@ -46,6 +46,7 @@ from torch import nn
 from ...checks import check_finite, check_shape
 from ...errors import PoseshapeError, ShapeError
 from ...predict import Prediction, Predictor
+from ...shapes.meshes import Mesh
 from .config import Refine6DofConfig
 from .data import network_input
 from .model import MedoidBank
@@ -208,8 +209,10 @@ class Refine6DofPredictor(Predictor):
         S, H = self.image_size, m.shape[-1]
         K = ex["K"][i].double().clone()
         K[:2] *= H / S
-        res = refine_pose(m.float(), ex["medoid_meshes"][i], pc.R[i:i + 1].double(), ex["t_cam"][i:i + 1].double(),
-                          K, config=cfg)
+        mesh = ex["medoid_meshes"][i]
+        mesh = Mesh(mesh.verts.detach().cpu(), mesh.faces.cpu())  # refine_pose runs on the CPU
+        res = refine_pose(m.float().cpu(), mesh, pc.R[i:i + 1].double(), ex["t_cam"][i:i + 1].double(), K,
+                          config=cfg)
         R, t = res.R.float(), res.t.float()
         Ks = ex["K"][i:i + 1].float()
         label = ex["label"][i:i + 1].cpu()
