@@ -1,4 +1,5 @@
-"""Shared fixtures: the shared data directory (skipped with a reason when absent)."""
+"""Shared fixtures: the shared data directory (skipped with a reason when absent), a clean
+method registry."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ def _seed_and_threads():
     torch.manual_seed(0)
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture
+def clean_registry():
+    """Methods registered inside the test are unregistered afterwards."""
+    from poseshape.methods import registry
+
+    before = dict(registry._REGISTRY)
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(before)

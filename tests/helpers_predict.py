@@ -3,8 +3,8 @@
 :class:`OraclePredictor` knows the true shape and rotation of a rendered procedural car and
 only registers its scale and translation on the crop it is given, so every misalignment in
 the product layer (crop box, uncrop, mesh units, projection formulas) shows up as a low
-reprojection IoU. The fixtures ``clean_registry`` and ``oracle_checkpoint`` are imported by
-the test modules that use them.
+reprojection IoU. The fixture ``oracle_checkpoint`` is imported by the test modules that use
+it (``clean_registry`` is in ``tests/conftest.py``).
 
 ``refine6dof_run`` (test_cli_reconstruct, test_cli_scene) is a real ``refine6dof`` run trained
 in about 3 s (:data:`R6_TINY_RUN`): untrained-quality poses, but a genuine checkpoint, medoid
@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from poseshape.checkpoint import save_checkpoint
-from poseshape.methods import registry
 from poseshape.methods.registry import MethodSpec, register_method
 from poseshape.methods.reproject.frame import pose_to_rt, posed_voxels
 from poseshape.metrics import mask_iou
@@ -33,7 +32,7 @@ from poseshape.shapes.meshes import face_normals
 from poseshape.shapes.procedural import generate
 from poseshape.shapes.voxels import voxelize
 
-__all__ = ["R6_TINY_RUN", "OracleConfig", "OraclePredictor", "clean_registry", "make_scene", "mesh_reprojection_iou",
+__all__ = ["R6_TINY_RUN", "OracleConfig", "OraclePredictor", "make_scene", "mesh_reprojection_iou",
            "oracle_build", "oracle_checkpoint", "refine6dof_renders", "refine6dof_run", "scene_pose",
            "train_tiny_refine6dof"]
 
@@ -120,14 +119,6 @@ class OraclePredictor(Predictor):
 
 def oracle_build(cfg):
     return {"dummy": nn.Linear(1, 1)}
-
-
-@pytest.fixture
-def clean_registry():
-    before = dict(registry._REGISTRY)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(before)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from poseshape.predict import FILE_NAMES
 
 OracleConfig, OraclePredictor, make_scene, mesh_reprojection_iou = (
     hp.OracleConfig, hp.OraclePredictor, hp.make_scene, hp.mesh_reprojection_iou)
-clean_registry, oracle_checkpoint, refine6dof_run = hp.clean_registry, hp.oracle_checkpoint, hp.refine6dof_run  # fixtures
+oracle_checkpoint, refine6dof_run = hp.oracle_checkpoint, hp.refine6dof_run  # fixtures
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from PIL import Image
 
 from poseshape.cli import main
 
-refine6dof_run, clean_registry, oracle_checkpoint = hp.refine6dof_run, hp.clean_registry, hp.oracle_checkpoint  # fixtures
+refine6dof_run, oracle_checkpoint = hp.refine6dof_run, hp.oracle_checkpoint  # fixtures
 
 _GLTF = np.diag([1.0, -1.0, -1.0])  # camera (OpenCV) axes -> glTF axes, as scene.py documents
 

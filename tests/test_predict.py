@@ -37,7 +37,7 @@ from poseshape.predict import (
 
 OracleConfig, OraclePredictor, make_scene, mesh_reprojection_iou, oracle_build = (
     hp.OracleConfig, hp.OraclePredictor, hp.make_scene, hp.mesh_reprojection_iou, hp.oracle_build)
-clean_registry, oracle_checkpoint = hp.clean_registry, hp.oracle_checkpoint  # fixtures
+oracle_checkpoint = hp.oracle_checkpoint  # fixtures
 
 
 # ============================================================================ Prediction

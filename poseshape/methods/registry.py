@@ -350,11 +350,17 @@ def _import_builtin(name: str) -> None:
     if module is None:
         return
     try:
-        importlib.import_module(module)
+        mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
         # The method's package does not exist (yet); any other missing import is a real bug.
         if e.name is None or not module.startswith(e.name):
             raise
+        return
+    # Imported earlier but unregistered since (unregister_method, a registry reset): the
+    # import does not run the registration again, so register the module's SPEC here.
+    spec = getattr(mod, "SPEC", None)
+    if name not in _REGISTRY and isinstance(spec, MethodSpec) and spec.name == name:
+        _REGISTRY[name] = spec
 
 
 def get_method(name: str) -> MethodSpec:

@@ -50,14 +50,6 @@ def stage(name="s", **kw):
     return Stage(name, data=data, step=step, optimizer=sgd, **kw)
 
 
-@pytest.fixture
-def clean_registry():
-    before = dict(registry._REGISTRY)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(before)
-
-
 def test_register_get_list(clean_registry):
     spec = register_method(MethodSpec(name="t_reg", config_cls=Cfg, build=build, stages=[stage()]))
     assert get_method("t_reg") is spec
@@ -164,3 +156,14 @@ def test_docstring_example_registers_and_trains(clean_registry, tmp_path):
     trainer.fit()
     assert trainer.val_metrics["joint"]["val_mse"] < 0.05
     assert (tmp_path / "best_joint.pt").exists()
+
+
+def test_builtin_method_comes_back_after_unregistering(clean_registry):
+    """A built-in imported earlier and unregistered since is registered again on demand
+    (importing it a second time would not run its registration)."""
+    spec = get_method("refine6dof")
+    unregister_method("refine6dof")
+    assert "refine6dof" not in registry._REGISTRY
+    assert get_method("refine6dof") is spec
+    registry._REGISTRY.clear()  # e.g. a test fixture restoring an older snapshot
+    assert "refine6dof" in list_methods() and "reproject" in list_methods()
