@@ -42,8 +42,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from poseshape.methods.refine6dof.data import PoseSamples, compute_clusters, prepare_renders
-from poseshape.methods.refine6dof.evaluate import evaluate_rows, row_settings
+from poseshape.methods.refine6dof.data import compute_clusters
+from poseshape.methods.refine6dof.evaluate import evaluate_rows, row_settings, eval_samples
 
 
 def _row(cfg, text: str) -> tuple[str, dict]:
@@ -160,11 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.test_size:  # render the test split anew at that size (a given data.test is at another)
         cfg.data.test_image_size = int(args.test_size)
         cfg.data.test = ""
-    _, paths = prepare_renders(cfg, run_dir, splits=("test",))
-    if paths.get("test") is None:
-        raise SystemExit("no test split: add models (data.models_per_category)")
+    ds = eval_samples(cfg, run_dir, limit=args.limit or None)
     clusters, _ = compute_clusters(cfg, run_dir)
-    ds = PoseSamples(paths["test"], cfg, clusters, limit=args.limit or None, what="test")
 
     rows = {"encoder": row_settings(cfg, "encoder"),
             "+ online (paper: 30 steps, batch 20, lr 1e-6, eq. 5)": row_settings(cfg, "online")}

@@ -154,6 +154,13 @@ class Prediction:
 
         return voxels_to_mesh(self.aligned[self._check_index(i)].detach().float().cpu(), threshold)
 
+    def item_extras(self, i: int) -> dict[str, Any]:
+        """``extras`` of item ``i`` as a batch of one: per-item tensors ``(B, ...)`` -> ``(1, ...)``
+        and per-item lists of length ``B`` -> ``[x_i]``; everything else as it is."""
+        i, B = self._check_index(i), len(self)
+        return {k: (v[i:i + 1] if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == B
+                    else [v[i]] if isinstance(v, list) and len(v) == B else v) for k, v in self.extras.items()}
+
     def to(self, device: str | torch.device) -> Prediction:
         """A copy with every tensor (``extras`` included) on ``device``."""
         def mv(x):

@@ -1048,8 +1048,7 @@ def refine_prediction(pred, i: int, crop_mask: torch.Tensor, config: RefineConfi
     Rn = res.R.float()
     P = int(posed_size) if posed_size else max(pc.posed.shape[-1], 64)
     posed = pose_voxels(aligned_new, Rn, tp, out_size=P, extent=E)
-    extras = {k: (v[i:i + 1] if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == len(pc) else v)
-              for k, v in pc.extras.items()}
+    extras = pc.item_extras(i)
     extras.pop("pose", None)  # the method's raw pose vector no longer describes (R, t)
     extras.update({"refine_iou_before": float(res.iou_init[0]), "refine_iou": float(res.iou[0]),
                    "refine_start": int(res.start[0]), "refine_scale": c,

@@ -38,3 +38,12 @@ def clean_registry():
     yield
     registry._REGISTRY.clear()
     registry._REGISTRY.update(before)
+
+
+@pytest.fixture
+def one_thread(_seed_and_threads):
+    """Run the test on one thread: refinement tests, whose many small kernels two OpenMP threads
+    on the shared 2-core machine mostly spend waiting on each other (measured on the car test
+    at load ~6 without OMP_WAIT_POLICY=PASSIVE: 46 s with 2 threads, 15 s with 1)."""
+    torch.set_num_threads(1)
+    yield

@@ -174,7 +174,7 @@ def test_reconstruct_refine_improves_mask_iou_with_the_shipped_model(tmp_path, c
 
     if not default_checkpoint("reproject").is_file():
         pytest.skip("no shipped reproject model")
-    torch.set_num_threads(1)  # see tests/test_refine.py::_one_thread
+    torch.set_num_threads(1)  # see tests/conftest.py::one_thread
     pairs = _procedural_photos(tmp_path)
     imgs, masks = [str(p) for p, _ in pairs], [str(m) for _, m in pairs]
     rc, _, se = _run(["reconstruct", *imgs, "--mask", *masks, "--out", str(tmp_path / "plain"), "--device", "cpu"], capsys)

@@ -24,13 +24,7 @@ DEG = math.pi / 180
 AZ, EL = 60.0, 20.0  # true viewpoint, degrees
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Refinement tests run on one thread: on the shared 2-core machine two OpenMP threads
-    spin-wait on each other unless OMP_WAIT_POLICY=PASSIVE is exported before torch loads
-    (measured on the car test at load ~6: 46 s with 2 threads, 15 s with 1)."""
-    torch.set_num_threads(1)
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

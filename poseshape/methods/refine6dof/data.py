@@ -71,7 +71,7 @@ def load_collection(cfg: Refine6DofConfig):
     if not root.is_dir():
         raise PoseshapeError(f"refine6dof: data.meshes={d.meshes} is neither 'procedural' nor an existing "
                              "folder of meshes (e.g. ../shared/data/pascal3d_cad, see $POSESHAPE_DATA)")
-    parts = []
+    parts, seen = [], set()
     for k, spec in enumerate([str(d.meshes), *map(str, d.more_meshes)]):
         path, _, source = spec.partition("@") if k else (spec, "", "")
         folder = Path(path).expanduser()
@@ -79,23 +79,18 @@ def load_collection(cfg: Refine6DofConfig):
             raise PoseshapeError(f"refine6dof: data.more_meshes entry {spec!r}: {folder} is not a folder")
         try:
             coll = MeshCollection(folder, cache_size=0, source=source or None)
-            have = [c for c in cats if c in set(coll.categories)]
-            if k and not have:
-                continue  # a folder of other categories
-            parts.append(coll if k == 0 else MeshCollection(folder, categories=have, cache_size=0,
-                                                            source=source or None))
         except FileNotFoundError as e:
             raise PoseshapeError(f"refine6dof: {e}") from None
-    try:
-        first = MeshCollection(root, categories=[c for c in cats if c in set(parts[0].categories)] or cats,
-                               cache_size=0)
-    except FileNotFoundError as e:
-        raise PoseshapeError(f"refine6dof: {e}") from None
-    coll = MeshCollection.concat(first, *parts[1:]) if len(parts) > 1 else first
-    missing = sorted(set(cats) - set(coll.categories))
+        seen.update(coll.categories)
+        keep = [j for j, ref in enumerate(coll.models) if ref.category in cats]
+        if keep:  # a folder without any of the categories adds nothing
+            parts.append(coll.subset(keep))
+    have = {c for p in parts for c in p.categories}
+    missing = [c for c in cats if c not in have]
     if missing:
-        raise PoseshapeError(f"refine6dof: no models of {missing} in data.meshes / data.more_meshes")
-    return coll
+        raise PoseshapeError(f"refine6dof: no models of {missing} in data.meshes / data.more_meshes; "
+                             f"they have {sorted(seen)}")
+    return MeshCollection.concat(*parts) if len(parts) > 1 else parts[0]
 
 
 def clusters_key(cfg: Refine6DofConfig) -> str:
@@ -244,17 +239,18 @@ class PoseSamples(Dataset):
     Item: ``input (C_in, S, S)`` (the encoder input, ``S = config.image_size``), ``image
     (3, S, S)`` in [0, 1], ``mask (1, S, S)`` in [0, 1] (area-resized coverage), ``R (3, 3)``
     object-to-camera, ``t (3,)`` object units, ``P (3, 4)``, ``K (3, 3)`` pixels of the
-    ``S x S`` image (scaled when the set was rendered at another size), ``mask_full (1, H, H)``
-    and ``K_full (3, 3)``: the mask and intrinsics at the set's own size ``H`` (the same
-    tensors when ``H = S``), ``label ()`` int64 cluster, ``category ()`` int64 index into the
-    set's categories.
+    ``S x S`` image (scaled when the set was rendered at another size), ``label ()`` int64
+    cluster, ``category ()`` int64 index into the set's categories; with ``full_size=True``
+    (evaluation) also ``mask_full (1, H, H)`` and ``K_full (3, 3)``: the mask and intrinsics at
+    the set's own size ``H`` (the same tensors when ``H = S``).
 
     Raises:
         PoseshapeError: not a rendered set, empty, not square, or a model that was not clustered.
     """
 
     def __init__(self, root: str | Path, config: Refine6DofConfig, clusters: ClusterResult,
-                 limit: int | None = None, what: str = "train"):
+                 limit: int | None = None, what: str = "train", full_size: bool = False):
+        self.full_size = bool(full_size)
         if not (Path(root) / "index.json").is_file():
             raise PoseshapeError(f"refine6dof: data.{what}={root} is not a rendered data set (no index.json)")
         meta = ShardDataset(root, cache_shards=1).meta
@@ -295,10 +291,12 @@ class PoseSamples(Dataset):
             K[:2] = K[:2] * (S / H)
             img, mask = _resize(img, S, "bilinear"), _resize(mask, S, "area")
         R, t = it["R"], it["t"]
-        return {
+        item = {
             "input": network_input(img, mask, self.cfg.input),
             "image": img, "mask": mask, "R": R, "t": t, "P": torch.cat([R, t[:, None]], -1), "K": K,
-            "mask_full": mask_full, "K_full": K_full,
             "label": torch.tensor(self.labels[(it["category_name"], it["model_id"])], dtype=torch.int64),
             "category": it["category"],
         }
+        if self.full_size:
+            item.update(mask_full=mask_full, K_full=K_full)
+        return item

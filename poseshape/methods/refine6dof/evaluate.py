@@ -48,7 +48,7 @@ from ...shapes.meshes import Mesh
 from .data import PoseSamples, compute_clusters, prepare_renders
 from .online import hard_silhouettes, online_refine
 
-__all__ = ["COLUMNS", "ROWS", "evaluate", "evaluate_rows", "online_settings", "row_settings"]
+__all__ = ["COLUMNS", "ROWS", "evaluate", "evaluate_rows", "online_settings", "row_settings", "eval_samples"]
 
 ROWS = ("encoder", "online", "refine", "online+refine")
 
@@ -67,19 +67,32 @@ _ONLINE_KEYS = {"steps": "online_steps", "batch": "online_batch", "lr": "online_
                 "sigma": "online_sigma", "loss": "online_loss", "render_size": "render_size"}
 
 
-def online_settings(cfg, **overrides) -> dict[str, Any]:
-    """The keyword arguments of :func:`.online.online_refine` from a config's ``online_*`` fields.
-
-    ``overrides`` use the short names (``steps``, ``batch``, ``lr``, ``render``, ``sigma``,
-    ``loss``, ``render_size``).
-    """
-    bad = sorted(set(overrides) - set(_ONLINE_KEYS))
-    if bad:
-        raise PoseshapeError(f"online option(s) {bad}: expected some of {sorted(_ONLINE_KEYS)}")
+def online_settings(cfg) -> dict[str, Any]:
+    """The keyword arguments of :func:`.online.online_refine` from a config's ``online_*`` fields."""
     out = {k: getattr(cfg, f) for k, f in _ONLINE_KEYS.items()}
-    out.update(overrides)
     out["render_size"] = int(out["render_size"] or 0) or None
     return out
+
+
+def eval_samples(cfg, run_dir: str | os.PathLike | None, data: str | os.PathLike | None = None,
+                 limit: int | None = None, progress: bool = False) -> PoseSamples:
+    """The evaluation set: ``data`` (a 6-DoF set of the run's models) or the run's test split.
+
+    The test split is rendered into ``run_dir/data/`` (a temporary folder when ``run_dir`` is
+    None) on first use; items carry the full-size masks (``full_size=True``) and the labels of
+    the run's clusters (``run_dir/clusters.json``, recomputed when absent).
+
+    Raises:
+        PoseshapeError: no test split (all models went to training), or not a rendered set.
+    """
+    if data is None:
+        _, paths = prepare_renders(cfg, run_dir, progress=progress, splits=("test",))
+        if paths.get("test") is None:
+            raise PoseshapeError("evaluate: the run has no test split (all models went to training); give --data "
+                                 "or train with more models (data.models_per_category)")
+        data = paths["test"]
+    clusters, _ = compute_clusters(cfg, run_dir)
+    return PoseSamples(data, cfg, clusters, limit=limit, what="test", full_size=True)
 
 
 def row_settings(cfg, name: str, online: Sequence[str] = (), refine: Sequence[str] = ()) -> dict[str, Any]:
@@ -156,7 +169,8 @@ def evaluate_rows(encoder, bank, ds: PoseSamples, rows: Mapping[str, Mapping[str
     Args:
         encoder: the trained :class:`~.model.PoseEncoder` (eval mode; never modified).
         bank: the :class:`~.model.MedoidBank`.
-        ds: the test samples (:class:`.data.PoseSamples`).
+        ds: the test samples (:class:`.data.PoseSamples` with ``full_size=True``, e.g. from
+            :func:`eval_samples`).
         rows: ``{label: {"online": online_refine kwargs | None, "refine": RefineConfig | None}}``.
         chunk: images per encoder pass (and per online fine-tuning chunk's upper bound).
         progress: show a tqdm bar.
@@ -271,23 +285,15 @@ def evaluate(predictor, data: str | os.PathLike | None = None, *, rows: Sequence
         raise PoseshapeError(f"evaluate: --online/--refine options given but the rows {rows} do not use them")
     settings = {r: row_settings(predictor.config, r, online if "online" in r else (),
                                 refine if "refine" in r else ()) for r in rows}
-    cfg = predictor.config
     rd = Path(run_dir) if run_dir is not None else _run_dir(predictor)
-    if data is None:
-        _, paths = prepare_renders(cfg, rd, progress=progress, splits=("test",))
-        if paths.get("test") is None:
-            raise PoseshapeError("evaluate: the run has no test split (all models went to training); give --data "
-                                 "or train with more models (data.models_per_category)")
-        data = paths["test"]
-    clusters, _ = compute_clusters(cfg, rd)
-    ds = PoseSamples(data, cfg, clusters, limit=limit, what="test")
+    ds = eval_samples(predictor.config, rd, data, limit, progress)
     enc = predictor.encoder
     was_training = enc.training
     try:
         res = evaluate_rows(enc, predictor.bank, ds, settings, chunk=int(batch_size), progress=progress)
     finally:
         enc.train(was_training)
-    return {"rows": res, "columns": COLUMNS, "data": str(data), "samples": len(ds),
+    return {"rows": res, "columns": COLUMNS, "data": str(ds.ds.root), "samples": len(ds),
             "models": len(ds.ds.meta["models"]), "medoids": [predictor.bank.name(i) for i in range(len(predictor.bank))],
             "settings": {r: {"online": s["online"], "refine": vars(s["refine"]) if s["refine"] else None}
                          for r, s in settings.items()}}

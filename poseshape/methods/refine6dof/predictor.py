@@ -219,8 +219,7 @@ class Refine6DofPredictor(Predictor):
         E = pc.frame_extent
         posed, c, sigma = posed_from_pinhole(pc.aligned[i:i + 1], R, t, Ks, S, E, self.config.posed_depth)
         sil = hard_silhouettes(self.bank, label, R, t, Ks, S)
-        extras = {k: (v[i:i + 1] if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == len(pc)
-                      else [v[i]] if isinstance(v, list) and len(v) == len(pc) else v) for k, v in ex.items()}
+        extras = pc.item_extras(i)
         extras.update(prerefine_R=pc.R[i:i + 1], prerefine_t_cam=ex["t_cam"][i:i + 1], t_cam=t,
                       P=torch.cat([R, t[:, :, None]], -1), sigma=sigma,
                       refine_iou_before=float(res.iou_init[0]), refine_iou=float(res.iou[0]),

@@ -194,5 +194,7 @@ def test_more_meshes_joins_mesh_folders(shared_data, tmp_path):
     bad = [*base, f"data.more_meshes=[{tmp_path / 'nope'}]"]
     with pytest.raises(PoseshapeError, match="more_meshes entry .*nope.* is not a folder"):
         load_collection(spec.make_config(None, bad))
+    with pytest.raises(PoseshapeError, match=r"no models of \['zebra'\].*they have \[.*'car'.*'chair'"):
+        load_collection(spec.make_config(None, [f"data.meshes={shared_data / 'pascal3d_cad'}", "data.categories=[zebra]"]))
     with pytest.raises(PoseshapeError, match="data.meshes must be a folder too"):
         load_collection(spec.make_config(None, ["data.more_meshes=[x]"]))

@@ -19,7 +19,7 @@ from poseshape.methods.refine6dof.predictor import Refine6DofPredictor
 @pytest.fixture(scope="module")
 def setup(tiny, trained):
     models, _ = trained
-    ds = PoseSamples(tiny["paths"]["train"], tiny["cfg"], tiny["clusters"], limit=10)
+    ds = PoseSamples(tiny["paths"]["train"], tiny["cfg"], tiny["clusters"], limit=10, full_size=True)
     return models, ds
 
 
@@ -99,13 +99,13 @@ def test_full_size_test_masks_drive_the_iou(tiny):
     from poseshape.methods.refine6dof.data import compute_clusters, synth_config
 
     cfg = tiny["cfg"]
-    ds64 = PoseSamples(tiny["paths"]["train"], cfg, tiny["clusters"], limit=1)
-    it = ds64[0]
+    assert "mask_full" not in PoseSamples(tiny["paths"]["train"], cfg, tiny["clusters"], limit=1)[0]  # training
+    it = PoseSamples(tiny["paths"]["train"], cfg, tiny["clusters"], limit=1, full_size=True)[0]
     assert it["mask_full"] is it["mask"] and it["mask"].shape[-1] == cfg.image_size
     _, coll = compute_clusters(cfg, tiny["root"])
     root = tiny["root"] / "big"
     render_dataset(coll.subset([0]), root, synth_config(cfg, 2, 2 * cfg.image_size), split_fractions=(1.0, 0.0, 0.0))
-    big = PoseSamples(root, dataclasses.replace(cfg), tiny["clusters"])[0]
+    big = PoseSamples(root, dataclasses.replace(cfg), tiny["clusters"], full_size=True)[0]
     S = cfg.image_size
     assert big["mask"].shape[-1] == S and big["mask_full"].shape[-1] == 2 * S
     assert torch.allclose(big["K_full"][:2], big["K"][:2] * 2) and math.isclose(float(big["K_full"][2, 2]), 1.0)
