@@ -64,7 +64,7 @@ def main() -> None:
 
 def chair_iou() -> None:
     """Voxelize the trimesh sample chair at the binvox's resolution and compare."""
-    from poseshape.paths import shared_data_status
+    from poseshape.core.paths import shared_data_status
     from poseshape.shapes.meshes import Mesh, load_mesh
     from poseshape.shapes.voxels import read_binvox, voxelize
 

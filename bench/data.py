@@ -10,7 +10,7 @@ shard writing are included.
     python bench/data.py                       # full: 73 models x 24 views
     python bench/data.py --models 2 --views 8  # quick
 
-The rasteriser is ``poseshape.data._fastraster`` (compiled loop, bit-identical output); the
+The rasteriser is ``poseshape.render.fastraster`` (compiled loop, bit-identical output); the
 baseline rows rerun the same configuration with ``POSESHAPE_NO_CPP=1``, i.e. with the
 PyTorch rasteriser ``poseshape.render.mesh_hard.rasterize`` (``--baseline-models`` models per
 category, to keep the run short), and the ratio compares samples/s of the two. ``cpu s`` is
@@ -30,7 +30,7 @@ import time
 import torch
 
 from poseshape.data import synth
-from poseshape.paths import shared_data_dir
+from poseshape.core.paths import shared_data_dir
 
 
 def main(argv=None) -> None:
@@ -64,7 +64,7 @@ def main(argv=None) -> None:
     class _Preloaded:  # hand the already-loaded models to render_dataset
         pass
 
-    from poseshape.data import _fastraster
+    from poseshape.render import fastraster as _fastraster
 
     _fastraster.available()  # build the extension before timing
 

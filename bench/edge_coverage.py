@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from poseshape.geometry.camera import viewpoint_to_pose
 from poseshape.metrics import mask_iou
-from poseshape.paths import shared_data_status
-from poseshape.refine import hard_silhouettes
+from poseshape.core.paths import shared_data_status
+from poseshape.engine.refine import hard_silhouettes
 from poseshape.render.mesh_soft import render_silhouette
 from poseshape.shapes.meshes import load_mesh
 from poseshape.shapes.procedural import generate

@@ -22,7 +22,7 @@ from pathlib import Path
 
 def start_from(stage_ckpt: Path, out_dir: Path, config) -> None:
     """Write ``out_dir/last.pt``: the weights and trainer position of ``stage_ckpt`` with ``config``."""
-    from poseshape.checkpoint import load_checkpoint, save_checkpoint
+    from poseshape.engine.checkpoint import load_checkpoint, save_checkpoint
 
     ck = load_checkpoint(stage_ckpt, expected_method="reproject")
     save_checkpoint(out_dir / "last.pt", method="reproject", config=config, models=ck.models,
@@ -39,12 +39,12 @@ def main(argv=None) -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
-    from poseshape.checkpoint import load_checkpoint
-    from poseshape.config import config_from_dict
-    from poseshape.evaluate import evaluate_predictor
-    from poseshape.methods.registry import get_method
-    from poseshape.predict import load_predictor
-    from poseshape.train import Trainer
+    from poseshape.engine.checkpoint import load_checkpoint
+    from poseshape.core.config import config_from_dict
+    from poseshape.engine.evaluate import evaluate_predictor
+    from poseshape.engine.registry import get_method
+    from poseshape.engine.predict import load_predictor
+    from poseshape.engine.train import Trainer
 
     spec = get_method("reproject")
     stage1 = Path(args.run) / "stage_1_regress.pt"

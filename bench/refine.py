@@ -46,9 +46,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from poseshape.geometry.rotations import geodesic_distance
-from poseshape.paths import shared_data_status
-from poseshape.refine import refine_pose, simplify_mesh
-from poseshape.refine_trials import perturbed_pose_trials
+from poseshape.core.paths import shared_data_status
+from poseshape.engine.refine import refine_pose, simplify_mesh
+from poseshape.testing.refine_trials import perturbed_pose_trials
 from poseshape.shapes.meshes import Mesh, load_mesh
 
 DEG = math.pi / 180
@@ -68,7 +68,7 @@ def load_car(max_faces: int = 5000) -> tuple[Mesh, str]:
 
 
 def trials(mesh: Mesh, n: int, seed: int, size: int = 256, max_deg: float = 40.0):
-    """Seeded trials (:func:`poseshape.refine_trials.perturbed_pose_trials`): masks, R, t, K, R0, t0."""
+    """Seeded trials (:func:`poseshape.testing.refine_trials.perturbed_pose_trials`): masks, R, t, K, R0, t0."""
     tr = perturbed_pose_trials(mesh, n, seed, size=size, max_deg=max_deg)
     return tr.masks, tr.R, tr.t, tr.K, tr.R0, tr.t0
 
@@ -111,7 +111,7 @@ def part_speed(args) -> dict:
         print(f"{name:56s} {med / div:8.2f} {cpu / div:8.2f}  (runs {[round(x, 2) for x in ts]}, "
               f"load {l0:.1f}-{load1():.1f})", flush=True)
     # naive reference: one refine_pose call per (image, start), no batching, no pruning
-    from poseshape.refine import start_rotations
+    from poseshape.engine.refine import start_rotations
 
     k = args.naive_images
     starts = start_rotations(R0[:k], 8)
@@ -188,11 +188,11 @@ def part_reconstruct(args) -> dict:
     import numpy as np
     from PIL import Image
 
-    from poseshape.cli_reconstruct import reconstruct_image
+    from poseshape.cli.reconstruct import reconstruct_image
     from poseshape.data.synth import load_models, render_views
     from poseshape.methods.reproject.data import reproject_synth_config
-    from poseshape.predict import load_predictor
-    from poseshape.refine import RefineConfig
+    from poseshape.engine.predict import load_predictor
+    from poseshape.engine.refine import RefineConfig
 
     pred = load_predictor(method="reproject", device="cpu")
     cfg = reproject_synth_config(image_size=128, views=4, domain="natural", seed=args.seed)

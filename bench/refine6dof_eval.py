@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    from poseshape.methods.registry import get_method
-    from poseshape.train import Trainer, load_trained
+    from poseshape.engine.registry import get_method
+    from poseshape.engine.train import Trainer, load_trained
 
     t0 = time.perf_counter()
     if args.checkpoint is None:

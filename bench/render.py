@@ -116,7 +116,7 @@ def targets(mesh_rows, repeats: int, log=print) -> tuple[str, list[str]]:
                  f"| < 1 s | {'yes' if met else 'no'} |")
     car = None
     try:
-        from poseshape.paths import shared_data_dir
+        from poseshape.core.paths import shared_data_dir
         from poseshape.shapes.meshes import load_mesh
 
         path = shared_data_dir() / "pascal3d_cad/CAD/car/01.off"

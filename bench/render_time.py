@@ -95,7 +95,7 @@ def load_shapes(pascal: bool, log) -> dict:
     shapes = {"procedural car": mesh}
     if pascal:
         try:
-            from poseshape.paths import shared_data_status
+            from poseshape.core.paths import shared_data_status
             from poseshape.shapes.meshes import load_mesh
 
             root, why = shared_data_status()

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ShapeError
+from poseshape.core.errors import ShapeError
 
 __all__ = [
     "MASK_COLOR",
@@ -124,7 +124,7 @@ def overlay_silhouette(image, silhouette, mask=None, color: Sequence[int] = SILH
     Args:
         image: ``(3, H, W)`` float in [0, 1] or ``(H, W, 3)`` uint8 (see :func:`as_rgb_uint8`).
         silhouette: ``(H, W)`` or ``(1, H, W)`` in [0, 1], in the image's pixels (e.g. a
-            reprojected silhouette pasted back with :func:`poseshape.predict.uncrop`). The
+            reprojected silhouette pasted back with :func:`poseshape.engine.predict.uncrop`). The
             fill's opacity is ``alpha * silhouette``; its 0.5 level is drawn as a contour.
         mask: optional ``(H, W)`` / ``(1, H, W)`` observed mask; its 0.5 contour is drawn in
             ``mask_color``.
@@ -152,7 +152,7 @@ def overlay_silhouette(image, silhouette, mask=None, color: Sequence[int] = SILH
 
 # ----------------------------------------------------------------------------- views
 def _view_rotations(n: int, elevation: float, azimuth0: float) -> torch.Tensor:
-    from .geometry.camera import viewpoint_to_pose
+    from poseshape.geometry.camera import viewpoint_to_pose
 
     az = torch.tensor([azimuth0 + 2.0 * math.pi * k / n for k in range(n)], dtype=torch.float64)
     R, _ = viewpoint_to_pose(az, torch.full_like(az, elevation), torch.zeros_like(az), torch.ones_like(az))
@@ -180,9 +180,9 @@ def render_views(mesh, n: int = 4, size: int = 256, elevation: float = math.radi
     Returns:
         ``(size, n * size, 3)`` uint8 (all background for an empty mesh).
     """
-    from .render.mesh_hard import rasterize
-    from .render.shading import lambertian, pixel_normals
-    from .shapes.meshes import face_normals
+    from poseshape.render.mesh_hard import rasterize
+    from poseshape.render.shading import lambertian, pixel_normals
+    from poseshape.shapes.meshes import face_normals
 
     n, size = int(n), int(size)
     if n < 1 or size < 8:

@@ -29,4 +29,4 @@ PY
     --set image_size=64 --set width=0.5 --set batch_size=32 \
     --set vae_iters=1500 --set regress_iters=2500 --set finetune_iters=400 \
     --set val_every=500 --set val_samples=192 "$@"
-"$venv/bin/python" -m poseshape.checkpoint export "$out/run/last.pt" "$export_to"
+"$venv/bin/python" -m poseshape.engine.checkpoint export "$out/run/last.pt" "$export_to"

@@ -18,8 +18,8 @@ venv="$(bash "$root/scripts/setup.sh" | tail -n 1)"
 cd "$root"
 out="${OUT:-runs/default_refine6dof}"
 export_to="${EXPORT:-poseshape/assets/refine6dof.pt}"
-"$venv/bin/python" -m poseshape.cli train refine6dof --out "$out" --seed 0 \
+"$venv/bin/python" -m poseshape train refine6dof --out "$out" --seed 0 \
     --set width=0.5 --set fc_hidden=256 --set image_size=64 --set lr=1e-4 \
     --set encoder_iters=10000 --set data.views=300 --set data.test_views=60 --set val_every=1000 "$@"
-"$venv/bin/python" -m poseshape.checkpoint export "$out/last.pt" "$export_to" \
+"$venv/bin/python" -m poseshape.engine.checkpoint export "$out/last.pt" "$export_to" \
     --set data.train= --set data.val= --set data.test= --set online_lr=1e-4 --set online_render=softras

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from poseshape.paths import shared_data_status
+from poseshape.core.paths import shared_data_status
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +32,7 @@ def _seed_and_threads():
 @pytest.fixture
 def clean_registry():
     """Methods registered inside the test are unregistered afterwards."""
-    from poseshape.methods import registry
+    from poseshape.engine import registry
 
     before = dict(registry._REGISTRY)
     yield

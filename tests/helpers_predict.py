@@ -21,11 +21,11 @@ import pytest
 import torch
 from torch import nn
 
-from poseshape.checkpoint import save_checkpoint
-from poseshape.methods.registry import MethodSpec, register_method
+from poseshape.engine.checkpoint import save_checkpoint
+from poseshape.engine.registry import MethodSpec, register_method
 from poseshape.methods.reproject.frame import pose_to_rt, posed_voxels
 from poseshape.metrics import mask_iou
-from poseshape.predict import Prediction, Predictor
+from poseshape.engine.predict import Prediction, Predictor
 from poseshape.render.mesh_hard import rasterize
 from poseshape.render.shading import lambertian, pixel_normals
 from poseshape.shapes.meshes import face_normals
@@ -161,8 +161,8 @@ _R6_RUNS: dict[str, Path] = {}  # one run per session, whichever test module ask
 
 def train_tiny_refine6dof(out_dir: Path) -> Path:
     """Train :data:`R6_TINY_RUN` into ``out_dir`` and return its ``last.pt``."""
-    from poseshape.methods.registry import get_method
-    from poseshape.train import Trainer
+    from poseshape.engine.registry import get_method
+    from poseshape.engine.train import Trainer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from poseshape.errors import ShapeError
+from poseshape.core.errors import ShapeError
 from poseshape.shapes.meshes import Mesh
 from poseshape.viz import (
     MASK_COLOR,

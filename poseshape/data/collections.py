@@ -33,8 +33,8 @@ Category names may be given by alias when filtering (``airplane``/``aeroplane``,
 
 Bad input: a file that fails to parse is reported by path (a ``UserWarning``), recorded in
 :attr:`MeshCollection.skipped` and skipped by iteration, which goes on; indexing it raises
-:class:`~poseshape.errors.FileFormatError`.  A folder without mesh files raises
-:class:`~poseshape.errors.FileFormatError` naming the folder.
+:class:`~poseshape.core.errors.FileFormatError`.  A folder without mesh files raises
+:class:`~poseshape.core.errors.FileFormatError` naming the folder.
 
 Splits are by model (never by image): :meth:`MeshCollection.split` assigns each model of
 each category to train/val/test by a seeded permutation of the category's sorted model ids,
@@ -60,8 +60,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ..errors import FileFormatError, PoseshapeError
-from ..shapes.meshes import Mesh, MeshTransform, apply_transform, load_mesh
+from poseshape.core.errors import FileFormatError, PoseshapeError
+from poseshape.shapes.meshes import Mesh, MeshTransform, apply_transform, load_mesh
 
 __all__ = [
     "LAYOUTS",
@@ -297,7 +297,7 @@ class _Store:
 
     def _load_uncached(self, e: _Entry) -> tuple[Mesh, MeshTransform | None]:
         if e.source == "procedural":
-            from ..shapes.procedural import generate
+            from poseshape.shapes.procedural import generate
 
             mesh, _ = generate(e.category, int(e.seed), dtype=torch.float64)
             return mesh, None
@@ -456,7 +456,7 @@ class MeshCollection:
         ``categories=None`` uses all of :data:`poseshape.shapes.procedural.CATEGORIES`.
         The in-memory LRU applies; there is no disk cache (building is milliseconds).
         """
-        from ..shapes.procedural import CATEGORIES
+        from poseshape.shapes.procedural import CATEGORIES
 
         cats = (
             list(CATEGORIES) if categories is None else [canonical_category(c) for c in categories]
@@ -563,7 +563,7 @@ class MeshCollection:
 
     def __getitem__(self, index: int) -> tuple[str, str, Mesh]:
         """``(category, model_id, Mesh)`` of model ``index``; a corrupt file raises
-        :class:`~poseshape.errors.FileFormatError` naming it."""
+        :class:`~poseshape.core.errors.FileFormatError` naming it."""
         e = self._entry(index)
         return e.category, e.model_id, self._mesh(e)
 
@@ -606,7 +606,7 @@ class MeshCollection:
         e = self._entry(index)
         if e.source != "procedural":
             return None
-        from ..shapes.procedural import generate
+        from poseshape.shapes.procedural import generate
 
         return generate(e.category, int(e.seed))[1]
 

@@ -5,7 +5,7 @@ is opened to build the index) and keeps the last few loaded shards in a small LR
 (per process, so it works with ``DataLoader(num_workers > 0)``: each worker fills its own
 cache; shards are small, so shuffled access costs one shard decode per cache miss). Only the shard files named in ``index.json`` are ever opened, never a hidden
 ``.tmp`` file; a shard of another ``CONVENTIONS_VERSION`` is refused and a corrupt one
-raises :class:`poseshape.errors.FileFormatError` naming it.
+raises :class:`poseshape.core.errors.FileFormatError` naming it.
 
 Each item is a dict of tensors in the project conventions:
 
@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import FileFormatError
-from ..geometry.conventions import CONVENTIONS_VERSION
-from .synth import FORMAT_VERSION, read_shard, unpack_voxels
+from poseshape.core.errors import FileFormatError
+from poseshape.geometry.conventions import CONVENTIONS_VERSION
+from poseshape.data.synth import FORMAT_VERSION, read_shard, unpack_voxels
 
 __all__ = ["Augment", "ShardDataset", "read_index"]
 

@@ -17,7 +17,7 @@ of :class:`poseshape.data.dataset.ShardDataset` where the source provides them:
 
 A field the source does not provide is **absent** (and not in ``has``), never filled with
 a made-up value. Every parsed file is validated; a bad one raises
-:class:`poseshape.errors.FileFormatError` naming it.
+:class:`poseshape.core.errors.FileFormatError` naming it.
 
 Camera conventions of the sources
 ---------------------------------
@@ -74,7 +74,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import FileFormatError
+from poseshape.core.errors import FileFormatError
 
 __all__ = [
     "CocoMasks",
@@ -188,7 +188,7 @@ def r2n2_camera(azimuth_deg: float, elevation_deg: float, inplane_deg: float, di
 
     See the module docstring. ``image_size`` is ``S`` or ``(H, W)`` of the render.
     """
-    from ..geometry.conventions import source_rotation
+    from poseshape.geometry.conventions import source_rotation
 
     a, e, th = (math.radians(x) for x in (azimuth_deg, elevation_deg, inplane_deg))
     ca, sa, ce, se = math.cos(a), math.sin(a), math.cos(e), math.sin(e)
@@ -256,7 +256,7 @@ class R2N2Renderings:
         return (self[i] for i in range(len(self)))
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from ..geometry.camera import pose_to_viewpoint
+        from poseshape.geometry.camera import pose_to_viewpoint
 
         path = self.images[i]
         img, mask = read_rgba(path)
@@ -270,7 +270,7 @@ class R2N2Renderings:
         if self.model_id is not None:
             item["model_id"] = self.model_id
         if self.binvox is not None:
-            from ..shapes.voxels import read_binvox
+            from poseshape.shapes.voxels import read_binvox
 
             grid, hdr = read_binvox(self.binvox)
             item["voxels"] = torch.flip(grid, dims=(0, 2)).float()[None]  # ShapeNet (x, z) -> ours (-x, -z)
@@ -436,7 +436,7 @@ class Pascal3D:
     def _cad_transform(self, cat: str, idx: int):
         key = (cat, idx)
         if key not in self._cad_cache:
-            from ..shapes.meshes import load_mesh
+            from poseshape.shapes.meshes import load_mesh
 
             path = self.cad_root / "CAD" / cat / f"{idx:02d}.off"
             self._cad_cache[key] = load_mesh(path, source="pascal3d", normalize=True, return_transform=True)[1] \
@@ -444,7 +444,7 @@ class Pascal3D:
         return self._cad_cache[key]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from ..geometry.camera import viewpoint_to_pose
+        from poseshape.geometry.camera import viewpoint_to_pose
 
         ann_path, filename, o, folder = self.items[i]
         cat = o["class"]

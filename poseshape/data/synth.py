@@ -96,8 +96,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import FileFormatError, PoseshapeError, ShapeError
-from ..geometry.conventions import CONVENTIONS_VERSION
+from poseshape.core.errors import FileFormatError, PoseshapeError, ShapeError
+from poseshape.geometry.conventions import CONVENTIONS_VERSION
 
 __all__ = [
     "FORMAT_VERSION",
@@ -232,7 +232,7 @@ class SynthConfig:
     compress: bool = True
 
     def __post_init__(self) -> None:
-        from ..render.shading import domain_style
+        from poseshape.render.shading import domain_style
 
         if isinstance(self.pose, dict):
             self.pose = PoseConfig(**self.pose)
@@ -392,7 +392,7 @@ def sample_camera(verts: torch.Tensor, config: SynthConfig, rngs: Sequence[np.ra
     ``verts (V, 3)`` (object frame, float64 recommended) is needed by the crop and 6-DoF
     framings. Each sample draws from its own generator in ``rngs``.
     """
-    from ..geometry.camera import intrinsics_from_fov, look_at, pose_to_viewpoint, viewpoint_to_pose
+    from poseshape.geometry.camera import intrinsics_from_fov, look_at, pose_to_viewpoint, viewpoint_to_pose
 
     pc = config.pose
     S = config.image_size
@@ -430,9 +430,9 @@ def _raster(verts: torch.Tensor, faces: torch.Tensor, R: torch.Tensor, t: torch.
             K: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Hard-rasterise ``B`` views of one mesh -> face index, depth, barycentrics, mask.
 
-    Uses :mod:`poseshape.data._fastraster`, a compiled loop whose result is bit-identical to
+    Uses :mod:`poseshape.render.fastraster`, a compiled loop whose result is bit-identical to
     :func:`poseshape.render.mesh_hard.rasterize` (and falls back to it)."""
-    from ._fastraster import rasterize
+    from poseshape.render.fastraster import rasterize
 
     B = R.shape[0]
     out = rasterize(verts.unsqueeze(0).expand(B, -1, -1), faces, R, t, K, (size, size))
@@ -465,8 +465,8 @@ def unpack_voxels(packed: np.ndarray, res: int) -> np.ndarray:
 
 
 def _voxelize(mesh_verts: np.ndarray, faces: np.ndarray, res: int) -> np.ndarray:
-    from ..shapes.meshes import Mesh
-    from ..shapes.voxels import voxelize
+    from poseshape.shapes.meshes import Mesh
+    from poseshape.shapes.voxels import voxelize
 
     v = voxelize(Mesh(torch.as_tensor(mesh_verts, dtype=torch.float32), torch.as_tensor(faces)), res)
     v = getattr(v, "data", v)
@@ -493,8 +493,8 @@ def render_views(model: ModelRecord, model_index: int, sample_indices: Sequence[
     Returns:
         Per-sample arrays keyed as in the shard format (``B`` = ``len(sample_indices)``).
     """
-    from ..render import shading as sh
-    from ..shapes.meshes import face_normals as _face_normals
+    from poseshape.render import shading as sh
+    from poseshape.shapes.meshes import face_normals as _face_normals
 
     S = config.image_size
     rngs = [sample_rng(config.seed, i) for i in sample_indices]
@@ -539,7 +539,7 @@ def render_views(model: ModelRecord, model_index: int, sample_indices: Sequence[
             voxels = _voxelize(model.verts, model.faces, config.voxel_res)
         out["voxels"] = np.repeat(np.packbits(voxels, axis=-1)[None], B, 0)
         if config.posed_voxel_res:
-            from ..render.voxel import pose_voxels
+            from poseshape.render.voxel import pose_voxels
 
             vt = torch.from_numpy(voxels.astype(np.float32))[None, None].expand(B, 1, *voxels.shape)
             posed = pose_voxels(vt, R32, None, out_size=config.posed_voxel_res)[:, 0] > 0.5
@@ -663,7 +663,7 @@ def load_models(meshes, categories: Sequence[str] | None = None, split: str | No
         PoseshapeError: when nothing is left to render (empty folder, no such category,
             every file unreadable...), with the reason.
     """
-    from . import collections as colls
+    from poseshape.data import collections as colls
 
     if isinstance(meshes, colls.MeshCollection):
         coll = meshes.filter(categories) if categories else meshes
@@ -712,7 +712,7 @@ def _init_worker(models: list[ModelRecord], config: SynthConfig, categories: lis
                  config_hash: str, num_samples: int, threads: int | None) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
-    from ..render.shading import list_background_images
+    from poseshape.render.shading import list_background_images
 
     _STATE.clear()
     _STATE.update(models=models, config=config, cat_index={c: i for i, c in enumerate(categories)},
@@ -721,7 +721,7 @@ def _init_worker(models: list[ModelRecord], config: SynthConfig, categories: lis
 
 
 def _model_cache(m: int) -> tuple[np.ndarray | None, torch.Tensor]:
-    from ..shapes.meshes import face_normals
+    from poseshape.shapes.meshes import face_normals
 
     cache: OrderedDict = _STATE["cache"]
     if m in cache:
@@ -863,7 +863,7 @@ def render_dataset(meshes, out: str | Path, config: SynthConfig | None = None, *
         bar = tqdm(total=N, initial=N - sum(shards[s]["count"] for s in todo), unit="sample", desc=f"render {out.name}")
     init_args = (models, config, cats, str(out), chash, N)
     if todo:
-        from . import _fastraster
+        from poseshape.render import fastraster as _fastraster
 
         _fastraster.available()  # build / load the C++ rasteriser once, before any worker starts
     try:

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from poseshape.checks import check_finite, check_shape
-from poseshape.errors import PoseshapeError, ShapeError
+from poseshape.core.checks import check_finite, check_shape
+from poseshape.core.errors import PoseshapeError, ShapeError
 from poseshape.geometry.rotations import (
     quaternion_canonical,
     quaternion_geodesic_distance,

@@ -5,7 +5,7 @@ z forward), a point maps as ``X_cam = R @ X_obj + t`` and pixels as ``K @ X_cam 
 ``K`` in pixels with pixel centres at +0.5. The object frame is +Y up with its front
 toward +Z. Every function is batched over leading dimensions, differentiable, and works
 on any device / floating dtype. Wrong shapes and non-finite inputs raise
-:class:`poseshape.errors.ShapeError`.
+:class:`poseshape.core.errors.ShapeError`.
 
 Viewpoint (PASCAL3D+)
 ---------------------
@@ -55,8 +55,8 @@ from collections.abc import Sequence
 
 import torch
 
-from ..checks import check_finite, check_shape
-from ..errors import ShapeError
+from poseshape.core.checks import check_finite, check_shape
+from poseshape.core.errors import ShapeError
 
 __all__ = [
     "backproject",

@@ -20,7 +20,7 @@ Conventions
 * 6D (Zhou et al. 2019, "On the Continuity of Rotation Representations"): the first two
   **columns** of ``R``, concatenated ``(R[:, 0], R[:, 1])``; back via Gram-Schmidt.
 
-Invalid input (wrong trailing shape, NaN/inf) raises :class:`poseshape.errors.ShapeError`
+Invalid input (wrong trailing shape, NaN/inf) raises :class:`poseshape.core.errors.ShapeError`
 naming the argument.
 """
 
@@ -30,8 +30,8 @@ import math
 
 import torch
 
-from poseshape.checks import check_finite, check_shape
-from poseshape.errors import PoseshapeError, ShapeError
+from poseshape.core.checks import check_finite, check_shape
+from poseshape.core.errors import PoseshapeError, ShapeError
 
 __all__ = [
     "EULER_CONVENTIONS",

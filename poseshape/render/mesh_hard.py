@@ -20,13 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .raster_common import (
-    DEFAULT_CHUNK_SIZE,
-    parse_image_size,
-    plan_pairs,
-    prepare_inputs,
-    project_faces,
-)
+from poseshape.render.raster_common import DEFAULT_CHUNK_SIZE, parse_image_size, plan_pairs, prepare_inputs, project_faces
 
 
 @dataclass

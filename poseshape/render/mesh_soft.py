@@ -58,15 +58,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ShapeError
-from .raster_common import (
-    DEFAULT_CHUNK_SIZE,
-    PairPlan,
-    parse_image_size,
-    plan_pairs,
-    prepare_inputs,
-    project_faces,
-)
+from poseshape.core.errors import ShapeError
+from poseshape.render.raster_common import DEFAULT_CHUNK_SIZE, PairPlan, parse_image_size, plan_pairs, prepare_inputs, project_faces
 
 MODES = ("softras", "edge")
 BACKENDS = ("auto", "torch", "cpp")

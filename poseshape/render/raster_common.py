@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..checks import check_finite, check_shape
-from ..errors import ShapeError
+from poseshape.core.checks import check_finite, check_shape
+from poseshape.core.errors import ShapeError
 
 #: Default number of face/pixel pairs processed at once (bounds peak memory).
 DEFAULT_CHUNK_SIZE = 1 << 18

@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..checks import check_shape
-from ..errors import FileFormatError, ShapeError
+from poseshape.core.checks import check_shape
+from poseshape.core.errors import FileFormatError, ShapeError
 
 __all__ = [
     "BACKGROUND_KINDS",

@@ -46,11 +46,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..checks import check_finite
-from ..errors import ShapeError
-from ..geometry.camera import pixels_to_rays
-from ..shapes.voxels import warp_voxels
-from .raster_common import split_camera
+from poseshape.core.checks import check_finite
+from poseshape.core.errors import ShapeError
+from poseshape.geometry.camera import pixels_to_rays
+from poseshape.shapes.voxels import warp_voxels
+from poseshape.render.raster_common import split_camera
 
 __all__ = [
     "BOUNDING_RADIUS",

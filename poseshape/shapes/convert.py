@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..checks import check_finite
-from ..errors import ShapeError
-from .meshes import Mesh, MeshTransform, apply_transform, normalize_mesh
-from .voxels import voxelize
+from poseshape.core.checks import check_finite
+from poseshape.core.errors import ShapeError
+from poseshape.shapes.meshes import Mesh, MeshTransform, apply_transform, normalize_mesh
+from poseshape.shapes.voxels import voxelize
 
 __all__ = ["MeshTransform", "apply_transform", "mesh_to_voxels", "normalize_mesh", "voxels_to_mesh"]
 

@@ -3,7 +3,7 @@
 Also: ``Meshes`` (list / packed / padded batches), :func:`icosphere`, uniform Laplacian and
 SoftRas's Laplacian smoothing loss, face areas / normals, vertex normals, edges,
 area-weighted surface sampling, OBJ/OFF/PLY IO via trimesh with validation
-(:class:`poseshape.errors.FileFormatError` naming the file), and normalisation of native
+(:class:`poseshape.core.errors.FileFormatError` naming the file), and normalisation of native
 CAD frames into the object frame (+Y up, front +Z, unit cube) with the transform kept so
 keypoints can follow (:func:`normalize_mesh`, :func:`apply_transform`).
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..checks import check_finite, check_shape
-from ..errors import ShapeError
+from poseshape.core.checks import check_finite, check_shape
+from poseshape.core.errors import ShapeError
 
 
 @dataclass
@@ -369,7 +369,7 @@ def normalize_mesh(mesh: Mesh, source: str = "identity", return_transform: bool 
     Returns:
         The normalised :class:`Mesh` (fits ``[-0.5, 0.5]^3``), and the transform if asked.
     """
-    from ..geometry.conventions import source_rotation
+    from poseshape.geometry.conventions import source_rotation
 
     try:
         R = torch.as_tensor(source_rotation(source), dtype=mesh.verts.dtype, device=mesh.verts.device)
@@ -408,7 +408,7 @@ def _read_off_triangles(path):
     """
     import numpy as np
 
-    from ..errors import FileFormatError
+    from poseshape.core.errors import FileFormatError
 
     with open(path, "rb") as fh:
         data = fh.read()
@@ -468,7 +468,7 @@ def load_mesh(path, source: str | None = None, normalize: bool = False, return_t
     import numpy as np
     import trimesh
 
-    from ..errors import FileFormatError
+    from poseshape.core.errors import FileFormatError
 
     p = Path(path)
     if not p.is_file():
@@ -505,7 +505,7 @@ def load_mesh(path, source: str | None = None, normalize: bool = False, return_t
 
 def normalize_rotation_only(mesh: Mesh, source: str) -> Mesh:
     """Rotate ``mesh`` from ``source``'s native frame into the object frame (no centring / scaling)."""
-    from ..geometry.conventions import source_rotation
+    from poseshape.geometry.conventions import source_rotation
 
     try:
         R = torch.as_tensor(source_rotation(source), dtype=mesh.verts.dtype, device=mesh.verts.device)
@@ -526,7 +526,7 @@ def save_mesh(mesh: Mesh, path) -> None:
 
     import trimesh
 
-    from ..errors import FileFormatError
+    from poseshape.core.errors import FileFormatError
 
     p = Path(path)
     ext = p.suffix.lower()

@@ -46,8 +46,8 @@ import numpy as np
 import torch
 import trimesh
 
-from ..errors import PoseshapeError
-from .meshes import Mesh
+from poseshape.core.errors import PoseshapeError
+from poseshape.shapes.meshes import Mesh
 
 __all__ = [
     "BOOLEAN_ENGINE",
@@ -1103,7 +1103,7 @@ def build(category: str, params: Params | None = None, dtype: torch.dtype | None
     Args:
         category: one of :data:`CATEGORIES`.
         params: parameter dict; missing keys take :func:`default_params` values, unknown keys
-            raise :class:`~poseshape.errors.PoseshapeError` listing the valid ones.
+            raise :class:`~poseshape.core.errors.PoseshapeError` listing the valid ones.
         dtype: vertex dtype (default: torch's default dtype).
 
     Returns:

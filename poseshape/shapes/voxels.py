@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_finite, check_shape
-from ..errors import FileFormatError, ShapeError
-from .meshes import Mesh
+from poseshape.core.checks import check_finite, check_shape
+from poseshape.core.errors import FileFormatError, ShapeError
+from poseshape.shapes.meshes import Mesh
 
 __all__ = [
     "BinvoxHeader",

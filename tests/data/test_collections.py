@@ -17,7 +17,7 @@ from poseshape.data.collections import (
     detect_layout,
     singular,
 )
-from poseshape.errors import FileFormatError, PoseshapeError
+from poseshape.core.errors import FileFormatError, PoseshapeError
 from poseshape.shapes import procedural
 
 

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from poseshape.data.dataset import Augment, ShardDataset
 from poseshape.data.synth import SynthConfig, read_shard, render_dataset, unpack_voxels
-from poseshape.errors import FileFormatError
+from poseshape.core.errors import FileFormatError
 
 
 @pytest.fixture(scope="module")

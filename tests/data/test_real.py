@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from poseshape.data import real
-from poseshape.errors import FileFormatError
+from poseshape.core.errors import FileFormatError
 
 # ----------------------------------------------------------------------------- 3D-R2N2
 

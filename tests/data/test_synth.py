@@ -13,7 +13,7 @@ import torch
 
 from poseshape.data import synth
 from poseshape.data.synth import PoseConfig, SynthConfig, read_shard, render_dataset, unpack_voxels
-from poseshape.errors import FileFormatError, PoseshapeError
+from poseshape.core.errors import FileFormatError, PoseshapeError
 from poseshape.geometry.camera import viewpoint_to_pose
 from poseshape.render.mesh_hard import rasterize
 
@@ -270,7 +270,7 @@ def test_other_framings_and_natural_domain(tmp_path, framing):
 
 
 def test_cli_render(tmp_path, capsys):
-    from poseshape.data.cli_data import add_parser, run
+    from poseshape.cli.data import add_parser, run
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="cmd"))
@@ -300,7 +300,7 @@ def test_read_shard_errors(tmp_path, rendered):
 
 
 def test_output_does_not_depend_on_the_rasteriser_backend(tmp_path, rendered, monkeypatch):
-    # the compiled rasteriser (poseshape.data._fastraster) and poseshape.render.mesh_hard give
+    # the compiled rasteriser (poseshape.render.fastraster) and poseshape.render.mesh_hard give
     # bit-identical shards
     out, _ = rendered
     monkeypatch.setenv("POSESHAPE_NO_CPP", "1")
@@ -386,7 +386,7 @@ def test_background_image_folder(tmp_path):
 
 
 def test_real_cli_entry_point_procedural_and_pascal3d(tmp_path, capsys, shared_data):
-    from poseshape.cli import main
+    from poseshape.cli.main import main
     from poseshape.data.dataset import ShardDataset
 
     common = ["--views", "2", "--size", "32", "--voxels", "8", "--workers", "2", "--seed", "3", "--quiet"]

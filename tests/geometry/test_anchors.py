@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from poseshape.errors import PoseshapeError, ShapeError
+from poseshape.core.errors import PoseshapeError, ShapeError
 from poseshape.geometry import anchors as anc
 from poseshape.geometry.rotations import quaternion_to_matrix
 

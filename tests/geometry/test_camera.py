@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from poseshape.errors import ShapeError
+from poseshape.core.errors import ShapeError
 from poseshape.geometry.camera import (
     backproject,
     intrinsics,

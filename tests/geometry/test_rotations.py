@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from poseshape.errors import PoseshapeError, ShapeError
+from poseshape.core.errors import PoseshapeError, ShapeError
 from poseshape.geometry import rotations as rot
 
 N = 1000

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from poseshape import render
-from poseshape.errors import ShapeError
+from poseshape.core.errors import ShapeError
 from poseshape.geometry.rotations import axis_angle_to_matrix
 
 D64 = torch.float64

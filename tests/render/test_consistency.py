@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from poseshape.errors import ShapeError
+from poseshape.core.errors import ShapeError
 from poseshape.geometry.rotations import axis_angle_to_matrix
 from poseshape.render import (
     max_projection,

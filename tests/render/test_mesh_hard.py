@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from poseshape.errors import ShapeError
+from poseshape.core.errors import ShapeError
 from poseshape.render.mesh_hard import HardRasterizer, rasterize
 
 D64 = torch.float64

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from poseshape.errors import ShapeError
+from poseshape.core.errors import ShapeError
 from poseshape.geometry.rotations import axis_angle_to_matrix
 from poseshape.render.mesh_soft import (
     SoftSilhouetteRenderer,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from poseshape.errors import FileFormatError, ShapeError
+from poseshape.core.errors import FileFormatError, ShapeError
 from poseshape.render import shading as sh
 
 

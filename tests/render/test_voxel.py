@@ -10,7 +10,7 @@ import torch
 from scipy.ndimage import map_coordinates
 from scipy.spatial.transform import Rotation
 
-from poseshape.errors import ShapeError
+from poseshape.core.errors import ShapeError
 from poseshape.render.voxel import (
     BOUNDING_RADIUS,
     SelfConsistencyLoss,

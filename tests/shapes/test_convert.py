@@ -9,7 +9,7 @@ import pytest
 import torch
 import trimesh
 
-from poseshape.errors import ShapeError
+from poseshape.core.errors import ShapeError
 from poseshape.shapes.convert import mesh_to_voxels, voxels_to_mesh
 from poseshape.shapes.meshes import Mesh, icosphere, load_mesh
 from poseshape.shapes.voxels import voxelize

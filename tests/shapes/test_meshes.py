@@ -10,7 +10,7 @@ import pytest
 import torch
 import trimesh
 
-from poseshape.errors import FileFormatError, ShapeError
+from poseshape.core.errors import FileFormatError, ShapeError
 from poseshape.shapes.meshes import (
     Mesh,
     Meshes,

@@ -9,7 +9,7 @@ import pytest
 import torch
 import trimesh
 
-from poseshape.errors import PoseshapeError
+from poseshape.core.errors import PoseshapeError
 from poseshape.shapes import procedural as P
 from poseshape.shapes.meshes import Mesh
 

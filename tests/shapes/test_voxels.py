@@ -10,7 +10,7 @@ import torch
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from poseshape.errors import FileFormatError, ShapeError
+from poseshape.core.errors import FileFormatError, ShapeError
 from poseshape.shapes.meshes import Mesh, icosphere, load_mesh
 from poseshape.shapes.voxels import (
     load_voxel_npz,

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...errors import PoseshapeError, ShapeError
-from ...shapes.meshes import Mesh
+from poseshape.core.errors import PoseshapeError, ShapeError
+from poseshape.shapes.meshes import Mesh
 
 __all__ = [
     "ClusterResult",
@@ -61,9 +61,9 @@ def hog_views(mesh: Mesh, size: int = 64, mode: str = "shaded", margin: float = 
     ``0.2 + 0.8 |n . l|`` with the light along the view direction (background 0);
     ``"silhouette"``: the mask.
     """
-    from ...geometry.camera import viewpoint_to_pose
-    from ...render.mesh_hard import rasterize
-    from ...shapes.meshes import face_normals
+    from poseshape.geometry.camera import viewpoint_to_pose
+    from poseshape.render.mesh_hard import rasterize
+    from poseshape.shapes.meshes import face_normals
 
     if mode not in ("shaded", "silhouette"):
         raise ShapeError(f"hog render mode: expected 'shaded' or 'silhouette', got {mode!r}")
@@ -351,7 +351,7 @@ def cluster_models(meshes: Sequence[Mesh], keys: Sequence[str], categories: Sequ
     for i, c in enumerate(categories):
         groups.setdefault(c if scope == "category" else "*", []).append(i)
     if distance == "voxel_iou" and voxels is None:
-        from ...shapes.voxels import voxelize
+        from poseshape.shapes.voxels import voxelize
 
         voxels = torch.stack([voxelize(m, voxel_res) for m in meshes])
     labels = np.full(N, -1, np.int64)

@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ...data.dataset import ShardDataset
-from ...errors import PoseshapeError
-from .clusters import ClusterResult, cluster_models
-from .config import Refine6DofConfig
-from .model import INPUT_CHANNELS
+from poseshape.data.dataset import ShardDataset
+from poseshape.core.errors import PoseshapeError
+from poseshape.methods.refine6dof.clusters import ClusterResult, cluster_models
+from poseshape.methods.refine6dof.config import Refine6DofConfig
+from poseshape.methods.refine6dof.model import INPUT_CHANNELS
 
 __all__ = [
     "PoseSamples",
@@ -55,7 +55,7 @@ def load_collection(cfg: Refine6DofConfig):
     Raises:
         PoseshapeError: no categories, a missing folder, a folder without those categories.
     """
-    from ...data.collections import MeshCollection
+    from poseshape.data.collections import MeshCollection
 
     d = cfg.data
     cats = list(d.categories)
@@ -153,7 +153,7 @@ def compute_clusters(cfg: Refine6DofConfig, out_dir: str | os.PathLike | None = 
 # =============================================================================== renders
 def synth_config(cfg: Refine6DofConfig, views: int, image_size: int | None = None):
     """The data-engine settings of paper 003's 6-DoF renders (``framing="6dof"``)."""
-    from ...data.synth import PoseConfig, SynthConfig
+    from poseshape.data.synth import PoseConfig, SynthConfig
 
     return SynthConfig(image_size=int(image_size or cfg.image_size), views=int(views), voxel_res=0,
                        framing="6dof", domain=cfg.data.domain, seed=int(cfg.data.seed),
@@ -174,7 +174,7 @@ def prepare_renders(cfg: Refine6DofConfig, out_dir: str | os.PathLike | None, pr
     Raises:
         PoseshapeError: a given folder is not a rendered set, or the train split is empty.
     """
-    from ...data.synth import render_dataset
+    from poseshape.data.synth import render_dataset
 
     clusters, coll = compute_clusters(cfg, out_dir)
     bad = [s for s in splits if s not in ("train", "val", "test")]

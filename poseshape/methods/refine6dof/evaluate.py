@@ -10,8 +10,8 @@ the same images:
                     ``online_*`` settings, i.e. the paper's 30 steps, batch 20, lr 1e-6,
                     eq. 5 renderer, unless overridden)
 ``refine``          + our direct multi-start pose refinement of the medoid
-                    (:func:`poseshape.refine.refine_pose`: 16 starts around the encoder's
-                    pose, IoU + BCE, blur schedule; :class:`~poseshape.refine.RefineConfig`)
+                    (:func:`poseshape.engine.refine.refine_pose`: 16 starts around the encoder's
+                    pose, IoU + BCE, blur schedule; :class:`~poseshape.engine.refine.RefineConfig`)
 ``online+refine``   both, in that order
 ==================  ===================================================================
 
@@ -42,17 +42,17 @@ from typing import Any
 
 import torch
 
-from ...errors import PoseshapeError
-from ...metrics import mask_iou, rotation_error
-from ...shapes.meshes import Mesh
-from .data import PoseSamples, compute_clusters, prepare_renders
-from .online import hard_silhouettes, online_refine
+from poseshape.core.errors import PoseshapeError
+from poseshape.metrics import mask_iou, rotation_error
+from poseshape.shapes.meshes import Mesh
+from poseshape.methods.refine6dof.data import PoseSamples, compute_clusters, prepare_renders
+from poseshape.methods.refine6dof.online import hard_silhouettes, online_refine
 
 __all__ = ["COLUMNS", "ROWS", "evaluate", "evaluate_rows", "online_settings", "row_settings", "eval_samples"]
 
 ROWS = ("encoder", "online", "refine", "online+refine")
 
-#: Column order of the printed table: key, header, format (see :func:`poseshape.evaluate.format_table`).
+#: Column order of the printed table: key, header, format (see :func:`poseshape.engine.evaluate.format_table`).
 COLUMNS: list[tuple[str, str, str]] = [
     ("n", "n", "{:d}"),
     ("accuracy", "accuracy", "{:.3f}"),
@@ -99,10 +99,10 @@ def row_settings(cfg, name: str, online: Sequence[str] = (), refine: Sequence[st
     """``{"online": kwargs | None, "refine": RefineConfig | None}`` of row ``name`` (:data:`ROWS`).
 
     ``online`` / ``refine``: ``KEY=VALUE`` overrides of :func:`online_settings` and of
-    :class:`~poseshape.refine.RefineConfig`.
+    :class:`~poseshape.engine.refine.RefineConfig`.
     """
-    from ...config import ConfigError, apply_overrides
-    from ...refine import RefineConfig
+    from poseshape.core.config import ConfigError, apply_overrides
+    from poseshape.engine.refine import RefineConfig
 
     if name not in ROWS:
         raise PoseshapeError(f"row {name!r}: expected one of {ROWS}")
@@ -134,7 +134,7 @@ def _refine_chunk(bank, labels, R, t, K, masks, config) -> tuple[torch.Tensor, t
 
     Runs on the CPU (its kernels are CPU ones); the results go back to ``R``'s device.
     """
-    from ...refine import refine_pose
+    from poseshape.engine.refine import refine_pose
 
     dev = R.device
     if dev.type != "cpu":

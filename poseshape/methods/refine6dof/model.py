@@ -41,9 +41,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...errors import ShapeError
-from ...geometry.rotations import euler_angles_to_matrix
-from ...shapes.meshes import Mesh
+from poseshape.core.errors import ShapeError
+from poseshape.geometry.rotations import euler_angles_to_matrix
+from poseshape.shapes.meshes import Mesh
 
 __all__ = ["POSE_REPRS", "MedoidBank", "PoseEncoder", "compose_pose", "decode_pose", "pose_dim"]
 

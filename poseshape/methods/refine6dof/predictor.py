@@ -16,7 +16,7 @@ as in §4.1) and the medoid mesh of the predicted cluster. These go to ``Predict
 ``online_loss``         ``(steps + 1, B)`` silhouette loss curve (only when refined)
 ======================  ====================================================================
 
-The project's :class:`~poseshape.predict.Prediction` is voxel-centric with a weak-perspective
+The project's :class:`~poseshape.engine.predict.Prediction` is voxel-centric with a weak-perspective
 *posed frame* (``docs/reproject.md``); we fill it consistently with the pinhole pose:
 
 * ``aligned``: the medoid's voxelisation ``(B, 1, Q, Q, Q)`` (``Q = config.voxel_res``, object
@@ -43,14 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...checks import check_finite, check_shape
-from ...errors import PoseshapeError, ShapeError
-from ...predict import Prediction, Predictor
-from ...shapes.meshes import Mesh
-from .config import Refine6DofConfig
-from .data import network_input
-from .model import MedoidBank
-from .online import hard_silhouettes, online_refine
+from poseshape.core.checks import check_finite, check_shape
+from poseshape.core.errors import PoseshapeError, ShapeError
+from poseshape.engine.predict import Prediction, Predictor
+from poseshape.shapes.meshes import Mesh
+from poseshape.methods.refine6dof.config import Refine6DofConfig
+from poseshape.methods.refine6dof.data import network_input
+from poseshape.methods.refine6dof.model import MedoidBank
+from poseshape.methods.refine6dof.online import hard_silhouettes, online_refine
 
 __all__ = ["Refine6DofPredictor", "posed_from_pinhole"]
 
@@ -127,7 +127,7 @@ class Refine6DofPredictor(Predictor):
 
     def intrinsics(self, batch: int) -> torch.Tensor:
         """``(B, 3, 3)`` pinhole intrinsics of the ``S x S`` input (``config.fov_deg``)."""
-        from ...geometry.camera import intrinsics_from_fov
+        from poseshape.geometry.camera import intrinsics_from_fov
 
         K = intrinsics_from_fov(math.radians(self.config.fov_deg), self.image_size).float()
         return K.to(self.device).expand(batch, 3, 3).clone()
@@ -183,7 +183,7 @@ class Refine6DofPredictor(Predictor):
         return Prediction(aligned=aligned, posed=posed, R=R, t=c, silhouette=sil, frame_extent=E, extras=extras)
 
     def refine_prediction(self, pred: Prediction, i: int, mask: torch.Tensor, config=None):
-        """Refine item ``i``'s pinhole pose against its mask with :func:`poseshape.refine.refine_pose`.
+        """Refine item ``i``'s pinhole pose against its mask with :func:`poseshape.engine.refine.refine_pose`.
 
         The medoid mesh is aligned to ``mask`` (``(1, H, H)`` or ``(1, 1, H, H)``: the mask of the
         same square the predictor saw, at any resolution ``H``) from ``(R, t_cam)`` with the
@@ -197,7 +197,7 @@ class Refine6DofPredictor(Predictor):
         """
         from dataclasses import replace
 
-        from ...refine import RefineConfig, refine_pose
+        from poseshape.engine.refine import RefineConfig, refine_pose
 
         pc = pred.to("cpu")
         i = pc._check_index(i)

@@ -5,7 +5,7 @@ be produced by means of any rendering engine" -- each object's medoid is moved i
 camera frame by its own predicted pose, ``X_cam = R X_obj + t``, and the objects are written
 together as one mesh file that any viewer opens.
 
-Frames of the written files (as :func:`poseshape.predict.write_prediction`):
+Frames of the written files (as :func:`poseshape.engine.predict.write_prediction`):
 
 * ``.obj``: the camera frame (OpenCV: x right, y down, z forward), object units;
 * ``.glb``: glTF axes, ``(x, -y, -z)`` of the camera frame (+Y up, the viewer looking down
@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...checks import check_finite
-from ...errors import PoseshapeError, ShapeError
-from ...shapes.meshes import Mesh
-from ...viz import write_bytes_atomic
+from poseshape.core.checks import check_finite
+from poseshape.core.errors import PoseshapeError, ShapeError
+from poseshape.shapes.meshes import Mesh
+from poseshape.viz import write_bytes_atomic
 
 __all__ = ["SceneObject", "compose_scene", "export_scene", "scene_from_prediction"]
 
@@ -115,7 +115,7 @@ def export_scene(objects: Sequence[SceneObject], path: str | os.PathLike) -> Pat
 
 
 def scene_from_prediction(pred, indices: Sequence[int] | None = None) -> list[SceneObject]:
-    """The objects of a ``refine6dof`` :class:`~poseshape.predict.Prediction` (one per item).
+    """The objects of a ``refine6dof`` :class:`~poseshape.engine.predict.Prediction` (one per item).
 
     Each item is one object of the same image (e.g. the crops of several masks of one photo,
     each predicted on the full frame with its own mask); uses ``extras["medoid_meshes"]``,

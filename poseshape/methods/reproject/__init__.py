@@ -13,10 +13,10 @@ targets), ``model.py`` (networks of Appendix I.a), ``data.py`` (rendered / silho
 ``poseshape train reproject --set data.train=... --set data.natural=... --out runs/rp``.
 """
 
-from ..registry import MethodSpec, register_method
-from .config import ReprojectConfig
-from .predictor import ReprojectPredictor
-from .train import build, stages
+from poseshape.engine.registry import MethodSpec, register_method
+from poseshape.methods.reproject.config import ReprojectConfig
+from poseshape.methods.reproject.predictor import ReprojectPredictor
+from poseshape.methods.reproject.train import build, stages
 
 SPEC = register_method(MethodSpec(
     name="reproject",

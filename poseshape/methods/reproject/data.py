@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ...data.dataset import ShardDataset
-from ...errors import PoseshapeError
-from .config import ReprojectConfig
-from .frame import aligned_target, pinhole_to_posed
+from poseshape.data.dataset import ShardDataset
+from poseshape.core.errors import PoseshapeError
+from poseshape.methods.reproject.config import ReprojectConfig
+from poseshape.methods.reproject.frame import aligned_target, pinhole_to_posed
 
 __all__ = [
     "MixedSamples",
@@ -144,7 +144,7 @@ class MixedSamples(Dataset):
 def reproject_synth_config(image_size: int = 64, views: int = 24, voxel_res: int = 30, domain: str = "render",
                            seed: int = 0):
     """The data-engine settings ``reproject`` assumes (see :mod:`.frame` and :func:`.config.default_frame_extent`)."""
-    from ...data.synth import PoseConfig, SynthConfig
+    from poseshape.data.synth import PoseConfig, SynthConfig
 
     return SynthConfig(image_size=image_size, views=views, voxel_res=voxel_res, framing="fixed", domain=domain,
                        seed=seed, pose=PoseConfig(distribution="pascal", distance=(2.5, 3.5), fov_deg=30.0,
@@ -173,7 +173,7 @@ def render_reproject_data(meshes: Any, out: str | Path, categories: Sequence[str
     Returns:
         ``{"train": path, "natural": path, "test": path}``.
     """
-    from ...data.synth import render_dataset
+    from poseshape.data.synth import render_dataset
 
     out = Path(out)
     plan = {"train": ("train", train_domain, views), "natural": ("val", "natural", views),

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import torch
 
-from ...checks import check_finite, check_shape
-from ...errors import ShapeError
-from ...geometry.rotations import so3_exp, so3_log
-from ...render.voxel import max_projection, pose_voxels
-from ...shapes.voxels import warp_voxels
+from poseshape.core.checks import check_finite, check_shape
+from poseshape.core.errors import ShapeError
+from poseshape.geometry.rotations import so3_exp, so3_log
+from poseshape.render.voxel import max_projection, pose_voxels
+from poseshape.shapes.voxels import warp_voxels
 
 __all__ = [
     "CANONICAL_R",

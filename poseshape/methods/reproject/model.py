@@ -35,8 +35,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...checks import check_shape
-from ...errors import ShapeError
+from poseshape.core.checks import check_shape
+from poseshape.core.errors import ShapeError
 
 __all__ = ["Discriminator3D", "ImageRegressor", "ShapeDecoder3D", "ShapeEncoder3D"]
 

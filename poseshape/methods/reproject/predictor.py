@@ -6,12 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...checks import check_finite, check_shape
-from ...errors import ShapeError
-from ...predict import Prediction, Predictor
-from .config import ReprojectConfig
-from .frame import pose_to_rt, posed_voxels
-from .train import regress_pose, style_code
+from poseshape.core.checks import check_finite, check_shape
+from poseshape.core.errors import ShapeError
+from poseshape.engine.predict import Prediction, Predictor
+from poseshape.methods.reproject.config import ReprojectConfig
+from poseshape.methods.reproject.frame import pose_to_rt, posed_voxels
+from poseshape.methods.reproject.train import regress_pose, style_code
 
 __all__ = ["ReprojectPredictor"]
 
@@ -24,7 +24,7 @@ class ReprojectPredictor(Predictor):
         models: the trained networks (``style``, ``pose``, ``decoder``; others are ignored).
 
     ``predictor(images (B, 3, H, W) in [0, 1], masks=None)`` returns a
-    :class:`poseshape.predict.Prediction` whose ``aligned`` and ``posed`` grids are
+    :class:`poseshape.engine.predict.Prediction` whose ``aligned`` and ``posed`` grids are
     ``(B, 1, Q, Q, Q)`` (``Q = config.voxel_res``), ``silhouette`` ``(B, 1, Q, Q)`` covers the
     input crop, and ``extras`` holds ``style (B, L)`` and ``pose (B, 5)``. Images of another
     size are resized to ``config.image_size``; ``masks`` are not used by this method.

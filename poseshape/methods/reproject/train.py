@@ -38,23 +38,15 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ...checkpoint import unwrap_module
-from ...errors import PoseshapeError
-from ...geometry.rotations import bounded_axis_angle, geodesic_distance
-from ...losses import (
-    feature_matching_l2,
-    gan_d_loss,
-    gan_g_loss,
-    kl_divergence,
-    reprojection_bce,
-    voxel_l2,
-    weighted_voxel_bce,
-)
-from ...metrics import average_precision, rotation_error, voxel_iou
-from ..registry import Stage, StageContext
-from .config import ReprojectConfig
-from .data import MixedSamples, RenderedSamples, SilhouetteSamples
-from .frame import pose_to_rt, posed_silhouette, posed_voxels
+from poseshape.engine.checkpoint import unwrap_module
+from poseshape.core.errors import PoseshapeError
+from poseshape.geometry.rotations import bounded_axis_angle, geodesic_distance
+from poseshape.losses import feature_matching_l2, gan_d_loss, gan_g_loss, kl_divergence, reprojection_bce, voxel_l2, weighted_voxel_bce
+from poseshape.metrics import average_precision, rotation_error, voxel_iou
+from poseshape.engine.registry import Stage, StageContext
+from poseshape.methods.reproject.config import ReprojectConfig
+from poseshape.methods.reproject.data import MixedSamples, RenderedSamples, SilhouetteSamples
+from poseshape.methods.reproject.frame import pose_to_rt, posed_silhouette, posed_voxels
 
 __all__ = ["build", "reparameterize", "stages", "style_code", "regress_pose"]
 
@@ -62,7 +54,7 @@ __all__ = ["build", "reparameterize", "stages", "style_code", "regress_pose"]
 # --------------------------------------------------------------------------- model pieces
 def build(cfg: ReprojectConfig) -> dict[str, nn.Module]:
     """Create the networks of the configured variant (Appendix I.a)."""
-    from .model import Discriminator3D, ImageRegressor, ShapeDecoder3D, ShapeEncoder3D
+    from poseshape.methods.reproject.model import Discriminator3D, ImageRegressor, ShapeDecoder3D, ShapeEncoder3D
 
     if cfg.generator not in ("vae", "vaegan"):
         raise PoseshapeError(f"reproject: generator must be 'vae' or 'vaegan', got {cfg.generator!r}")

@@ -15,7 +15,7 @@ def tiny(tmp_path_factory):
     """``{"cfg", "spec", "clusters", "paths", "buffers", "root", "overrides"}`` of a tiny run (all models in train)."""
     from poseshape.methods.refine6dof.data import prepare_renders
     from poseshape.methods.refine6dof.train import medoid_buffers
-    from poseshape.methods.registry import get_method
+    from poseshape.engine.registry import get_method
 
     spec = get_method("refine6dof")
     overrides = [*TINY, "dropout=0.0", "medoids_in_splits=true", "split_fractions=[1,0,0]"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from poseshape.errors import PoseshapeError, ShapeError
+from poseshape.core.errors import PoseshapeError, ShapeError
 from poseshape.methods.refine6dof.clusters import (
     ClusterResult,
     cluster_models,
@@ -178,7 +178,7 @@ def test_pascal3d_cars_cluster(shared_data):
 def test_more_meshes_joins_mesh_folders(shared_data, tmp_path):
     """data.more_meshes: PASCAL3D+ chairs + the meshes_obj chairs (Y up, front +X) in one collection."""
     from poseshape.methods.refine6dof.data import load_collection
-    from poseshape.methods.registry import get_method
+    from poseshape.engine.registry import get_method
 
     spec = get_method("refine6dof")
     base = [f"data.meshes={shared_data / 'pascal3d_cad'}", "data.categories=[chair]"]

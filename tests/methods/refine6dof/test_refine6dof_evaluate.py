@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from poseshape.errors import PoseshapeError
+from poseshape.core.errors import PoseshapeError
 from poseshape.methods.refine6dof.data import PoseSamples
 from poseshape.methods.refine6dof.evaluate import evaluate, evaluate_rows, row_settings
 from poseshape.methods.refine6dof.predictor import Refine6DofPredictor
@@ -115,14 +115,14 @@ def test_full_size_test_masks_drive_the_iou(tiny):
 
 def test_cli_eval_json(tmp_path, setup, tiny, capsys, monkeypatch):
     """``poseshape eval`` dispatches to the method's table and writes OUT.json / OUT.md."""
-    from poseshape import predict
+    from poseshape.engine import predict
 
     models, _ = setup
     pred = Refine6DofPredictor(tiny["cfg"], models)
     pred.method = "refine6dof"
     pred.checkpoint_path = tiny["root"] / "x.pt"  # the run folder holds clusters.json
     monkeypatch.setattr(predict, "load_predictor", lambda **kw: pred)
-    from poseshape.cli import main
+    from poseshape.cli.main import main
 
     rc = main(["eval", "--checkpoint", "x.pt", "--data", str(tiny["paths"]["train"]), "--limit", "3",
                "--rows", "encoder,refine", "--refine", "steps=4", "--refine", "starts=2", "--no-progress",
@@ -139,7 +139,7 @@ def test_cli_eval_json(tmp_path, setup, tiny, capsys, monkeypatch):
 
 
 def test_cli_eval_refuses_refine6dof_options_for_reproject(capsys):
-    from poseshape.cli import main
+    from poseshape.cli.main import main
 
     assert main(["eval", "--method", "reproject", "--rows", "encoder", "--data", "nowhere"]) == 2
     assert "options of refine6dof, not reproject" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from poseshape.errors import ShapeError
+from poseshape.core.errors import ShapeError
 from poseshape.methods.refine6dof.model import MedoidBank, PoseEncoder, decode_pose
 from poseshape.methods.refine6dof.train import pose_mse
 from poseshape.metrics import rotation_error

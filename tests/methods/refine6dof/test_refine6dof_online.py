@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from poseshape.errors import ShapeError
+from poseshape.core.errors import ShapeError
 from poseshape.methods.refine6dof.online import hard_silhouettes, online_refine, render_medoids
 from poseshape.metrics import mask_iou
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import trimesh
 
-from poseshape.errors import PoseshapeError, ShapeError
+from poseshape.core.errors import PoseshapeError, ShapeError
 from poseshape.geometry.rotations import euler_angles_to_matrix
 from poseshape.methods.refine6dof.scene import SceneObject, compose_scene, export_scene
 from poseshape.shapes.meshes import Mesh, icosphere

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from poseshape.methods.refine6dof.evaluate import evaluate
-from poseshape.predict import default_checkpoint, load_predictor
+from poseshape.engine.predict import default_checkpoint, load_predictor
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_reconstruct_and_scene_with_the_shipped_model(shipped, run_dir, tmp_path
     import trimesh
     from PIL import Image
 
-    from poseshape.cli import main
+    from poseshape.cli.main import main
     from poseshape.data.dataset import ShardDataset
 
     if not (run_dir / "data" / "test").is_dir():
@@ -79,7 +79,7 @@ def test_cli_eval_refine6dof_shipped(shipped, run_dir, tmp_path, capsys, monkeyp
     """``poseshape eval refine6dof``: the shipped model on its (temporary) held-out split."""
     import json
 
-    from poseshape.cli import main
+    from poseshape.cli.main import main
     from poseshape.methods.refine6dof import evaluate as table
 
     monkeypatch.setattr(table, "_run_dir", lambda predictor: run_dir)  # reuse the rendered split

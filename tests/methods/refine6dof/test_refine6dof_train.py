@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from poseshape.errors import PoseshapeError
-from poseshape.methods.registry import get_method
-from poseshape.train import Trainer
+from poseshape.core.errors import PoseshapeError
+from poseshape.engine.registry import get_method
+from poseshape.engine.train import Trainer
 
 #: a whole run: 12 procedural cars -> 2 clusters, 3 renders each, 6 encoder steps
 RUN = ["width=0.25", "fc_hidden=32", "image_size=32", "num_clusters=2", "data.models_per_category=12",
@@ -28,8 +28,8 @@ def test_registered_with_the_papers_defaults():
 
 
 def test_cli_trains_all_stages_checkpoints_and_predicts(tmp_path, capsys):
-    from poseshape.cli import main
-    from poseshape.predict import load_predictor
+    from poseshape.cli.main import main
+    from poseshape.engine.predict import load_predictor
 
     torch.set_num_threads(1)
     out = tmp_path / "run"
@@ -126,7 +126,7 @@ def test_missing_data_is_a_clear_error(tmp_path):
 
 
 def test_predictor_bad_input(tmp_path):
-    from poseshape.errors import ShapeError
+    from poseshape.core.errors import ShapeError
     from poseshape.methods.refine6dof.predictor import Refine6DofPredictor
 
     spec = get_method("refine6dof")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial.transform import Rotation
 
-from poseshape.errors import ShapeError
+from poseshape.core.errors import ShapeError
 from poseshape.methods.reproject.config import default_frame_extent
 from poseshape.methods.reproject.frame import (
     CANONICAL_R,

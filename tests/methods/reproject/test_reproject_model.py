@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from poseshape.errors import ShapeError
+from poseshape.core.errors import ShapeError
 from poseshape.methods.reproject.config import ReprojectConfig
 from poseshape.methods.reproject.model import (
     Discriminator3D,

@@ -31,8 +31,8 @@ TINY = ["image_size=32", "batch_size=4", "vae_iters=5", "regress_iters=6", "fine
 DRIVER = textwrap.dedent('''
     import dataclasses, os, signal, sys
     import torch
-    from poseshape.methods.registry import get_method
-    from poseshape.train import Trainer
+    from poseshape.engine.registry import get_method
+    from poseshape.engine.train import Trainer
 
     out, *overrides = sys.argv[1:]
     spec = get_method("reproject")
@@ -83,7 +83,7 @@ def _run(driver, out, args, **env):
 
 
 def test_reproject_resume_after_sigkill_is_bit_exact(setup, tmp_path):
-    from poseshape.checkpoint import load_checkpoint
+    from poseshape.engine.checkpoint import load_checkpoint
 
     driver, args = setup
     ref = _run(driver, tmp_path / "ref", args)
@@ -124,6 +124,6 @@ def test_reproject_ddp_two_processes_keep_identical_weights(setup, tmp_path):
     assert set(w0) == set(w1)
     for k in w0:
         assert torch.equal(w0[k], w1[k]), k
-    from poseshape.checkpoint import load_checkpoint
+    from poseshape.engine.checkpoint import load_checkpoint
 
     assert load_checkpoint(tmp_path / "ddp" / "last.pt").trainer_state["world_size"] == 2

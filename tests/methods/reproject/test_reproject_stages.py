@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from poseshape.methods.registry import get_method
-from poseshape.train import Trainer, load_trained
+from poseshape.engine.registry import get_method
+from poseshape.engine.train import Trainer, load_trained
 
 TINY = ["image_size=32", "batch_size=4", "vae_iters=3", "regress_iters=3", "finetune_iters=3",
         "val_every=3", "val_samples=8", "width=0.25", "latent=16"]
@@ -50,7 +50,7 @@ def test_all_stages_run_and_checkpoint(tiny_data, tmp_path, generator):
 
 def test_finetune_step_lowers_reprojection_loss(tiny_data):
     """A few fine-tuning steps on one fixed mixed batch lower its reprojection loss."""
-    from poseshape.methods.registry import StageContext
+    from poseshape.engine.registry import StageContext
     from poseshape.methods.reproject.data import MixedSamples, RenderedSamples, SilhouetteSamples
     from poseshape.methods.reproject.train import _finetune_step
 
@@ -79,7 +79,7 @@ def test_finetune_step_lowers_reprojection_loss(tiny_data):
 
 
 def test_missing_data_is_a_clear_error(tmp_path):
-    from poseshape.errors import PoseshapeError
+    from poseshape.core.errors import PoseshapeError
 
     spec = get_method("reproject")
     cfg = spec.make_config(None, TINY)
@@ -91,7 +91,7 @@ def test_missing_data_is_a_clear_error(tmp_path):
 
 
 def test_cli_train_and_eval(tiny_data, tmp_path, capsys):
-    from poseshape.cli import main
+    from poseshape.cli.main import main
 
     args = ["train", "reproject", "--out", str(tmp_path / "run"), "--no-progress"]
     for s in TINY + [f"data.train={tiny_data['train']}", f"data.natural={tiny_data['natural']}"]:

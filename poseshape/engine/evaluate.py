@@ -1,0 +1,166 @@
+"""The papers' tables from a trained predictor and a rendered test set (``poseshape eval``).
+
+Paper 000 (Tables 3 and 4), per category and over all samples:
+
+=================  ===========================================================================
+``ap2d``           2-D AP of the reprojected silhouette against the ground-truth mask in the
+                   ``Q x Q`` silhouette frame (mask = pixels more than half covered)
+``ap3d``           3-D AP of the pose-aware shape against the ground-truth pose-aware shape
+                   (the true aligned shape moved by the true pose, :mod:`...reproject.frame`)
+``ap3d_aligned``   3-D AP of the aligned shape against the true aligned shape (Table 4)
+``acc_pi6``        fraction of rotation errors below 30 degrees
+``rot_mederr``     median geodesic rotation error, degrees
+``trans_mederr``   median in-plane translation error over the frame size (paper: 30 px)
+``iou2d``          mean silhouette IoU (extra)
+=================  ===========================================================================
+
+AP is per sample then averaged (see :func:`poseshape.metrics.average_precision`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from poseshape.metrics import average_precision, mask_iou, rotation_error, translation_error
+
+__all__ = ["COLUMNS", "evaluate_predictor", "format_table", "write_report"]
+
+#: Column order of the printed table: key, header, format.
+COLUMNS: list[tuple[str, str, str]] = [
+    ("n", "n", "{:d}"),
+    ("ap2d", "2D AP", "{:.3f}"),
+    ("ap3d", "3D AP", "{:.3f}"),
+    ("ap3d_aligned", "3D AP aligned", "{:.3f}"),
+    ("acc_pi6", "Acc pi/6", "{:.2f}"),
+    ("rot_mederr", "MedErr (deg)", "{:.1f}"),
+    ("trans_mederr", "trans MedErr", "{:.3f}"),
+    ("iou2d", "2D IoU", "{:.3f}"),
+]
+
+
+def _summarise(rows: dict[str, torch.Tensor]) -> dict[str, Any]:
+    rot = rows["rot"]
+    return {
+        "n": int(rot.numel()),
+        "ap2d": float(rows["ap2d"].nanmean()),
+        "ap3d": float(rows["ap3d"].nanmean()),
+        "ap3d_aligned": float(rows["ap3d_aligned"].nanmean()),
+        "acc_pi6": float((rot < 30.0).float().mean()),
+        "rot_mederr": float(rot.median()),
+        "trans_mederr": float(rows["trans"].median()),
+        "iou2d": float(rows["iou2d"].mean()),
+    }
+
+
+@torch.no_grad()
+def evaluate_predictor(predictor, data_root: str | os.PathLike, *, batch_size: int = 32,
+                       limit: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a posed-frame predictor (``reproject``) on a rendered test set.
+
+    Args:
+        predictor: a :class:`poseshape.engine.predict.Predictor` with a ``config`` that has
+            ``voxel_res``, ``frame_extent`` and ``image_size`` (the reproject family).
+        data_root: a folder written by ``poseshape data render`` (with voxels).
+        batch_size: images per forward pass.
+        limit: evaluate only the first ``limit`` samples.
+        progress: show a tqdm bar.
+
+    Returns:
+        ``{"overall": {metric: value}, "per_category": {name: {metric: value}},
+        "data": str, "samples": int}``.
+    """
+    from tqdm import tqdm
+
+    from poseshape.methods.reproject.data import RenderedSamples
+    from poseshape.methods.reproject.frame import pose_to_rt, posed_voxels
+
+    cfg = predictor.config
+    ds = RenderedSamples(data_root, cfg, limit=limit, what="test")
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
+    Q, E = cfg.voxel_res, cfg.frame_extent
+    acc: dict[str, list[torch.Tensor]] = {k: [] for k in ("rot", "trans", "ap2d", "ap3d", "ap3d_aligned", "iou2d", "cat")}
+    for b in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True):
+        pred = predictor(b["image"])
+        dev = pred.aligned.device
+        pose = b["pose"].to(dev)
+        aligned_gt = b["aligned"].to(dev)
+        R_gt, t_gt = pose_to_rt(pose)
+        acc["rot"].append(rotation_error(pred.R.to(R_gt.dtype), R_gt).cpu())
+        # translation in pixels of the Q x Q silhouette frame, over the frame size (Table 3)
+        to_px = Q / E
+        acc["trans"].append(translation_error(pred.t[:, :2] * to_px, t_gt[:, :2] * to_px, frame_size=float(Q)).cpu())
+        gt_posed = posed_voxels(aligned_gt, pose, E, out_size=pred.posed.shape[-1]) > 0.5
+        acc["ap3d"].append(average_precision(pred.posed, gt_posed, reduction="none").cpu())
+        acc["ap3d_aligned"].append(average_precision(pred.aligned, aligned_gt > 0.5, reduction="none").cpu())
+        sil = pred.silhouette
+        mask = b["mask"].to(dev)
+        if sil.shape[-1] != mask.shape[-1]:
+            sil = torch.nn.functional.interpolate(sil, size=mask.shape[-2:], mode="area")
+        acc["ap2d"].append(average_precision(sil, mask > 0.5, reduction="none").cpu())
+        acc["iou2d"].append(mask_iou(sil, mask).cpu())
+        acc["cat"].append(b["category"])
+    rows = {k: torch.cat(v) for k, v in acc.items()}
+    cats = rows.pop("cat")
+    per_cat = {}
+    for ci, name in enumerate(ds.categories):
+        sel = cats == ci
+        if sel.any():
+            per_cat[name] = _summarise({k: v[sel] for k, v in rows.items()})
+    return {"overall": _summarise(rows), "per_category": per_cat, "data": str(data_root), "samples": len(ds)}
+
+
+def format_table(results: dict[str, dict[str, Any]], columns: Sequence[tuple[str, str, str]] = COLUMNS,
+                 markdown: bool = False) -> str:
+    """Format ``{row label: {metric: value}}`` as a plain-text (or Markdown) table."""
+    heads = ["", *[h for _, h, _ in columns]]
+    body = []
+    for label, m in results.items():
+        cells = [label]
+        for key, _, fmt in columns:
+            v = m.get(key)
+            cells.append("-" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v))
+        body.append(cells)
+    if markdown:
+        lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        lines += ["| " + " | ".join(r) + " |" for r in body]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [heads, *body]) for i in range(len(heads))]
+    fmt_row = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([fmt_row(heads), *(fmt_row(r) for r in body)])
+
+
+def results_rows(result: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    """``evaluate_predictor``'s result -> table rows (one per category, then ``all``)."""
+    rows = {f"{prefix}{k}": v for k, v in result["per_category"].items()}
+    rows[f"{prefix}all"] = result["overall"]
+    return rows
+
+
+def write_report(results: dict[str, Any], out: str | os.PathLike, *, rows: dict[str, dict[str, Any]] | None = None,
+                 columns: Sequence[tuple[str, str, str]] = COLUMNS) -> tuple[Path, Path]:
+    """Write ``{label: result}`` to ``out.json`` and the table to ``out.md`` (atomic).
+
+    ``rows``: the table's rows (default: :func:`results_rows` of each ``evaluate_predictor``
+    result); ``columns``: its columns.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    js, md = out.with_suffix(".json"), out.with_suffix(".md")
+    if rows is None:
+        rows = {}
+        for label, res in results.items():
+            rows.update(results_rows(res, prefix=f"{label} " if len(results) > 1 else ""))
+    for path, text in ((js, json.dumps(results, indent=2, default=str)),
+                       (md, format_table(rows, columns, markdown=True) + "\n")):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return js, md

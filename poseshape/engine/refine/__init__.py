@@ -1,0 +1,32 @@
+"""Test-time pose (and optionally shape) refinement against an object mask, for any method.
+
+* :mod:`.pose` -- :func:`refine_pose`, the batched multi-start silhouette alignment, and its
+  :class:`RefineConfig` / :class:`RefineResult`;
+* :mod:`.prediction` -- :func:`refine_prediction`, the same for any
+  :class:`~poseshape.engine.prediction.Prediction` (its mesh, pose and camera);
+* :mod:`.animation` -- GIF / frame strips of a refinement.
+"""
+
+from poseshape.engine.refine.pose import (
+    RefineConfig,
+    RefineResult,
+    hard_silhouettes,
+    overlay_frames,
+    refine_pose,
+    refine_prediction,
+    save_animation,
+    simplify_mesh,
+    start_rotations,
+)
+
+__all__ = [
+    "RefineConfig",
+    "RefineResult",
+    "hard_silhouettes",
+    "overlay_frames",
+    "refine_pose",
+    "refine_prediction",
+    "save_animation",
+    "simplify_mesh",
+    "start_rotations",
+]

@@ -1,0 +1,308 @@
+"""``poseshape reconstruct`` end to end with a throwaway registered method and a real checkpoint.
+
+The method's predictor is ``helpers_predict.OraclePredictor`` (true shape and rotation, scale and
+translation registered on the crop), so a correct product layer must write a mesh whose
+re-projection covers the input mask.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import helpers_predict as hp
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from poseshape.cli.main import main
+from poseshape.cli.reconstruct import load_input, output_folders, reconstruct_image
+from poseshape.engine.predict import FILE_NAMES
+
+OracleConfig, OraclePredictor, make_scene, mesh_reprojection_iou = (
+    hp.OracleConfig, hp.OraclePredictor, hp.make_scene, hp.mesh_reprojection_iou)
+oracle_checkpoint, refine6dof_run = hp.oracle_checkpoint, hp.refine6dof_run  # fixtures
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_scene(OracleConfig(), hw=(157, 211), scale=85.0, centre=(120.0, 70.0))
+
+
+def _u8(image):
+    return (image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+@pytest.fixture
+def files(tmp_path, scene):
+    d = tmp_path / "in"
+    d.mkdir()
+    img = _u8(scene["image"])
+    m = scene["mask"][0].numpy() > 0.5
+    Image.fromarray(img).save(d / "car.png")
+    Image.fromarray(m.astype(np.uint8) * 255).save(d / "car_mask.png")
+    Image.fromarray(np.dstack([img, m.astype(np.uint8) * 255])).save(d / "car_rgba.png")
+    Image.fromarray(img).convert("L").save(d / "car_grey.png")
+    return d
+
+
+def _run(argv, capsys):
+    rc = main(argv)
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_reconstruct_with_mask_writes_aligned_files(tmp_path, files, scene, oracle_checkpoint, capsys):
+    import trimesh
+
+    out = tmp_path / "out"
+    rc, so, se = _run(["reconstruct", str(files / "car.png"), "--mask", str(files / "car_mask.png"),
+                       "--checkpoint", str(oracle_checkpoint), "--out", str(out), "--device", "cpu"], capsys)
+    assert rc == 0, se
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILE_NAMES.values())
+    for name in FILE_NAMES.values():
+        assert str(out / name) in so
+    pose = json.loads((out / "pose.json").read_text())
+    assert pose["method"] == "t_oracle" and pose["mask_source"] == "file"
+    assert pose["image"].endswith("car.png") and pose["crop_size"] == 64
+    assert pose["mask_iou"] >= 0.85
+    assert mesh_reprojection_iou(out / "mesh.obj", pose, scene["mask"]) >= 0.85
+    assert len(trimesh.load(out / "mesh.glb", force="mesh").faces) > 100
+
+
+def test_reconstruct_rgba_uses_alpha_and_several_images(tmp_path, files, scene, oracle_checkpoint, capsys):
+    out = tmp_path / "out"
+    imgs = [files / "car_rgba.png", files / "car_grey.png", files / "car.png"]
+    rc, _, se = _run(["reconstruct", *map(str, imgs), "--checkpoint", str(oracle_checkpoint),
+                       "--method", "t_oracle", "--out", str(out), "--device", "cpu"], capsys)
+    assert rc == 0, se
+    assert sorted(p.name for p in out.iterdir()) == ["car", "car_grey", "car_rgba"]
+    rgba = json.loads((out / "car_rgba" / "pose.json").read_text())
+    assert rgba["mask_source"] == "alpha" and rgba["mask_iou"] >= 0.85
+    assert rgba["box"]["side"] < 211  # cropped around the alpha, not the whole image
+    for stem in ("car_grey", "car"):  # no mask: the whole image, padded to a square
+        pose = json.loads((out / stem / "pose.json").read_text())
+        assert pose["mask_source"] is None and "mask_iou" not in pose
+        assert pose["box"] == {"x0": 0, "y0": (157 - 211) // 2, "side": 211}
+        assert mesh_reprojection_iou(out / stem / "mesh.obj", pose, scene["mask"]) >= 0.7
+
+
+def test_reconstruct_image_function_and_folders(tmp_path, files, scene):
+    pr = OraclePredictor(OracleConfig())
+    pr.method = "oracle"
+    res = reconstruct_image(pr, files / "car.png", files / "car_mask.png", tmp_path / "r")
+    assert set(res) == set(FILE_NAMES)
+    (img, masks), = pr.calls  # the predictor got the S x S crop and its mask
+    assert img.shape == (1, 3, 64, 64) and masks.shape == (1, 1, 64, 64)
+    item = load_input(files / "car_rgba.png")
+    assert item.mask_source == "alpha" and torch.equal(item.mask, scene["mask"])
+    p = [tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", tmp_path / "y.jpg"]
+    assert output_folders(p, tmp_path / "o") == [tmp_path / "o" / "x", tmp_path / "o" / "x_2", tmp_path / "o" / "y"]
+    assert output_folders(p[:1], tmp_path / "o") == [tmp_path / "o"]
+
+
+def _bad_inputs(d, tmp_path, ckpt):
+    (d / "notes.png").write_text("not an image")
+    data = (d / "car.png").read_bytes()
+    (d / "trunc.png").write_bytes(data[: len(data) // 3])
+    Image.fromarray(np.zeros((20, 30), np.uint8) + 255).save(d / "small_mask.png")
+    Image.fromarray(np.zeros((157, 211), np.uint8)).save(d / "empty_mask.png")
+    (tmp_path / "afile").write_text("x")
+    img, m = str(d / "car.png"), str(d / "car_mask.png")
+    return {
+        "unreadable": ([str(d / "notes.png")], r"notes\.png: cannot read the image"),
+        "corrupt": ([str(d / "trunc.png")], r"trunc\.png: corrupt or truncated"),
+        "missing image": ([str(d / "nope.png")], r"nope\.png: image file not found"),
+        "mask size": ([img, "--mask", str(d / "small_mask.png")], r"mask is 30x20 pixels but the image .*car\.png is 211x157"),
+        "empty mask": ([img, "--mask", str(d / "empty_mask.png")], r"empty_mask\.png: the mask is empty"),
+        "mask count": ([img, img, "--mask", m], r"got 1 mask\(s\) for 2 image\(s\)"),
+        "missing checkpoint": ([img, "--checkpoint", str(tmp_path / "none.pt")], r"none\.pt: checkpoint file not found"),
+        "other method": ([img, "--checkpoint", str(ckpt), "--method", "reproject"],
+                         r"checkpoint is for method 't_oracle', expected 'reproject'"),
+        "no default": ([img, "--method", "t_oracle"], r"no default model for method 't_oracle'.*poseshape train"),
+        "out is a file": ([img, "--checkpoint", str(ckpt), "--out-override", str(tmp_path / "afile")],
+                          r"exists and is not a folder"),
+        "refine without mask": ([img, "--refine"], r"car\.png: --refine needs an object mask"),
+        "bad refine steps": ([img, "--mask", m, "--refine-steps", "0"], r"RefineConfig\.steps"),
+    }
+
+
+@pytest.mark.parametrize("case", ["unreadable", "corrupt", "missing image", "mask size", "empty mask",
+                                  "mask count", "missing checkpoint", "other method", "no default",
+                                  "out is a file", "refine without mask", "bad refine steps"])
+def test_reconstruct_bad_inputs_fail_cleanly(case, tmp_path, files, oracle_checkpoint, capsys):
+    args, pattern = _bad_inputs(files, tmp_path, oracle_checkpoint)[case]
+    out = tmp_path / "out"
+    if "--out-override" in args:
+        k = args.index("--out-override")
+        out = tmp_path / args[k + 1].split("/")[-1]
+        args = args[:k]
+    if "--checkpoint" not in args and "--method" not in args:
+        args = [*args, "--checkpoint", str(oracle_checkpoint)]
+    rc, _, se = _run(["reconstruct", *args, "--out", str(out), "--device", "cpu"], capsys)
+    assert rc == 2
+    assert se.startswith("poseshape reconstruct: error: ")
+    assert re.search(pattern, se, re.DOTALL), se
+    if case != "out is a file":
+        assert not out.exists()  # nothing (half-)written
+
+
+# ============================================================================ --refine
+def _procedural_photos(folder, n_per_category=1, seed=11):
+    """Held-out procedural images (natural domain, the data engine's reproject framing) + masks."""
+    from poseshape.data.synth import load_models, render_views
+    from poseshape.methods.reproject.data import reproject_synth_config
+
+    cfg = reproject_synth_config(image_size=128, views=4, domain="natural", seed=seed)
+    out = []
+    for c, cat in enumerate(("car", "chair")):
+        models, _ = load_models("procedural", categories=[cat], split="test", seed=seed, models_per_category=10)
+        for k, mod in enumerate(models[:n_per_category]):
+            r = render_views(mod, c * 100 + k, [c * 100 + k], cfg, 0)
+            ip, mp = folder / f"{cat}{k}.png", folder / f"{cat}{k}_mask.png"
+            Image.fromarray(r["images"][0]).save(ip)
+            Image.fromarray(r["masks"][0].astype(np.uint8) * 255).save(mp)
+            out.append((ip, mp))
+    return out
+
+
+def test_reconstruct_refine_improves_mask_iou_with_the_shipped_model(tmp_path, capsys):
+    # Issue 6: `reconstruct --refine` on the reproject method's output raises the mask IoU; the
+    # refined files agree with each other (the mesh re-projects like pose.json says).
+    from poseshape.engine.predict import default_checkpoint
+
+    if not default_checkpoint("reproject").is_file():
+        pytest.skip("no shipped reproject model")
+    torch.set_num_threads(1)  # see tests/conftest.py::one_thread
+    pairs = _procedural_photos(tmp_path)
+    imgs, masks = [str(p) for p, _ in pairs], [str(m) for _, m in pairs]
+    rc, _, se = _run(["reconstruct", *imgs, "--mask", *masks, "--out", str(tmp_path / "plain"), "--device", "cpu"], capsys)
+    assert rc == 0, se
+    rc, _, se = _run(["reconstruct", *imgs, "--mask", *masks, "--refine", "--out", str(tmp_path / "ref"),
+                      "--device", "cpu"], capsys)
+    assert rc == 0, se
+    before, after = [], []
+    for ip, mp in pairs:
+        a = json.loads((tmp_path / "plain" / ip.stem / "pose.json").read_text())
+        b = json.loads((tmp_path / "ref" / ip.stem / "pose.json").read_text())
+        before.append(a["mask_iou"])
+        after.append(b["mask_iou"])
+        assert b["refine"]["iou"] >= b["refine"]["iou_before"]
+        assert "pose" not in b.get("extras", {})  # the raw pose vector no longer describes R, t
+        mask = torch.as_tensor(np.asarray(Image.open(mp)) > 0)[None].float()
+        # the written mesh re-projects onto the input as the refined pose says
+        assert abs(mesh_reprojection_iou(tmp_path / "ref" / ip.stem / "mesh.obj", b, mask) - b["mask_iou"]) < 0.1
+    assert np.mean(after) > np.mean(before) + 0.15, (before, after)
+    assert min(np.subtract(after, before)) > -0.02, (before, after)
+    # issue 5: a reconstructed mesh re-projects onto its procedural input with IoU >= 0.7
+    # (the car; the chair's thin legs and back are the shipped model's shape error, which a
+    # pose cannot fix)
+    assert after[0] >= 0.7, (before, after)
+
+
+# ============================================================================ full-frame predictors (refine6dof)
+@pytest.fixture
+def wide_render(tmp_path, refine6dof_run):
+    """A 6-DoF render pasted into a wider-than-tall white photo (57 x 41) and its mask, as files."""
+    images, masks = hp.refine6dof_renders(refine6dof_run)
+    k = int(masks.flatten(1).sum(1).argmax())  # the largest object
+    img = torch.ones(3, 41, 57)
+    m = torch.zeros(1, 41, 57)
+    img[:, 4:36, 20:52] = images[k]
+    m[:, 4:36, 20:52] = masks[k]
+    d = tmp_path / "r6in"
+    d.mkdir()
+    Image.fromarray(_u8(img)).save(d / "photo.png")
+    Image.fromarray((m[0].numpy() > 0.5).astype(np.uint8) * 255).save(d / "photo_mask.png")
+    return d / "photo.png", d / "photo_mask.png"
+
+
+def _spy_calls(monkeypatch):
+    """Record every ``(images, masks)`` a Refine6DofPredictor is called with."""
+    from poseshape.methods.refine6dof.predictor import Refine6DofPredictor
+
+    calls, original = [], Refine6DofPredictor.__call__
+
+    def spy(self, images, masks=None):
+        calls.append((images.detach().cpu().clone(), None if masks is None else masks.detach().cpu().clone()))
+        return original(self, images, masks)
+
+    monkeypatch.setattr(Refine6DofPredictor, "__call__", spy)
+    return calls
+
+
+def test_reconstruct_full_frame_predictor_sees_the_uncropped_image(tmp_path, wide_render, refine6dof_run,
+                                                                   monkeypatch, capsys):
+    import torch.nn.functional as F
+
+    from poseshape.engine.predict import crop_to_square, read_image, read_mask
+
+    ip, mp = wide_render
+    calls = _spy_calls(monkeypatch)
+    out = tmp_path / "out"
+    rc, _, se = _run(["reconstruct", str(ip), "--mask", str(mp), "--checkpoint", str(refine6dof_run / "last.pt"),
+                      "--out", str(out), "--device", "cpu"], capsys)
+    assert rc == 0, se
+    (img, masks), = calls
+    # the whole 57 x 41 image padded (white) to a 57 x 57 square, resized to the model's 32 x 32
+    image, _ = read_image(ip)
+    full, _, box = crop_to_square(image, None, size=32)
+    assert box == (0, (41 - 57) // 2, 57)
+    assert img.shape == (1, 3, 32, 32) and torch.equal(img[0], full)
+    crop_around_mask, _, _ = crop_to_square(image, read_mask(mp), size=32, margin=0.0)
+    assert (img[0] - crop_around_mask).abs().max() > 0.2  # not the crop around the mask
+    # the mask of that same square: zero-padded, resized, thresholded
+    canvas = torch.zeros(1, 1, 57, 57)
+    canvas[0, :, 8:49] = read_mask(mp)
+    want = (F.interpolate(canvas, size=(32, 32), mode="bilinear", align_corners=False, antialias=True) >= 0.5).float()
+    assert masks.shape == (1, 1, 32, 32) and torch.equal(masks, want)
+    # the usual files, in the input image's pixels
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILE_NAMES.values())
+    pose = json.loads((out / "pose.json").read_text())
+    assert pose["method"] == "refine6dof" and pose["full_frame"] is True
+    assert pose["box"] == {"x0": 0, "y0": -8, "side": 57} and 0.0 <= pose["mask_iou"] <= 1.0
+    assert len(pose["extras"]["t_cam"]) == 3 and len(pose["extras"]["K"]) == 3
+    assert Image.open(out / "overlay.png").size == (57, 41)
+
+
+def test_reconstruct_full_frame_refine_uses_the_methods_own_refinement(tmp_path, wide_render, refine6dof_run,
+                                                                        capsys):
+    ip, mp = wide_render
+    ck = str(refine6dof_run / "last.pt")
+    out = tmp_path / "out"
+    rc, _, se = _run(["reconstruct", str(ip), "--mask", str(mp), "--checkpoint", ck, "--refine", "--refine-starts",
+                      "4", "--out", str(out), "--device", "cpu"], capsys)
+    assert rc == 0, se
+    pose = json.loads((out / "pose.json").read_text())
+    r = pose["refine"]
+    assert r["iou"] >= r["iou_before"] and r["starts"] == 4
+    ex = pose["extras"]
+    # the written pinhole pose is the refined one, consistently: P = [R | t_cam]
+    P, t = np.array(ex["P"]).reshape(3, 4), np.array(ex["t_cam"]).reshape(3)
+    assert np.allclose(P[:, 3], t, atol=1e-5)
+    assert "prerefine_t_cam" in ex and not np.allclose(np.array(ex["prerefine_t_cam"]).reshape(3), t)
+
+
+def test_reconstruct_full_frame_refuses_refine_without_a_hook_and_vanishing_masks(tmp_path, wide_render,
+                                                                                   refine6dof_run, capsys):
+    from poseshape.core.errors import PoseshapeError
+    from poseshape.engine.predict import load_predictor
+
+    ip, mp = wide_render
+    ck = str(refine6dof_run / "last.pt")
+    out = tmp_path / "out"
+    predictor = load_predictor(ck, device="cpu")
+    predictor.refine_prediction = None  # a full-frame method without its own refinement
+    with pytest.raises(PoseshapeError, match="--refine is for crop-based methods"):
+        reconstruct_image(predictor, ip, mp, out, refine=True)
+    assert not out.exists()
+    # a one-pixel object in a 300 x 300 photo has no pixel left at 32 x 32
+    Image.fromarray(np.full((300, 300, 3), 200, np.uint8)).save(tmp_path / "big.png")
+    dot = np.zeros((300, 300), np.uint8)
+    dot[150, 150] = 255
+    Image.fromarray(dot).save(tmp_path / "dot.png")
+    rc, _, se = _run(["reconstruct", str(ip), str(tmp_path / "big.png"), "--mask", str(mp), str(tmp_path / "dot.png"),
+                      "--checkpoint", ck, "--out", str(out), "--device", "cpu"], capsys)
+    assert rc == 2 and re.search(r"dot\.png: the object is too small .* 300x300 .* 32x32", se), se
+    assert not out.exists()  # checked before the first image was written
