@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +26,11 @@ import numpy as np
 import torch
 
 from poseshape.core.errors import ShapeError
+from poseshape.core.io import atomic_write
+from poseshape.geometry.camera import viewpoint_to_pose
+from poseshape.render.mesh_hard import rasterize
+from poseshape.render.shading import lambertian, pixel_normals
+from poseshape.shapes.meshes import face_normals
 
 __all__ = [
     "MASK_COLOR",
@@ -152,8 +156,6 @@ def overlay_silhouette(image, silhouette, mask=None, color: Sequence[int] = SILH
 
 # ----------------------------------------------------------------------------- views
 def _view_rotations(n: int, elevation: float, azimuth0: float) -> torch.Tensor:
-    from poseshape.geometry.camera import viewpoint_to_pose
-
     az = torch.tensor([azimuth0 + 2.0 * math.pi * k / n for k in range(n)], dtype=torch.float64)
     R, _ = viewpoint_to_pose(az, torch.full_like(az, elevation), torch.zeros_like(az), torch.ones_like(az))
     return R
@@ -180,10 +182,6 @@ def render_views(mesh, n: int = 4, size: int = 256, elevation: float = math.radi
     Returns:
         ``(size, n * size, 3)`` uint8 (all background for an empty mesh).
     """
-    from poseshape.render.mesh_hard import rasterize
-    from poseshape.render.shading import lambertian, pixel_normals
-    from poseshape.shapes.meshes import face_normals
-
     n, size = int(n), int(size)
     if n < 1 or size < 8:
         raise ShapeError(f"render_views: need n >= 1 and size >= 8, got n={n}, size={size}")
@@ -225,24 +223,16 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- files
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+    """Write ``data`` to ``path`` atomically: :func:`poseshape.core.io.atomic_write` (kept
+    under this name for its callers; new code should call ``core.io`` directly).
 
-    A reader never sees a half-written ``path``; on failure the temporary file is removed.
-    The parent folder must exist.
+    A reader never sees a half-written ``path``; on failure the temporary file is removed and
+    an existing ``path`` is left as it was. The parent folder must exist.
+
+    Raises:
+        FileWriteError: the file cannot be written (a ``PoseshapeError`` and an ``OSError``).
     """
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
+    return atomic_write(path, data)
 
 
 def png_bytes(array) -> bytes:

@@ -47,7 +47,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from poseshape.core.errors import PoseshapeError
+from poseshape.core.errors import FileFormatError, PoseshapeError
+from poseshape.core.io import atomic_write
 
 __all__ = [
     "ConfigError",
@@ -391,8 +392,6 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         poseshape.core.errors.FileFormatError: the file is missing, is not valid YAML, or its top
             level is not a mapping.
     """
-    from poseshape.core.errors import FileFormatError
-
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -412,15 +411,20 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def dump_yaml(config: Any, path: str | os.PathLike) -> Path:
-    """Write a config dataclass (or plain dict) as YAML, atomically (tmp file + ``os.replace``)."""
+    """Write a config dataclass (or plain dict) as YAML, atomically
+    (:func:`poseshape.core.io.atomic_write`; parent folders are created).
+
+    Raises:
+        FileWriteError: the file cannot be written.
+    """
     data = config if isinstance(config, Mapping) else config_to_dict(config)
+    text = yaml.safe_dump(_to_plain(data, "config"), sort_keys=False, default_flow_style=False)
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp.{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(_to_plain(data, "config"), f, sort_keys=False, default_flow_style=False)
-    os.replace(tmp, p)
-    return p
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # atomic_write names the problem (a parent that is a file, no permission, ...)
+    return atomic_write(p, text)
 
 
 def load_config(cls: type, path: str | os.PathLike | None = None,

@@ -21,3 +21,15 @@ class FileFormatError(PoseshapeError):
 
 class CheckpointError(PoseshapeError):
     """A checkpoint is missing, corrupt, or belongs to another method / version."""
+
+
+class FileWriteError(PoseshapeError, OSError):
+    """A file could not be written: its folder is missing, is not a folder or is not writable,
+    the disk is full, ... (see :mod:`poseshape.core.io`).
+
+    Also an ``OSError`` (with the original ``errno`` / ``filename``), so that code catching
+    ``OSError`` around a write keeps working.
+    """
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno n] strerror: filename"
+        return str(self.args[0]) if len(self.args) == 1 else OSError.__str__(self)

@@ -47,7 +47,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -61,7 +60,9 @@ import numpy as np
 import torch
 
 from poseshape.core.errors import FileFormatError, PoseshapeError
+from poseshape.core.io import atomic_save
 from poseshape.shapes.meshes import Mesh, MeshTransform, apply_transform, load_mesh
+from poseshape.shapes.procedural import CATEGORIES, generate
 
 __all__ = [
     "LAYOUTS",
@@ -297,8 +298,6 @@ class _Store:
 
     def _load_uncached(self, e: _Entry) -> tuple[Mesh, MeshTransform | None]:
         if e.source == "procedural":
-            from poseshape.shapes.procedural import generate
-
             mesh, _ = generate(e.category, int(e.seed), dtype=torch.float64)
             return mesh, None
         disk = self._disk_path(e)
@@ -319,21 +318,14 @@ class _Store:
         )
         if disk is not None:
             disk.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=disk.name + ".", suffix=".tmp", dir=disk.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    np.savez(
-                        fh,
-                        verts=mesh.verts.numpy(),
-                        faces=mesh.faces.numpy(),
-                        rotation=tr.rotation.numpy(),
-                        center=tr.center.numpy(),
-                        scale=np.float64(tr.scale),
-                    )
-                os.replace(tmp, disk)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            atomic_save(disk, lambda fh: np.savez(
+                fh,
+                verts=mesh.verts.numpy(),
+                faces=mesh.faces.numpy(),
+                rotation=tr.rotation.numpy(),
+                center=tr.center.numpy(),
+                scale=np.float64(tr.scale),
+            ))
         return mesh, tr
 
     def get(self, e: _Entry) -> tuple[Mesh, MeshTransform | None]:
@@ -456,8 +448,6 @@ class MeshCollection:
         ``categories=None`` uses all of :data:`poseshape.shapes.procedural.CATEGORIES`.
         The in-memory LRU applies; there is no disk cache (building is milliseconds).
         """
-        from poseshape.shapes.procedural import CATEGORIES
-
         cats = (
             list(CATEGORIES) if categories is None else [canonical_category(c) for c in categories]
         )
@@ -606,8 +596,6 @@ class MeshCollection:
         e = self._entry(index)
         if e.source != "procedural":
             return None
-        from poseshape.shapes.procedural import generate
-
         return generate(e.category, int(e.seed))[1]
 
     # -- subsets and splits ----------------------------------------------------------

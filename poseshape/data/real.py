@@ -75,6 +75,10 @@ import torch
 from PIL import Image
 
 from poseshape.core.errors import FileFormatError
+from poseshape.geometry.camera import pose_to_viewpoint, viewpoint_to_pose
+from poseshape.geometry.conventions import source_rotation
+from poseshape.shapes.meshes import load_mesh
+from poseshape.shapes.voxels import read_binvox
 
 __all__ = [
     "CocoMasks",
@@ -188,8 +192,6 @@ def r2n2_camera(azimuth_deg: float, elevation_deg: float, inplane_deg: float, di
 
     See the module docstring. ``image_size`` is ``S`` or ``(H, W)`` of the render.
     """
-    from poseshape.geometry.conventions import source_rotation
-
     a, e, th = (math.radians(x) for x in (azimuth_deg, elevation_deg, inplane_deg))
     ca, sa, ce, se = math.cos(a), math.sin(a), math.cos(e), math.sin(e)
     # camera centre in Blender's world (Z up) and the look-at rows (x right, y down, z forward)
@@ -256,8 +258,6 @@ class R2N2Renderings:
         return (self[i] for i in range(len(self)))
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from poseshape.geometry.camera import pose_to_viewpoint
-
         path = self.images[i]
         img, mask = read_rgba(path)
         az, el, ip, dr, _fov = self.cameras[i]
@@ -270,8 +270,6 @@ class R2N2Renderings:
         if self.model_id is not None:
             item["model_id"] = self.model_id
         if self.binvox is not None:
-            from poseshape.shapes.voxels import read_binvox
-
             grid, hdr = read_binvox(self.binvox)
             item["voxels"] = torch.flip(grid, dims=(0, 2)).float()[None]  # ShapeNet (x, z) -> ours (-x, -z)
             item["voxel_extent"] = (hdr.translate, hdr.scale)
@@ -436,16 +434,12 @@ class Pascal3D:
     def _cad_transform(self, cat: str, idx: int):
         key = (cat, idx)
         if key not in self._cad_cache:
-            from poseshape.shapes.meshes import load_mesh
-
             path = self.cad_root / "CAD" / cat / f"{idx:02d}.off"
             self._cad_cache[key] = load_mesh(path, source="pascal3d", normalize=True, return_transform=True)[1] \
                 if path.is_file() else None
         return self._cad_cache[key]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from poseshape.geometry.camera import viewpoint_to_pose
-
         ann_path, filename, o, folder = self.items[i]
         cat = o["class"]
         vp = o["viewpoint"]

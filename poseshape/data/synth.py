@@ -84,7 +84,6 @@ import json
 import logging
 import math
 import multiprocessing as mp
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -97,7 +96,23 @@ import numpy as np
 import torch
 
 from poseshape.core.errors import FileFormatError, PoseshapeError, ShapeError
+from poseshape.core.io import atomic_save, atomic_write
+from poseshape.data import collections as colls
+from poseshape.geometry.camera import (
+    intrinsics_from_fov,
+    look_at,
+    pose_to_viewpoint,
+    viewpoint_to_pose,
+)
 from poseshape.geometry.conventions import CONVENTIONS_VERSION
+from poseshape.render import fastraster as _fastraster
+from poseshape.render import shading as sh
+from poseshape.render.fastraster import rasterize
+from poseshape.render.shading import domain_style, list_background_images
+from poseshape.render.voxel import pose_voxels
+from poseshape.shapes.meshes import Mesh
+from poseshape.shapes.meshes import face_normals as _face_normals
+from poseshape.shapes.voxels import voxelize
 
 __all__ = [
     "FORMAT_VERSION",
@@ -232,8 +247,6 @@ class SynthConfig:
     compress: bool = True
 
     def __post_init__(self) -> None:
-        from poseshape.render.shading import domain_style
-
         if isinstance(self.pose, dict):
             self.pose = PoseConfig(**self.pose)
         if self.framing not in FRAMINGS:
@@ -392,8 +405,6 @@ def sample_camera(verts: torch.Tensor, config: SynthConfig, rngs: Sequence[np.ra
     ``verts (V, 3)`` (object frame, float64 recommended) is needed by the crop and 6-DoF
     framings. Each sample draws from its own generator in ``rngs``.
     """
-    from poseshape.geometry.camera import intrinsics_from_fov, look_at, pose_to_viewpoint, viewpoint_to_pose
-
     pc = config.pose
     S = config.image_size
     vp = np.stack([sample_viewpoint(pc, r, v) for r, v in zip(rngs, views)])  # (B, 4)
@@ -432,8 +443,6 @@ def _raster(verts: torch.Tensor, faces: torch.Tensor, R: torch.Tensor, t: torch.
 
     Uses :mod:`poseshape.render.fastraster`, a compiled loop whose result is bit-identical to
     :func:`poseshape.render.mesh_hard.rasterize` (and falls back to it)."""
-    from poseshape.render.fastraster import rasterize
-
     B = R.shape[0]
     out = rasterize(verts.unsqueeze(0).expand(B, -1, -1), faces, R, t, K, (size, size))
     return _raster_fields(out)
@@ -465,9 +474,6 @@ def unpack_voxels(packed: np.ndarray, res: int) -> np.ndarray:
 
 
 def _voxelize(mesh_verts: np.ndarray, faces: np.ndarray, res: int) -> np.ndarray:
-    from poseshape.shapes.meshes import Mesh
-    from poseshape.shapes.voxels import voxelize
-
     v = voxelize(Mesh(torch.as_tensor(mesh_verts, dtype=torch.float32), torch.as_tensor(faces)), res)
     v = getattr(v, "data", v)
     v = torch.as_tensor(v)
@@ -493,9 +499,6 @@ def render_views(model: ModelRecord, model_index: int, sample_indices: Sequence[
     Returns:
         Per-sample arrays keyed as in the shard format (``B`` = ``len(sample_indices)``).
     """
-    from poseshape.render import shading as sh
-    from poseshape.shapes.meshes import face_normals as _face_normals
-
     S = config.image_size
     rngs = [sample_rng(config.seed, i) for i in sample_indices]
     views = [i % config.views for i in sample_indices]
@@ -539,8 +542,6 @@ def render_views(model: ModelRecord, model_index: int, sample_indices: Sequence[
             voxels = _voxelize(model.verts, model.faces, config.voxel_res)
         out["voxels"] = np.repeat(np.packbits(voxels, axis=-1)[None], B, 0)
         if config.posed_voxel_res:
-            from poseshape.render.voxel import pose_voxels
-
             vt = torch.from_numpy(voxels.astype(np.float32))[None, None].expand(B, 1, *voxels.shape)
             posed = pose_voxels(vt, R32, None, out_size=config.posed_voxel_res)[:, 0] > 0.5
             out["posed_voxels"] = np.packbits(posed.numpy(), axis=-1)
@@ -556,27 +557,14 @@ def shard_name(index: int) -> str:
 
 
 def write_npz_atomic(path: str | Path, arrays: dict[str, np.ndarray], compress: bool = True) -> None:
-    """Write ``arrays`` as an ``.npz`` at ``path`` atomically (hidden tmp file + os.replace)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            (np.savez_compressed if compress else np.savez)(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write ``arrays`` as an ``.npz`` at ``path`` atomically (:func:`poseshape.core.io.atomic_save`:
+    hidden ``.tmp`` file, fsync, ``os.replace``)."""
+    save = np.savez_compressed if compress else np.savez
+    atomic_save(path, lambda fh: save(fh, **arrays))
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=1))
 
 
 def read_shard(path: str | Path, expect_conventions: int | None = CONVENTIONS_VERSION,
@@ -663,8 +651,6 @@ def load_models(meshes, categories: Sequence[str] | None = None, split: str | No
         PoseshapeError: when nothing is left to render (empty folder, no such category,
             every file unreadable...), with the reason.
     """
-    from poseshape.data import collections as colls
-
     if isinstance(meshes, colls.MeshCollection):
         coll = meshes.filter(categories) if categories else meshes
     elif str(meshes) == "procedural":
@@ -712,7 +698,6 @@ def _init_worker(models: list[ModelRecord], config: SynthConfig, categories: lis
                  config_hash: str, num_samples: int, threads: int | None) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
-    from poseshape.render.shading import list_background_images
 
     _STATE.clear()
     _STATE.update(models=models, config=config, cat_index={c: i for i, c in enumerate(categories)},
@@ -721,8 +706,6 @@ def _init_worker(models: list[ModelRecord], config: SynthConfig, categories: lis
 
 
 def _model_cache(m: int) -> tuple[np.ndarray | None, torch.Tensor]:
-    from poseshape.shapes.meshes import face_normals
-
     cache: OrderedDict = _STATE["cache"]
     if m in cache:
         cache.move_to_end(m)
@@ -730,7 +713,7 @@ def _model_cache(m: int) -> tuple[np.ndarray | None, torch.Tensor]:
     rec: ModelRecord = _STATE["models"][m]
     cfg: SynthConfig = _STATE["config"]
     vox = _voxelize(rec.verts, rec.faces, cfg.voxel_res) if cfg.voxel_res else None
-    fn = face_normals(torch.as_tensor(rec.verts), torch.as_tensor(rec.faces))
+    fn = _face_normals(torch.as_tensor(rec.verts), torch.as_tensor(rec.faces))
     cache[m] = (vox, fn)
     while len(cache) > 8:
         cache.popitem(last=False)
@@ -863,8 +846,6 @@ def render_dataset(meshes, out: str | Path, config: SynthConfig | None = None, *
         bar = tqdm(total=N, initial=N - sum(shards[s]["count"] for s in todo), unit="sample", desc=f"render {out.name}")
     init_args = (models, config, cats, str(out), chash, N)
     if todo:
-        from poseshape.render import fastraster as _fastraster
-
         _fastraster.available()  # build / load the C++ rasteriser once, before any worker starts
     try:
         if workers <= 1 or len(todo) <= 1:

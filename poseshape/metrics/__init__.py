@@ -40,6 +40,13 @@ import torch.nn.functional as F
 
 from poseshape.core.checks import check_finite, check_shape
 from poseshape.core.errors import ShapeError
+from poseshape.geometry.anchors import super_fibonacci_anchors
+from poseshape.geometry.rotations import (
+    axis_angle_to_matrix,
+    geodesic_distance,
+    quaternion_to_matrix,
+)
+from poseshape.shapes.meshes import Mesh, sample_points
 
 __all__ = [
     "AzimuthAlignment",
@@ -388,12 +395,8 @@ def mesh_chamfer_distance(mesh_a, mesh_b, num_points: int = 2048, generator: tor
 def _mesh_points(m, name: str, num_points: int, generator) -> torch.Tensor:
     if isinstance(m, torch.Tensor):
         return m
-    from poseshape.shapes.meshes import Mesh
-
     if not isinstance(m, Mesh):
         raise ShapeError(f"{name}: expected a Mesh or a point tensor, got {type(m).__name__}")
-    from poseshape.shapes.meshes import sample_points
-
     return sample_points(m, num_points, generator=generator)
 
 
@@ -414,8 +417,6 @@ def rotation_error(R_pred: torch.Tensor, R_gt: torch.Tensor, method: str = "log"
     Returns:
         ``(...)`` errors in degrees (differentiable).
     """
-    from poseshape.geometry.rotations import geodesic_distance
-
     R_pred = _as_tensor(R_pred, "R_pred")
     R_gt = _as_tensor(R_gt, "R_gt")
     check_shape(R_pred, "R_pred", (3, 3))
@@ -650,8 +651,6 @@ class RotationAlignment(NamedTuple):
 
 
 def _azimuth_rotations(num_azimuths: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-    from poseshape.geometry.rotations import axis_angle_to_matrix
-
     if not isinstance(num_azimuths, int) or num_azimuths < 1:
         raise ValueError(f"num_azimuths: expected a positive integer, got {num_azimuths!r}")
     az = torch.arange(num_azimuths, dtype=torch.float64, device=device) * (2 * math.pi / num_azimuths)
@@ -790,9 +789,6 @@ def align_azimuth_points(p: torch.Tensor, q: torch.Tensor, num_azimuths: int = 7
 
 def _default_anchor_rotations(num_anchors: int, dtype, device) -> torch.Tensor:
     """``(num_anchors, 3, 3)`` near-uniform rotations (super-Fibonacci grid of the anchors module)."""
-    from poseshape.geometry.anchors import super_fibonacci_anchors
-    from poseshape.geometry.rotations import quaternion_to_matrix
-
     if not isinstance(num_anchors, int) or num_anchors < 1:
         raise ValueError(f"num_anchors: expected a positive integer, got {num_anchors!r}")
     q = super_fibonacci_anchors(num_anchors, dtype=torch.float64, device=device)
@@ -826,8 +822,6 @@ def _refine(
     Each iteration tries ``exp(+-step * e_i) @ R`` for the three axes; a sample moves to
     its best candidate when that improves its score, and otherwise halves its step.
     """
-    from poseshape.geometry.rotations import axis_angle_to_matrix
-
     b = R.shape[0]
     eye = torch.eye(3, dtype=torch.float64, device=R.device)
     dirs = torch.cat([eye, -eye], 0)  # (6, 3)

@@ -34,6 +34,9 @@ import warnings
 
 import torch
 
+from poseshape.render import mesh_hard
+from poseshape.render.raster_common import parse_image_size, prepare_inputs, project_faces
+
 __all__ = ["available", "rasterize"]
 
 _CPP = r"""
@@ -174,9 +177,6 @@ def available() -> bool:
 def rasterize(verts, faces, R, t, K=None, image_size=128, *, scale=None, znear: float = 1e-3):
     """Same arguments and result as :func:`poseshape.render.mesh_hard.rasterize` (which see):
     ``Fragments(face_idx (B, H, W) int64, depth (B, H, W), bary (B, H, W, 3), mask (B, 1, H, W))``."""
-    from poseshape.render import mesh_hard
-    from poseshape.render.raster_common import parse_image_size, prepare_inputs, project_faces
-
     ext = _ext()
     dev = verts.device if isinstance(verts, torch.Tensor) else torch.device("cpu")
     if ext is None or dev.type != "cpu":

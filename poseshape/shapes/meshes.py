@@ -11,11 +11,15 @@ keypoints can follow (:func:`normalize_mesh`, :func:`apply_transform`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from poseshape.core.checks import check_finite, check_shape
-from poseshape.core.errors import ShapeError
+from poseshape.core.errors import FileFormatError, ShapeError
+from poseshape.core.io import atomic_write
+from poseshape.geometry.conventions import source_rotation
 
 
 @dataclass
@@ -369,8 +373,6 @@ def normalize_mesh(mesh: Mesh, source: str = "identity", return_transform: bool 
     Returns:
         The normalised :class:`Mesh` (fits ``[-0.5, 0.5]^3``), and the transform if asked.
     """
-    from poseshape.geometry.conventions import source_rotation
-
     try:
         R = torch.as_tensor(source_rotation(source), dtype=mesh.verts.dtype, device=mesh.verts.device)
     except ValueError as exc:
@@ -406,10 +408,6 @@ def _read_off_triangles(path):
     features this reader leaves to trimesh (polygons, colours). Raises ``FileFormatError``
     for a bad header or a truncated body.
     """
-    import numpy as np
-
-    from poseshape.core.errors import FileFormatError
-
     with open(path, "rb") as fh:
         data = fh.read()
     if b"#" in data:
@@ -463,12 +461,7 @@ def load_mesh(path, source: str | None = None, normalize: bool = False, return_t
             range face indices, non-finite vertices, or a mesh without faces; the message
             names the file.
     """
-    from pathlib import Path
-
-    import numpy as np
     import trimesh
-
-    from poseshape.core.errors import FileFormatError
 
     p = Path(path)
     if not p.is_file():
@@ -505,8 +498,6 @@ def load_mesh(path, source: str | None = None, normalize: bool = False, return_t
 
 def normalize_rotation_only(mesh: Mesh, source: str) -> Mesh:
     """Rotate ``mesh`` from ``source``'s native frame into the object frame (no centring / scaling)."""
-    from poseshape.geometry.conventions import source_rotation
-
     try:
         R = torch.as_tensor(source_rotation(source), dtype=mesh.verts.dtype, device=mesh.verts.device)
     except ValueError as exc:
@@ -517,16 +508,14 @@ def normalize_rotation_only(mesh: Mesh, source: str) -> Mesh:
 def save_mesh(mesh: Mesh, path) -> None:
     """Write ``mesh`` as OBJ, OFF or PLY (binary) chosen by the extension of ``path``.
 
-    The file is written to a temporary name in the same folder and renamed, so a
-    half-written file is never left at ``path``.
+    The file is written atomically (:func:`poseshape.core.io.atomic_write`): a half-written
+    file is never left at ``path``, and an existing file stays as it was if the write fails.
+
+    Raises:
+        FileFormatError: an unsupported extension.
+        FileWriteError: the file cannot be written (folder missing or not writable, disk full).
     """
-    import os
-    import tempfile
-    from pathlib import Path
-
     import trimesh
-
-    from poseshape.core.errors import FileFormatError
 
     p = Path(path)
     ext = p.suffix.lower()
@@ -538,12 +527,4 @@ def save_mesh(mesh: Mesh, path) -> None:
     data = tm.export(file_type=_MESH_EXTS[ext])
     if isinstance(data, str):
         data = data.encode()
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(p, data)

@@ -9,8 +9,6 @@ is up and the object's front faces +Z (the ``d`` axis).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch.nn.functional as F
 
 from poseshape.core.checks import check_finite, check_shape
 from poseshape.core.errors import FileFormatError, ShapeError
+from poseshape.core.io import atomic_write
 from poseshape.shapes.meshes import Mesh
 
 __all__ = [
@@ -309,7 +308,7 @@ def write_binvox(grid, path, translate=(0.0, 0.0, 0.0), scale: float = 1.0) -> N
 
     ``translate`` and ``scale`` go to the header (see :class:`BinvoxHeader`); the default
     ``translate=(-0.5,)*3, scale=1`` describes our unit cube. The file is written
-    atomically (temporary name, then rename).
+    atomically (:func:`poseshape.core.io.atomic_write`; ``FileWriteError`` when it cannot be).
     """
     g = torch.as_tensor(grid).detach().cpu()
     if g.dim() == 5 and g.shape[:2] == (1, 1):
@@ -341,16 +340,7 @@ def write_binvox(grid, path, translate=(0.0, 0.0, 0.0), scale: float = 1.0) -> N
         f"#binvox 1\ndim {R} {R} {R}\ntranslate {t[0]:.9g} {t[1]:.9g} {t[2]:.9g}\n"
         f"scale {float(scale):.9g}\ndata\n"
     ).encode()
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(header + body.tobytes())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, header + body.tobytes())
 
 
 # =========================================================================== packed npz sets

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from poseshape.engine.refine import hard_silhouettes
 from poseshape.geometry.camera import viewpoint_to_pose
 from poseshape.geometry.rotations import so3_exp
 from poseshape.shapes.meshes import Mesh
@@ -46,8 +47,6 @@ class PoseTrials:
 
 def perturbed_pose_trials(mesh: Mesh, n: int, seed: int, *, size: int = 256, max_deg: float = 40.0) -> PoseTrials:
     """``n`` seeded trials of ``mesh`` (see the module docstring); ``max_deg >= 10``."""
-    from poseshape.engine.refine import hard_silhouettes
-
     if n < 1 or max_deg < 10:
         raise ValueError(f"perturbed_pose_trials: need n >= 1 and max_deg >= 10, got {n}, {max_deg}")
     f64 = torch.float64

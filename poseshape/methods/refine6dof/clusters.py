@@ -36,7 +36,10 @@ import numpy as np
 import torch
 
 from poseshape.core.errors import PoseshapeError, ShapeError
-from poseshape.shapes.meshes import Mesh
+from poseshape.geometry.camera import viewpoint_to_pose
+from poseshape.render.mesh_hard import rasterize
+from poseshape.shapes.meshes import Mesh, face_normals
+from poseshape.shapes.voxels import voxelize
 
 __all__ = [
     "ClusterResult",
@@ -61,10 +64,6 @@ def hog_views(mesh: Mesh, size: int = 64, mode: str = "shaded", margin: float = 
     ``0.2 + 0.8 |n . l|`` with the light along the view direction (background 0);
     ``"silhouette"``: the mask.
     """
-    from poseshape.geometry.camera import viewpoint_to_pose
-    from poseshape.render.mesh_hard import rasterize
-    from poseshape.shapes.meshes import face_normals
-
     if mode not in ("shaded", "silhouette"):
         raise ShapeError(f"hog render mode: expected 'shaded' or 'silhouette', got {mode!r}")
     if size < 16:
@@ -351,8 +350,6 @@ def cluster_models(meshes: Sequence[Mesh], keys: Sequence[str], categories: Sequ
     for i, c in enumerate(categories):
         groups.setdefault(c if scope == "category" else "*", []).append(i)
     if distance == "voxel_iou" and voxels is None:
-        from poseshape.shapes.voxels import voxelize
-
         voxels = torch.stack([voxelize(m, voxel_res) for m in meshes])
     labels = np.full(N, -1, np.int64)
     medoids: list[int] = []

@@ -29,8 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from poseshape.data.dataset import ShardDataset
 from poseshape.core.errors import PoseshapeError
+from poseshape.core.io import atomic_write
+from poseshape.data.collections import MeshCollection
+from poseshape.data.dataset import ShardDataset
+from poseshape.data.synth import PoseConfig, SynthConfig, render_dataset
 from poseshape.methods.refine6dof.clusters import ClusterResult, cluster_models
 from poseshape.methods.refine6dof.config import Refine6DofConfig
 from poseshape.methods.refine6dof.model import INPUT_CHANNELS
@@ -55,8 +58,6 @@ def load_collection(cfg: Refine6DofConfig):
     Raises:
         PoseshapeError: no categories, a missing folder, a folder without those categories.
     """
-    from poseshape.data.collections import MeshCollection
-
     d = cfg.data
     cats = list(d.categories)
     if not cats:
@@ -144,17 +145,13 @@ def compute_clusters(cfg: Refine6DofConfig, out_dir: str | os.PathLike | None = 
             current = None
         if current != key:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(json.dumps({"key": key, "clusters": json.loads(res.to_json())}, indent=1))
-            os.replace(tmp, path)
+            atomic_write(path, json.dumps({"key": key, "clusters": json.loads(res.to_json())}, indent=1))
     return res, coll
 
 
 # =============================================================================== renders
 def synth_config(cfg: Refine6DofConfig, views: int, image_size: int | None = None):
     """The data-engine settings of paper 003's 6-DoF renders (``framing="6dof"``)."""
-    from poseshape.data.synth import PoseConfig, SynthConfig
-
     return SynthConfig(image_size=int(image_size or cfg.image_size), views=int(views), voxel_res=0,
                        framing="6dof", domain=cfg.data.domain, seed=int(cfg.data.seed),
                        pose=PoseConfig(fov_6dof_deg=float(cfg.fov_deg)))
@@ -174,8 +171,6 @@ def prepare_renders(cfg: Refine6DofConfig, out_dir: str | os.PathLike | None, pr
     Raises:
         PoseshapeError: a given folder is not a rendered set, or the train split is empty.
     """
-    from poseshape.data.synth import render_dataset
-
     clusters, coll = compute_clusters(cfg, out_dir)
     bad = [s for s in splits if s not in ("train", "val", "test")]
     if bad or not splits:

@@ -28,11 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from poseshape.engine.checkpoint import unwrap_module
 from poseshape.core.checks import check_finite
 from poseshape.core.errors import ShapeError
+from poseshape.engine.checkpoint import unwrap_module
 from poseshape.losses import reprojection_bce, reprojection_iou
 from poseshape.methods.refine6dof.model import MedoidBank
+from poseshape.render.fastraster import rasterize
+from poseshape.render.mesh_soft import render_silhouette
 
 __all__ = ["LOSSES", "OnlineResult", "hard_silhouettes", "online_refine", "render_medoids", "scale_intrinsics",
            "silhouette_loss"]
@@ -78,8 +80,6 @@ def render_medoids(bank: MedoidBank, labels: torch.Tensor, R: torch.Tensor, t: t
     ``R (B, 3, 3)``, ``t (B, 3)`` object units, ``K (B, 3, 3)`` pixels of the ``S x S`` render.
     Differentiable w.r.t. ``R``, ``t`` and ``K``.
     """
-    from poseshape.render.mesh_soft import render_silhouette
-
     def one(c: int, idx: torch.Tensor) -> torch.Tensor:
         m = bank.mesh(c)
         return render_silhouette(m.verts.to(R.dtype), m.faces, R[idx], t[idx], K[idx], image_size=image_size,
@@ -92,8 +92,6 @@ def render_medoids(bank: MedoidBank, labels: torch.Tensor, R: torch.Tensor, t: t
 def hard_silhouettes(bank: MedoidBank, labels: torch.Tensor, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor,
                      image_size: int) -> torch.Tensor:
     """Exact (z-buffer) silhouettes ``(B, 1, S, S)`` in {0, 1} of each item's medoid."""
-    from poseshape.render.fastraster import rasterize
-
     def one(c: int, idx: torch.Tensor) -> torch.Tensor:
         m = bank.mesh(c)
         v = m.verts.float().cpu()

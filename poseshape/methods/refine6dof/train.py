@@ -28,10 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from poseshape.core.errors import PoseshapeError
-from poseshape.metrics import rotation_error
+from poseshape.engine.checkpoint import unwrap_module
 from poseshape.engine.registry import Stage, StageContext
 from poseshape.methods.refine6dof.config import Refine6DofConfig, num_classes
+from poseshape.methods.refine6dof.data import PoseSamples, compute_clusters, prepare_renders
 from poseshape.methods.refine6dof.model import INPUT_CHANNELS, POSE_REPRS, MedoidBank, PoseEncoder
+from poseshape.metrics import rotation_error
+from poseshape.shapes.voxels import voxelize
 
 __all__ = ["build", "check_config", "pose_mse", "stages"]
 
@@ -91,9 +94,6 @@ class _ClusterBatches:
 
 def medoid_buffers(cfg: Refine6DofConfig, out_dir=None) -> dict[str, torch.Tensor]:
     """Cluster the configured models and pack the medoids for :meth:`MedoidBank.set`."""
-    from poseshape.shapes.voxels import voxelize
-    from poseshape.methods.refine6dof.data import compute_clusters
-
     clusters, coll = compute_clusters(cfg, out_dir)
     meshes, names = [], []
     for i in clusters.medoids:
@@ -109,8 +109,6 @@ def _cluster_data(cfg: Refine6DofConfig, ctx: StageContext):
 
 
 def _cluster_step(models, batch, ctx):
-    from poseshape.engine.checkpoint import unwrap_module
-
     bank = unwrap_module(models["medoids"])
     bank.set(**{k: v for k, v in batch.items()})
     expected = num_classes(ctx.config)
@@ -128,8 +126,6 @@ def _no_optimizer(modules: dict[str, nn.Module], cfg: Refine6DofConfig) -> torch
 
 # --------------------------------------------------------------------------- stage 2: encoder
 def _encoder_data(cfg: Refine6DofConfig, ctx: StageContext):
-    from poseshape.methods.refine6dof.data import PoseSamples, prepare_renders
-
     clusters, paths = prepare_renders(cfg, ctx.out_dir, progress=False)
     train = PoseSamples(paths["train"], cfg, clusters, what="train")
     val = PoseSamples(paths["val"], cfg, clusters, limit=cfg.val_samples, what="val") if paths.get("val") else None
@@ -170,8 +166,6 @@ def _validate_encoder(models, batches, ctx):
 
 def _adam(modules: dict[str, nn.Module], cfg: Refine6DofConfig) -> torch.optim.Optimizer:
     enc = modules["encoder"]
-    from poseshape.engine.checkpoint import unwrap_module
-
     feat = {id(p) for p in unwrap_module(enc).feature_parameters()}
     decay = [p for p in enc.parameters() if p.requires_grad and id(p) in feat]
     rest = [p for p in enc.parameters() if p.requires_grad and id(p) not in feat]

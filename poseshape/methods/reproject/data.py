@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from poseshape.data.dataset import ShardDataset
 from poseshape.core.errors import PoseshapeError
+from poseshape.data.dataset import ShardDataset
+from poseshape.data.synth import PoseConfig, SynthConfig, render_dataset
 from poseshape.methods.reproject.config import ReprojectConfig
 from poseshape.methods.reproject.frame import aligned_target, pinhole_to_posed
 
@@ -144,8 +145,6 @@ class MixedSamples(Dataset):
 def reproject_synth_config(image_size: int = 64, views: int = 24, voxel_res: int = 30, domain: str = "render",
                            seed: int = 0):
     """The data-engine settings ``reproject`` assumes (see :mod:`.frame` and :func:`.config.default_frame_extent`)."""
-    from poseshape.data.synth import PoseConfig, SynthConfig
-
     return SynthConfig(image_size=image_size, views=views, voxel_res=voxel_res, framing="fixed", domain=domain,
                        seed=seed, pose=PoseConfig(distribution="pascal", distance=(2.5, 3.5), fov_deg=30.0,
                                                   translation_jitter=0.1))
@@ -173,8 +172,6 @@ def render_reproject_data(meshes: Any, out: str | Path, categories: Sequence[str
     Returns:
         ``{"train": path, "natural": path, "test": path}``.
     """
-    from poseshape.data.synth import render_dataset
-
     out = Path(out)
     plan = {"train": ("train", train_domain, views), "natural": ("val", "natural", views),
             "test": ("test", "natural", test_views or views)}

@@ -30,23 +30,36 @@ coupled baselines of Table 2 (the VAE V2V and the 3D-VAE-GAN im2V on pose-aware 
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from poseshape.engine.checkpoint import unwrap_module
 from poseshape.core.errors import PoseshapeError
-from poseshape.geometry.rotations import bounded_axis_angle, geodesic_distance
-from poseshape.losses import feature_matching_l2, gan_d_loss, gan_g_loss, kl_divergence, reprojection_bce, voxel_l2, weighted_voxel_bce
-from poseshape.metrics import average_precision, rotation_error, voxel_iou
+from poseshape.engine.checkpoint import unwrap_module
 from poseshape.engine.registry import Stage, StageContext
+from poseshape.geometry.rotations import bounded_axis_angle, geodesic_distance
+from poseshape.losses import (
+    feature_matching_l2,
+    gan_d_loss,
+    gan_g_loss,
+    kl_divergence,
+    reprojection_bce,
+    voxel_l2,
+    weighted_voxel_bce,
+)
 from poseshape.methods.reproject.config import ReprojectConfig
 from poseshape.methods.reproject.data import MixedSamples, RenderedSamples, SilhouetteSamples
 from poseshape.methods.reproject.frame import pose_to_rt, posed_silhouette, posed_voxels
+from poseshape.methods.reproject.model import (
+    Discriminator3D,
+    ImageRegressor,
+    ShapeDecoder3D,
+    ShapeEncoder3D,
+)
+from poseshape.metrics import average_precision, rotation_error, voxel_iou
 
 __all__ = ["build", "reparameterize", "stages", "style_code", "regress_pose"]
 
@@ -54,8 +67,6 @@ __all__ = ["build", "reparameterize", "stages", "style_code", "regress_pose"]
 # --------------------------------------------------------------------------- model pieces
 def build(cfg: ReprojectConfig) -> dict[str, nn.Module]:
     """Create the networks of the configured variant (Appendix I.a)."""
-    from poseshape.methods.reproject.model import Discriminator3D, ImageRegressor, ShapeDecoder3D, ShapeEncoder3D
-
     if cfg.generator not in ("vae", "vaegan"):
         raise PoseshapeError(f"reproject: generator must be 'vae' or 'vaegan', got {cfg.generator!r}")
     if cfg.shape_frame not in ("aligned", "posed"):
