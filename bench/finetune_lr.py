@@ -41,9 +41,9 @@ def main(argv=None) -> None:
 
     from poseshape.engine.checkpoint import load_checkpoint
     from poseshape.core.config import config_from_dict
-    from poseshape.engine.evaluate import evaluate_predictor
+    from poseshape.methods.reproject.evaluate import evaluate_predictor
     from poseshape.engine.registry import get_method
-    from poseshape.engine.predict import load_predictor
+    from poseshape.engine.predictor import load_predictor
     from poseshape.engine.train import Trainer
 
     spec = get_method("reproject")

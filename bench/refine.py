@@ -191,7 +191,7 @@ def part_reconstruct(args) -> dict:
     from poseshape.cli.reconstruct import reconstruct_image
     from poseshape.data.synth import load_models, render_views
     from poseshape.methods.reproject.data import reproject_synth_config
-    from poseshape.engine.predict import load_predictor
+    from poseshape.engine.predictor import load_predictor
     from poseshape.engine.refine import RefineConfig
 
     pred = load_predictor(method="reproject", device="cpu")

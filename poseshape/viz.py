@@ -128,7 +128,7 @@ def overlay_silhouette(image, silhouette, mask=None, color: Sequence[int] = SILH
     Args:
         image: ``(3, H, W)`` float in [0, 1] or ``(H, W, 3)`` uint8 (see :func:`as_rgb_uint8`).
         silhouette: ``(H, W)`` or ``(1, H, W)`` in [0, 1], in the image's pixels (e.g. a
-            reprojected silhouette pasted back with :func:`poseshape.engine.predict.uncrop`). The
+            reprojected silhouette pasted back with :func:`poseshape.engine.inputs.uncrop`). The
             fill's opacity is ``alpha * silhouette``; its 0.5 level is drawn as a contour.
         mask: optional ``(H, W)`` / ``(1, H, W)`` observed mask; its 0.5 contour is drawn in
             ``mask_color``.

@@ -25,7 +25,9 @@ from poseshape.engine.checkpoint import save_checkpoint
 from poseshape.engine.registry import MethodSpec, register_method
 from poseshape.methods.reproject.frame import pose_to_rt, posed_voxels
 from poseshape.metrics import mask_iou
-from poseshape.engine.predict import Prediction, Predictor
+from poseshape.engine.prediction import Prediction
+from poseshape.engine.predictor import Capabilities, Predictor
+from poseshape.methods.reproject.predictor import posed_frame_camera
 from poseshape.render.mesh_hard import rasterize
 from poseshape.render.shading import lambertian, pixel_normals
 from poseshape.shapes.meshes import face_normals
@@ -86,6 +88,13 @@ class OraclePredictor(Predictor):
     the projected shape spans the foreground's bounding box, and ``(tx, ty)`` centres it.
     """
 
+    capabilities = Capabilities(crop_margin=0.1, shape_kinds=("voxels",), camera="weak_perspective")
+
+    def refine_config(self):
+        from poseshape.engine.refine import RefineConfig
+
+        return RefineConfig(optimize_aspect=True)
+
     def __init__(self, config: OracleConfig, models=None):
         self.config = config
         self.image_size = int(config.image_size)
@@ -97,7 +106,7 @@ class OraclePredictor(Predictor):
         self.lo, self.hi = P.amin(0), P.amax(0)
         self.calls = []
 
-    def __call__(self, images, masks=None):
+    def predict(self, images, masks=None):
         assert images.dim() == 4 and images.shape[0] == 1 and images.shape[-1] == self.image_size
         self.calls.append((images.clone(), None if masks is None else masks.clone()))
         S = images.shape[-1]
@@ -113,8 +122,8 @@ class OraclePredictor(Predictor):
         pose[0, 4] = ((r0 + r1) / 2 / S - 0.5) * E - mid[1]
         posed = posed_voxels(self.aligned.double(), pose, E).float()
         R, t = pose_to_rt(pose)
-        return Prediction(aligned=self.aligned, posed=posed, R=R.float(), t=t.float(),
-                          silhouette=posed.amax(2), frame_extent=E, extras={"pose": pose.float()})
+        return Prediction(R=R.float(), t=t.float(), camera=posed_frame_camera(1, S, E), voxels=self.aligned,
+                          posed_voxels=posed, silhouette=posed.amax(2), extras={"pose": pose.float(), "frame_extent": E})
 
 
 def oracle_build(cfg):
@@ -134,18 +143,26 @@ def oracle_checkpoint(tmp_path, clean_registry):
 def mesh_reprojection_iou(obj_path: Path, pose: dict, mask: torch.Tensor) -> float:
     """IoU of the written mesh, projected with the contract's formulas, vs the input mask.
 
-    Posed ``(x, y)`` -> crop ``u = (x / E + .5) S`` -> input ``x0 + u side / S``, i.e. weak
-    perspective with ``R = I``, ``scale = side / E``, ``t2 = (x0, y0) + side / 2``.
+    ``mesh.obj`` is in the viewer frame ``V = diag(1, -1, -1) X_cam``; ``pose.json``'s camera
+    maps ``X_cam`` to input pixels: weak perspective ``u = fx x + cx`` (any depth), pinhole
+    ``u = fx x / z + cx``.
     """
     import trimesh
 
     tm = trimesh.load(obj_path, force="mesh", process=False)
     V = torch.as_tensor(np.asarray(tm.vertices), dtype=torch.float64)
     Fc = torch.as_tensor(np.asarray(tm.faces), dtype=torch.int64)
-    E, b = pose["frame_extent"], pose["box"]
+    X = V * torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)  # camera frame
+    cam = pose["camera"]
+    K = torch.tensor(cam["K"], dtype=torch.float64)
     H, W = mask.shape[-2:]
-    t = torch.tensor([b["x0"] + b["side"] / 2, b["y0"] + b["side"] / 2, 0.0], dtype=torch.float64)
-    frag = rasterize(V, Fc, torch.eye(3, dtype=torch.float64), t, scale=b["side"] / E, image_size=(H, W))
+    eye = torch.eye(3, dtype=torch.float64)
+    if cam["kind"] == "pinhole":
+        frag = rasterize(X, Fc, eye, torch.zeros(3, dtype=torch.float64), K, image_size=(H, W))
+    else:
+        assert abs(K[0, 0] - K[1, 1]) < 1e-9
+        t = torch.tensor([K[0, 2], K[1, 2], 10.0 + float(X[:, 2].abs().max())], dtype=torch.float64)
+        frag = rasterize(X, Fc, eye, t, scale=float(K[0, 0]), image_size=(H, W))
     return float(mask_iou(frag.mask[0, 0][None], mask.reshape(1, H, W))[0])
 
 

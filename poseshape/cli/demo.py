@@ -47,9 +47,10 @@ def run_demo(out: Path, train: bool = False, models_per_category: int = 10, view
              n_images: int = 6, seed: int = 123, device: str | None = None) -> dict:
     import torch
 
-    from poseshape.engine.evaluate import evaluate_predictor, format_table, results_rows, write_report
+    from poseshape.engine.report import format_table, results_rows, write_report
+    from poseshape.methods.reproject.evaluate import COLUMNS, evaluate_predictor
     from poseshape.methods.reproject.data import render_reproject_data
-    from poseshape.engine.predict import default_checkpoint, load_predictor
+    from poseshape.engine.predictor import default_checkpoint, load_predictor
 
     t0 = time.perf_counter()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -75,8 +76,8 @@ def run_demo(out: Path, train: bool = False, models_per_category: int = 10, view
     predictor = load_predictor(checkpoint=ckpt, method="reproject", device=device)
     print("[3/4] evaluating on held-out models", file=sys.stderr)
     res = evaluate_predictor(predictor, paths["test"], batch_size=32)
-    print(format_table(results_rows(res)))
-    write_report({"reproject": res}, out / "metrics")
+    print(format_table(results_rows(res), COLUMNS))
+    write_report({"reproject": res}, out / "metrics", columns=COLUMNS)
     print(f"[4/4] reconstructing {n_images} test images into {out / 'recon'}", file=sys.stderr)
     gallery = reconstruct_gallery(predictor, paths["test"], out / "recon", n_images)
     print(f"gallery: {gallery}")
@@ -91,7 +92,7 @@ def reconstruct_gallery(predictor, data_root: Path, out: Path, n: int) -> Path:
     from PIL import Image
 
     from poseshape.data.dataset import ShardDataset
-    from poseshape.engine.predict import crop_to_square, write_prediction
+    from poseshape.engine.output import write_prediction
     from poseshape.viz import save_gallery
 
     ds = ShardDataset(data_root)
@@ -100,10 +101,9 @@ def reconstruct_gallery(predictor, data_root: Path, out: Path, n: int) -> Path:
     for k, i in enumerate(idx):
         item = ds[int(i)]
         image, mask = item["image"], item["mask"]
-        crop, crop_mask, box = crop_to_square(image, None, size=predictor.image_size)
-        pred = predictor(crop[None])
+        pred = predictor.reconstruct(image)  # the whole image: the renders are framed as in training
         folder = out / f"{k:02d}_{item['category_name']}"
-        files = write_prediction(pred, 0, folder, image, box, mask=mask, method=predictor.method)
+        files = write_prediction(pred, 0, folder, mask=mask, method=predictor.method)
         rows.append([np.asarray(Image.open(files["overlay"]).convert("RGB")),
                      np.asarray(Image.open(files["views"]).convert("RGB"))])
     return save_gallery(rows, out / "gallery.png")

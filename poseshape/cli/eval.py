@@ -13,12 +13,18 @@ Examples::
 Methods with their own paper table (``refine6dof``: Table 1 rows ``encoder``, ``online``
 (paper §4.2), ``refine`` (``poseshape refine``'s multi-start pose refinement) and
 ``online+refine`` on the same images) evaluate by their ``MethodSpec.evaluate``; the others
-by :func:`poseshape.engine.evaluate.evaluate_predictor` (paper 000's Tables 3 and 4).
+by their own hook too (``reproject``: paper 000's Tables 3 and 4,
+:func:`poseshape.methods.reproject.evaluate.evaluate_predictor`).
 """
 
 from __future__ import annotations
 
 import argparse
+
+from poseshape.core.errors import PoseshapeError
+from poseshape.engine.predictor import load_predictor
+from poseshape.engine.registry import get_method
+from poseshape.engine.report import format_table, write_report
 
 __all__ = ["add_parser", "run"]
 
@@ -50,20 +56,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _method_rows(spec, pred, args) -> dict:
-    opts = {"limit": args.limit, "progress": not args.no_progress, "online": args.online, "refine": args.refine}
+    opts = {"limit": args.limit, "progress": not args.no_progress}
     if args.batch_size is not None:
         opts["batch_size"] = args.batch_size
     if args.rows:
         opts["rows"] = [r.strip() for r in args.rows.split(",") if r.strip()]
+    if args.online:
+        opts["online"] = args.online
+    if args.refine:
+        opts["refine"] = args.refine
     return spec.evaluate(pred, args.data, **opts)
 
 
 def run(args) -> int:
-    from poseshape.core.errors import PoseshapeError
-    from poseshape.engine.evaluate import COLUMNS, evaluate_predictor, format_table, results_rows, write_report
-    from poseshape.engine.registry import get_method
-    from poseshape.engine.predict import load_predictor
-
     if args.method_name:
         if args.method and args.method != args.method_name:
             raise PoseshapeError(f"eval: METHOD {args.method_name!r} and --method {args.method!r} disagree")
@@ -79,28 +84,20 @@ def run(args) -> int:
     for label, ck in zip(labels, ckpts):
         pred = load_predictor(checkpoint=ck, method=args.method, device=args.device)
         spec = get_method(pred.method)
-        if spec.evaluate is not None:
-            res = _method_rows(spec, pred, args)
-            part = {}
-            for k, v in res["rows"].items():
-                part[f"{label} {k}" if prefix else k] = v
-                for cat, m in (v.get("per_category") or {}).items():  # a multi-category test set
-                    part[f"{label} {k} [{cat}]" if prefix else f"{k} [{cat}]"] = m
-            cols = res["columns"]
-        else:
-            if args.rows or args.online or args.refine:
-                raise PoseshapeError(f"eval: --rows/--online/--refine are options of refine6dof, not {pred.method}")
-            if not args.data:
-                raise PoseshapeError(f"eval: method {pred.method} needs --data (a set written by poseshape data render)")
-            res = evaluate_predictor(pred, args.data, batch_size=args.batch_size or 32, limit=args.limit,
-                                     progress=not args.no_progress)
-            part = results_rows(res, prefix=f"{label} " if prefix else "")
-            cols = COLUMNS
+        if spec.evaluate is None:
+            raise PoseshapeError(f"eval: method {pred.method!r} registers no evaluation")
+        res = _method_rows(spec, pred, args)
+        part = {}
+        for k, v in res["rows"].items():
+            part[f"{label} {k}" if prefix else k] = v
+            for cat, m in (v.get("per_category") or {}).items():  # a multi-category test set
+                part[f"{label} {k} [{cat}]" if prefix else f"{k} [{cat}]"] = m
+        cols = res["columns"]
         if columns is not None and cols != columns:
             raise PoseshapeError("eval: the checkpoints belong to methods with different tables; evaluate them "
                                  "separately")
         columns = cols
-        results[label] = res
+        results[label] = {k: v for k, v in res.items() if k != "columns"}
         rows.update(part)
     print(format_table(rows, columns))
     if args.out:

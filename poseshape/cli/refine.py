@@ -273,7 +273,8 @@ def _record(res, cam: dict, args, mask_path: Path) -> dict:
 
 
 def run(args) -> int:
-    from poseshape.engine.predict import crop_to_square, read_image, read_mask, write_files_atomic
+    from poseshape.core.io import atomic_write_files as write_files_atomic
+    from poseshape.engine.inputs import crop_to_square, read_image, read_mask
     from poseshape.engine.refine import RefineConfig, hard_silhouettes, overlay_frames, refine_pose, save_animation
     from poseshape.viz import overlay_silhouette, png_bytes
 

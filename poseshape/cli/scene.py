@@ -149,7 +149,7 @@ def read_label_masks(path, like_hw: tuple[int, int] | None = None, *, image_path
         ShapeError: the size differs from ``like_hw``.
         FileFormatError: not an image, or a corrupt one.
     """
-    from poseshape.engine.predict import open_sized
+    from poseshape.engine.inputs import open_sized
 
     p = Path(path)
     img = open_sized(p, "label image", like_hw, image_path)
@@ -191,7 +191,7 @@ def load_scene_input(image_path, mask_paths=None, labels_path=None) -> SceneInpu
         PoseshapeError (and subclasses): neither or both object sources, missing / unreadable
             files, a mask or label image of another size, an empty mask or label image.
     """
-    from poseshape.engine.predict import read_image, read_mask
+    from poseshape.engine.inputs import read_image, read_mask
 
     if (not mask_paths) == (labels_path is None):
         raise PoseshapeError("give the objects either as --mask M1 M2 ... (one file per object) or as "
@@ -213,13 +213,13 @@ def load_scene_input(image_path, mask_paths=None, labels_path=None) -> SceneInpu
 
 
 def _load_refine6dof(args):
-    from poseshape.engine.predict import load_predictor
+    from poseshape.engine.predictor import load_predictor
 
     if args.method not in (None, "refine6dof"):
         raise PoseshapeError(f"--method {args.method}: `poseshape scene` composes refine6dof predictions (cluster "
                              "medoids placed by pinhole poses); use --method refine6dof or a refine6dof --checkpoint")
     predictor = load_predictor(checkpoint=args.checkpoint, method="refine6dof", device=args.device)
-    if not getattr(predictor, "full_frame", False):  # pragma: no cover - refine6dof's predictor is full-frame
+    if not predictor.capabilities.full_frame:  # pragma: no cover - refine6dof's predictor is full-frame
         raise PoseshapeError(f"{args.checkpoint}: the predictor does not see the full frame")
     return predictor
 
@@ -236,7 +236,7 @@ def _record(pred, i: int, masks_s: torch.Tensor, source: dict) -> dict:
         "class_index": k,
         "class_prob": float(ex["class_probs"][i, k]),
         "R": pred.R[i].detach().cpu().double().tolist(),
-        "t_cam": ex["t_cam"][i].detach().cpu().double().tolist(),
+        "t_cam": pred.t[i].detach().cpu().double().tolist(),
         "mask_iou": float(mask_iou(pred.silhouette[i:i + 1].detach().cpu() >= 0.5, masks_s[i:i + 1] >= 0.5)[0]),
         "online": "online_loss" in ex,
     })
@@ -244,12 +244,12 @@ def _record(pred, i: int, masks_s: torch.Tensor, source: dict) -> dict:
         curve = ex["online_loss"][:, i].detach().cpu().double()
         rec["online_loss"] = {"first": float(curve[0]), "last": float(curve[-1]), "steps": int(curve.numel() - 1)}
         rec["encoder_R"] = ex["encoder_R"][i].detach().cpu().double().tolist()
-        rec["encoder_t_cam"] = ex["encoder_t_cam"][i].detach().cpu().double().tolist()
+        rec["encoder_t_cam"] = ex["encoder_t"][i].detach().cpu().double().tolist()
     return rec
 
 
 def run(args) -> int:
-    from poseshape.cli.reconstruct import predictor_square
+    from poseshape.engine.reconstruct import predictor_square
     from poseshape.methods.refine6dof.scene import export_scene, scene_from_prediction
     from poseshape.viz import write_bytes_atomic
 
@@ -289,7 +289,7 @@ def run(args) -> int:
         "encoder_input": encoder_input,
         "isolate": bool(args.isolate),
         "box": {"x0": box[0], "y0": box[1], "side": box[2]},
-        "K": pred.extras["K"][0].detach().cpu().double().tolist(),
+        "K": pred.camera.K[0].detach().cpu().double().tolist(),
         "frames": {
             "camera": "OpenCV (x right, y down, z forward), object units: X_cam = R X_obj + t_cam; K in pixels of "
                       "the S x S input, whose pixel (u, v) is input pixel (x0 + u side / S, y0 + v side / S)",

@@ -59,6 +59,8 @@ from poseshape.core.checks import check_finite, check_shape
 from poseshape.core.errors import ShapeError
 
 __all__ = [
+    "CAMERA_KINDS",
+    "Camera",
     "backproject",
     "intrinsics",
     "intrinsics_from_fov",
@@ -419,3 +421,217 @@ def pose_to_viewpoint(R: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, t
     st = (R[..., 0, :] * y0).sum(-1)
     th = torch.atan2(st, ct)
     return a, e, th, d
+
+
+# --------------------------------------------------------------------------- Camera
+#: The two kinds of :class:`Camera`.
+CAMERA_KINDS = ("pinhole", "weak_perspective")
+
+
+class Camera:
+    """A batch of cameras: intrinsics in pixels, an image size and an explicit kind.
+
+    Both kinds use one ``K (B, 3, 3) = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` (pixels, pixel
+    centres at +0.5) and act on camera-frame points ``X_cam = R X_obj + t`` (OpenCV axes):
+
+    * ``"pinhole"``: ``(u, v) = (fx x / z + cx, fy y / z + cy)``;
+    * ``"weak_perspective"``: ``(u, v) = (fx x + cx, fy y + cy)`` -- depth is ignored, so
+      ``fx`` is the scale in pixels per object unit (``s`` of ``u = s (R X)[:2] + t2``, with
+      ``t2 = s t[:2] + (cx, cy)``).
+
+    Because both are ``K`` followed (or not) by the division by ``z``, a change of pixel
+    coordinates ``u' = a u + o`` (a crop, a resize, pasting a crop back into its image) is
+    ``K' = A K`` with ``A = [[a, 0, ox], [0, a, oy], [0, 0, 1]]`` for either kind
+    (:meth:`crop`, :meth:`uncrop`, :meth:`resize`).
+
+    Args:
+        K: ``(B, 3, 3)`` or ``(3, 3)`` intrinsics in pixels (finite, ``fx, fy > 0``).
+        image_size: ``(H, W)`` pixels of the image the camera sees.
+        kind: one of :data:`CAMERA_KINDS`.
+
+    Raises:
+        ShapeError: a bad shape, non-finite values, non-positive focal lengths or sizes, or an
+            unknown kind.
+    """
+
+    __slots__ = ("K", "image_size", "kind")
+
+    def __init__(self, K: torch.Tensor, image_size: Sequence[int] | int, kind: str = "pinhole"):
+        if kind not in CAMERA_KINDS:
+            raise ShapeError(f"Camera.kind: expected one of {CAMERA_KINDS}, got {kind!r}")
+        K = torch.as_tensor(K)
+        if not K.is_floating_point():
+            K = K.to(torch.get_default_dtype())
+        if K.dim() == 2:
+            K = K[None]
+        if K.dim() != 3 or tuple(K.shape[1:]) != (3, 3):
+            raise ShapeError(f"Camera.K: expected shape (B, 3, 3), got {tuple(K.shape)}")
+        check_finite(K, "Camera.K")
+        if ((K[:, 0, 0] <= 0) | (K[:, 1, 1] <= 0)).any():
+            raise ShapeError("Camera.K: focal lengths (scales) fx, fy must be > 0")
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        try:
+            hw = tuple(int(v) for v in image_size)
+        except (TypeError, ValueError):
+            raise ShapeError(f"Camera.image_size: expected (H, W), got {image_size!r}") from None
+        if len(hw) != 2 or min(hw) < 1:
+            raise ShapeError(f"Camera.image_size: expected positive (H, W), got {image_size!r}")
+        self.K, self.image_size, self.kind = K, hw, kind
+
+    # ---------------------------------------------------------------- constructors
+    @classmethod
+    def pinhole(cls, K, image_size) -> Camera:
+        """Pinhole cameras with intrinsics ``K (B, 3, 3)`` for ``(H, W)`` images."""
+        return cls(K, image_size, "pinhole")
+
+    @classmethod
+    def from_fov(cls, fov: float, image_size, batch: int = 1, fov_axis: str = "x") -> Camera:
+        """``batch`` pinhole cameras of full field of view ``fov`` (radians), centred."""
+        K = intrinsics_from_fov(fov, image_size, fov_axis).to(torch.get_default_dtype())
+        hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        return cls(K.expand(batch, 3, 3).clone(), hw, "pinhole")
+
+    @classmethod
+    def weak_perspective(cls, scale, principal, image_size) -> Camera:
+        """Weak-perspective cameras ``u = scale * (X_cam)[:2] + principal``.
+
+        Args:
+            scale: ``(B,)`` (or a float) pixels per object unit, > 0.
+            principal: ``(B, 2)`` (or ``(2,)``) pixel position of the camera axis.
+            image_size: ``(H, W)``.
+        """
+        s = torch.as_tensor(scale, dtype=torch.get_default_dtype()) if not isinstance(scale, torch.Tensor) \
+            else scale.to(torch.get_default_dtype()) if not scale.is_floating_point() else scale
+        c = torch.as_tensor(principal, dtype=s.dtype, device=s.device)
+        s = s.reshape(-1)
+        c = c.reshape(-1, 2)
+        s, c0, c1 = torch.broadcast_tensors(s, c[:, 0], c[:, 1])
+        return cls(intrinsics(s, c0, c1), image_size, "weak_perspective")
+
+    # ---------------------------------------------------------------- basics
+    @property
+    def is_pinhole(self) -> bool:
+        return self.kind == "pinhole"
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """``(B,)`` ``fx``: the weak-perspective scale (pixels per object unit), or the focal length."""
+        return self.K[:, 0, 0]
+
+    @property
+    def principal(self) -> torch.Tensor:
+        """``(B, 2)`` principal point ``(cx, cy)`` in pixels."""
+        return self.K[:, :2, 2]
+
+    def __len__(self) -> int:
+        return int(self.K.shape[0])
+
+    def __repr__(self) -> str:
+        return f"Camera(kind={self.kind!r}, batch={len(self)}, image_size={self.image_size})"
+
+    def __getitem__(self, i) -> Camera:
+        """Camera(s) ``i`` (an int keeps a batch of one; a slice or index tensor selects)."""
+        K = self.K[i:i + 1] if isinstance(i, int) else self.K[i]
+        return Camera(K, self.image_size, self.kind)
+
+    def to(self, device=None, dtype=None) -> Camera:
+        return Camera(self.K.to(device=device, dtype=dtype), self.image_size, self.kind)
+
+    def expand(self, batch: int) -> Camera:
+        """This camera (a batch of one) repeated ``batch`` times."""
+        if len(self) == batch:
+            return self
+        if len(self) != 1:
+            raise ShapeError(f"Camera.expand: a batch of {len(self)} cannot become {batch}")
+        return Camera(self.K.expand(batch, 3, 3).clone(), self.image_size, self.kind)
+
+    @staticmethod
+    def cat(cameras: Sequence[Camera]) -> Camera:
+        """One batch from several cameras of the same kind and image size."""
+        if not cameras:
+            raise ShapeError("Camera.cat: no cameras")
+        kinds = {c.kind for c in cameras}
+        sizes = {c.image_size for c in cameras}
+        if len(kinds) != 1 or len(sizes) != 1:
+            raise ShapeError(f"Camera.cat: kinds {sorted(kinds)} / image sizes {sorted(sizes)} differ")
+        return Camera(torch.cat([c.K for c in cameras]), cameras[0].image_size, cameras[0].kind)
+
+    # ---------------------------------------------------------------- geometry
+    def project(self, X_cam: torch.Tensor, min_depth: float = 1e-8) -> torch.Tensor:
+        """Pixels ``(B, N, 2)`` of camera-frame points ``X_cam (B, N, 3)``."""
+        check_shape(X_cam, "X_cam", (None, 3))
+        K = self.K.to(X_cam)
+        if self.is_pinhole:
+            xy = X_cam[..., :2] / X_cam[..., 2:3].clamp(min=min_depth)
+        else:
+            xy = X_cam[..., :2]
+        return xy * K[:, None, [0, 1], [0, 1]] + K[:, None, :2, 2]
+
+    def project_object(self, X: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Pixels ``(B, N, 2)`` of object-frame points ``X (B, N, 3)`` under poses ``R, t``."""
+        return self.project(transform_points(X, R, t))
+
+    def transform_pixels(self, a, offset) -> Camera:
+        """The camera after the pixel change ``u' = a u + offset`` (``K' = A K``).
+
+        Args:
+            a: ``(B,)`` or float, > 0; offset: ``(B, 2)`` or ``(2,)`` pixels.
+        """
+        a = torch.as_tensor(a, dtype=self.K.dtype, device=self.K.device).reshape(-1)
+        o = torch.as_tensor(offset, dtype=self.K.dtype, device=self.K.device).reshape(-1, 2)
+        if (a <= 0).any() or not torch.isfinite(a).all() or not torch.isfinite(o).all():
+            raise ShapeError("Camera.transform_pixels: expected a finite factor > 0 and a finite offset")
+        B = max(len(self), a.numel(), o.shape[0])
+        A = torch.zeros(B, 3, 3, dtype=self.K.dtype, device=self.K.device)
+        A[:, 0, 0] = a.expand(B) if a.numel() == 1 else a
+        A[:, 1, 1] = A[:, 0, 0]
+        A[:, :2, 2] = o.expand(B, 2)
+        A[:, 2, 2] = 1.0
+        return A @ self.K.expand(B, 3, 3)
+
+    def crop(self, box, size: int) -> Camera:
+        """The camera of the ``size x size`` crop of the square ``box = (x0, y0, side)``."""
+        x0, y0, side = (float(v) for v in box)
+        a = size / side
+        return Camera(self.transform_pixels(a, (-a * x0, -a * y0)), (size, size), self.kind)
+
+    def uncrop(self, box, image_size) -> Camera:
+        """The camera, given in a square crop ``box = (x0, y0, side)`` (any crop resolution, taken
+        from ``self.image_size``), expressed in the pixels of the ``(H, W)`` image it was cut from."""
+        x0, y0, side = (float(v) for v in box)
+        a = side / self.image_size[1]
+        return Camera(self.transform_pixels(a, (x0, y0)), image_size, self.kind)
+
+    def resize(self, image_size) -> Camera:
+        """The camera of the same view resampled to ``(H, W)`` (uniform factor: same aspect)."""
+        hw = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
+        a = hw[1] / self.image_size[1]
+        if abs(hw[0] / self.image_size[0] - a) > 1e-6:
+            raise ShapeError(f"Camera.resize: {self.image_size} -> {hw} changes the aspect ratio")
+        return Camera(self.transform_pixels(a, (0.0, 0.0)), hw, self.kind)
+
+    # ---------------------------------------------------------------- records
+    def to_dict(self, i: int = 0) -> dict:
+        """JSON-ready record of camera ``i`` (what ``pose.json`` stores)."""
+        K = self.K[i].detach().cpu().double()
+        H, W = self.image_size
+        rec = {"kind": self.kind, "K": K.tolist(), "image_size": {"height": H, "width": W}}
+        if self.is_pinhole:
+            rec["formula"] = "(u, v) = (fx x / z + cx, fy y / z + cy) of X_cam = R X_obj + t"
+            rec["fov_x_deg"] = math.degrees(2 * math.atan(W / 2 / float(K[0, 0])))
+            rec["fov_y_deg"] = math.degrees(2 * math.atan(H / 2 / float(K[1, 1])))
+        else:
+            rec["formula"] = "(u, v) = (fx x + cx, fy y + cy) of X_cam = R X_obj + t (depth ignored)"
+            rec["scale"] = float(K[0, 0])
+        return rec
+
+    @classmethod
+    def from_dict(cls, rec: dict) -> Camera:
+        """Inverse of :meth:`to_dict` (a batch of one). Raises ShapeError on a bad record."""
+        try:
+            size = rec["image_size"]
+            return cls(torch.tensor(rec["K"], dtype=torch.float64), (int(size["height"]), int(size["width"])),
+                       str(rec["kind"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ShapeError(f"camera record: missing or bad field ({type(e).__name__}: {e})") from None

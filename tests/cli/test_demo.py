@@ -11,7 +11,7 @@ import trimesh
 @pytest.mark.slow
 def test_demo_runs_with_the_shipped_model(tmp_path, capsys):
     from poseshape.cli.main import main
-    from poseshape.engine.predict import default_checkpoint
+    from poseshape.engine.predictor import default_checkpoint
 
     if not default_checkpoint("reproject").is_file():
         pytest.fail("the shipped default model poseshape/assets/reproject.pt is missing")

@@ -7,6 +7,8 @@ re-projection covers the input mask.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 
@@ -17,8 +19,9 @@ import torch
 from PIL import Image
 
 from poseshape.cli.main import main
-from poseshape.cli.reconstruct import load_input, output_folders, reconstruct_image
-from poseshape.engine.predict import FILE_NAMES
+from poseshape.cli.reconstruct import output_folders
+from poseshape.engine.reconstruct import load_input, reconstruct_image
+from poseshape.engine.output import FILE_NAMES
 
 OracleConfig, OraclePredictor, make_scene, mesh_reprojection_iou = (
     hp.OracleConfig, hp.OraclePredictor, hp.make_scene, hp.mesh_reprojection_iou)
@@ -170,7 +173,7 @@ def _procedural_photos(folder, n_per_category=1, seed=11):
 def test_reconstruct_refine_improves_mask_iou_with_the_shipped_model(tmp_path, capsys):
     # Issue 6: `reconstruct --refine` on the reproject method's output raises the mask IoU; the
     # refined files agree with each other (the mesh re-projects like pose.json says).
-    from poseshape.engine.predict import default_checkpoint
+    from poseshape.engine.predictor import default_checkpoint
 
     if not default_checkpoint("reproject").is_file():
         pytest.skip("no shipped reproject model")
@@ -222,13 +225,13 @@ def _spy_calls(monkeypatch):
     """Record every ``(images, masks)`` a Refine6DofPredictor is called with."""
     from poseshape.methods.refine6dof.predictor import Refine6DofPredictor
 
-    calls, original = [], Refine6DofPredictor.__call__
+    calls, original = [], Refine6DofPredictor.predict
 
     def spy(self, images, masks=None):
         calls.append((images.detach().cpu().clone(), None if masks is None else masks.detach().cpu().clone()))
         return original(self, images, masks)
 
-    monkeypatch.setattr(Refine6DofPredictor, "__call__", spy)
+    monkeypatch.setattr(Refine6DofPredictor, "predict", spy)
     return calls
 
 
@@ -236,7 +239,7 @@ def test_reconstruct_full_frame_predictor_sees_the_uncropped_image(tmp_path, wid
                                                                    monkeypatch, capsys):
     import torch.nn.functional as F
 
-    from poseshape.engine.predict import crop_to_square, read_image, read_mask
+    from poseshape.engine.inputs import crop_to_square, read_image, read_mask
 
     ip, mp = wide_render
     calls = _spy_calls(monkeypatch)
@@ -262,7 +265,14 @@ def test_reconstruct_full_frame_predictor_sees_the_uncropped_image(tmp_path, wid
     pose = json.loads((out / "pose.json").read_text())
     assert pose["method"] == "refine6dof" and pose["full_frame"] is True
     assert pose["box"] == {"x0": 0, "y0": -8, "side": 57} and 0.0 <= pose["mask_iou"] <= 1.0
-    assert len(pose["extras"]["t_cam"]) == 3 and len(pose["extras"]["K"]) == 3
+    # the pinhole camera in the input's pixels: the 32 x 32 input's K scaled by 57 / 32, shifted by the box
+    cam = pose["camera"]
+    assert cam["kind"] == "pinhole" and cam["image_size"] == {"height": 41, "width": 57}
+    K = np.array(cam["K"])
+    assert np.isclose(K[0, 2], 57 / 2) and np.isclose(K[1, 2], -8 + 57 / 2) and np.isclose(K[0, 0], K[1, 1])
+    assert len(pose["t"]) == 3 and pose["t"][2] > 0 and pose["model_id"] and 0 <= pose["confidence"] <= 1
+    # the written mesh, through the written camera, is the written overlay's silhouette
+    assert abs(hp.mesh_reprojection_iou(out / "mesh.obj", pose, read_mask(mp)) - pose["mask_iou"]) < 0.02
     assert Image.open(out / "overlay.png").size == (57, 41)
 
 
@@ -278,23 +288,24 @@ def test_reconstruct_full_frame_refine_uses_the_methods_own_refinement(tmp_path,
     r = pose["refine"]
     assert r["iou"] >= r["iou_before"] and r["starts"] == 4
     ex = pose["extras"]
-    # the written pinhole pose is the refined one, consistently: P = [R | t_cam]
-    P, t = np.array(ex["P"]).reshape(3, 4), np.array(ex["t_cam"]).reshape(3)
-    assert np.allclose(P[:, 3], t, atol=1e-5)
-    assert "prerefine_t_cam" in ex and not np.allclose(np.array(ex["prerefine_t_cam"]).reshape(3), t)
+    # the written pinhole pose is the refined one, and the one before is kept
+    t = np.array(pose["t"]).reshape(3)
+    assert "prerefine_t" in ex and not np.allclose(np.array(ex["prerefine_t"]).reshape(3), t)
+    assert pose["camera"]["kind"] == "pinhole"
 
 
-def test_reconstruct_full_frame_refuses_refine_without_a_hook_and_vanishing_masks(tmp_path, wide_render,
+def test_reconstruct_refuses_refine_when_not_refinable_and_vanishing_masks(tmp_path, wide_render,
                                                                                    refine6dof_run, capsys):
     from poseshape.core.errors import PoseshapeError
-    from poseshape.engine.predict import load_predictor
+    from poseshape.engine.predictor import load_predictor
 
     ip, mp = wide_render
     ck = str(refine6dof_run / "last.pt")
     out = tmp_path / "out"
     predictor = load_predictor(ck, device="cpu")
-    predictor.refine_prediction = None  # a full-frame method without its own refinement
-    with pytest.raises(PoseshapeError, match="--refine is for crop-based methods"):
+    # a method that declares itself not refinable
+    predictor.capabilities = dataclasses.replace(predictor.capabilities, refinable=False)
+    with pytest.raises(PoseshapeError, match="cannot refine its predictions"):
         reconstruct_image(predictor, ip, mp, out, refine=True)
     assert not out.exists()
     # a one-pixel object in a 300 x 300 photo has no pixel left at 32 x 32

@@ -67,7 +67,7 @@ def _nodes(path) -> dict[str, np.ndarray]:
 
 def _placed_medoids(ckpt, objects, flip) -> list[np.ndarray]:
     """Each JSON object's medoid (from the checkpoint's bank) moved by its R, t_cam, then ``flip``."""
-    from poseshape.engine.predict import load_predictor
+    from poseshape.engine.predictor import load_predictor
 
     bank = load_predictor(ckpt, device="cpu").bank
     out = []
@@ -81,15 +81,16 @@ def _placed_medoids(ckpt, objects, flip) -> list[np.ndarray]:
 def test_scene_glb_places_each_medoid_by_its_predicted_pose(tmp_path, photo, refine6dof_run, monkeypatch, capsys):
     from poseshape.cli.reconstruct import predictor_square
     from poseshape.methods.refine6dof.predictor import Refine6DofPredictor
-    from poseshape.engine.predict import load_predictor, read_image, read_mask
+    from poseshape.engine.inputs import read_image, read_mask
+    from poseshape.engine.predictor import load_predictor
 
-    calls, original = [], Refine6DofPredictor.__call__
+    calls, original = [], Refine6DofPredictor.predict
 
     def spy(self, images, masks=None):
         calls.append((images.clone(), masks.clone()))
         return original(self, images, masks)
 
-    monkeypatch.setattr(Refine6DofPredictor, "__call__", spy)
+    monkeypatch.setattr(Refine6DofPredictor, "predict", spy)
     ck = refine6dof_run / "last.pt"
     out = tmp_path / "out" / "scene.glb"  # the folder is created
     rc, so, se = _run(["scene", str(photo["image"]), "--mask", *map(str, photo["masks"]), "--checkpoint", str(ck),
@@ -129,7 +130,7 @@ def test_scene_glb_places_each_medoid_by_its_predicted_pose(tmp_path, photo, ref
     pred = original(pr, images, masks)
     for i, o in enumerate(objs):
         assert np.allclose(o["R"], pred.R[i].double().numpy(), atol=1e-6)
-        assert np.allclose(o["t_cam"], pred.extras["t_cam"][i].double().numpy(), atol=1e-6)
+        assert np.allclose(o["t_cam"], pred.t[i].double().numpy(), atol=1e-6)
 
 
 def test_scene_from_a_label_image_to_obj_without_online(tmp_path, photo, refine6dof_run, capsys):
@@ -184,7 +185,7 @@ def _bad(photo, tmp_path, ckpt, other):
                                   "other method", "method flag", "no default"])
 def test_scene_bad_inputs_fail_cleanly(case, tmp_path, photo, refine6dof_run, oracle_checkpoint, capsys,
                                        monkeypatch):
-    from poseshape.engine import predict
+    from poseshape.engine import predictor as predict
 
     if case == "no default":  # as on an install without the shipped model
         monkeypatch.setattr(predict, "default_checkpoint", lambda method: tmp_path / "assets" / f"{method}.pt")

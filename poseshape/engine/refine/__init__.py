@@ -13,11 +13,11 @@ from poseshape.engine.refine.pose import (
     hard_silhouettes,
     overlay_frames,
     refine_pose,
-    refine_prediction,
     save_animation,
     simplify_mesh,
     start_rotations,
 )
+from poseshape.engine.refine.prediction import refine_prediction
 
 __all__ = [
     "RefineConfig",

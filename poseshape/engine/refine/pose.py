@@ -69,7 +69,6 @@ __all__ = [
     "hard_silhouettes",
     "overlay_frames",
     "refine_pose",
-    "refine_prediction",
     "save_animation",
     "simplify_mesh",
     "start_rotations",
@@ -225,7 +224,7 @@ class RefineResult:
         frames: ``(steps + 1, B, S, S)`` uint8 soft silhouettes of the chosen start in the
             working crop (frame 0 = the start) when ``record_frames``, else ``None``.
         boxes: ``(B, 3)`` working crops ``(x0, y0, side)`` in mask pixels (see
-            :func:`poseshape.engine.predict.crop_to_square`).
+            :func:`poseshape.engine.inputs.crop_to_square`).
         masks: ``(B, 1, S, S)`` the working masks.
         seconds: wall time of the call.
     """
@@ -476,7 +475,7 @@ def _check_camera(K, scale, B: int, M: int):
 # =============================================================================== working frame
 def _working_crops(masks: torch.Tensor, S: int, margin: float):
     """Square crops around each mask: ``(B, 1, S, S)`` masks and boxes ``(B, 3)`` (x0, y0, side)."""
-    from poseshape.engine.predict import crop_to_square
+    from poseshape.engine.inputs import crop_to_square
 
     crops, boxes = [], []
     for m in masks:
@@ -923,7 +922,7 @@ def overlay_frames(result: RefineResult, i: int, image: torch.Tensor | None = No
     """Overlay pictures ``(S, S, 3)`` uint8 of item ``i``'s recorded silhouettes, one per step.
 
     ``image``: the working crop ``(3, S, S)`` in [0, 1] to draw on (e.g. from
-    :func:`poseshape.engine.predict.crop_to_square` with the same mask, ``render_size`` and
+    :func:`poseshape.engine.inputs.crop_to_square` with the same mask, ``render_size`` and
     ``crop_margin``); default: the working mask in grey. The mask's contour is drawn too.
     """
     from poseshape.viz import overlay_silhouette
@@ -983,76 +982,3 @@ def save_animation(frames: Sequence[np.ndarray], gif_path: str | Path | None = N
 
 
 # =============================================================================== predictions
-def refine_prediction(pred, i: int, crop_mask: torch.Tensor, config: RefineConfig | None = None,
-                      threshold: float = 0.5, posed_size: int | None = None, **overrides):
-    """Refine item ``i`` of a weak-perspective :class:`poseshape.engine.predict.Prediction` against
-    the mask of its crop, and return a prediction whose pose and shapes agree with the result.
-
-    The shape is the marching-cubes mesh of ``pred.aligned[i]`` (object frame, unit cube). In
-    an ``Sr x Sr`` crop mask (any ``Sr``; the crop of :func:`poseshape.engine.predict.crop_to_square`)
-    the posed frame (``docs/reproject.md``) is the weak-perspective camera
-    ``u = (Sr / E) (R X)[:2] + Sr / 2 + (Sr / E) t[:2]``. After :func:`refine_pose` the
-    refined scale ``s'`` becomes a style scale ``c = s' E / Sr`` of the aligned shape (paper
-    000: scale belongs to the shape), the aligned grid is rescaled by ``c`` (times the per-axis
-    ``aspect`` with ``optimize_aspect``) about the origin,
-    ``t[:2] = (t2' - Sr / 2) E / Sr``, and the posed grid and silhouette are recomputed with
-    :func:`poseshape.render.voxel.pose_voxels` at ``posed_size`` (default: the prediction's
-    posed resolution, at least 64: a 30^3 re-posing thins legs and wings, which cost the
-    written mask IoU up to 0.08 against the refinement's own), so that
-    ``posed_voxels``, ``mesh.obj``, ``overlay.png`` and ``pose.json`` all show the refined pose.
-
-    Args:
-        pred: the prediction; i: item index.
-        crop_mask: ``(1, Sr, Sr)`` or ``(1, 1, Sr, Sr)`` mask of the item's square crop.
-        config, overrides: :class:`RefineConfig` (defaults: :func:`refine_pose`'s).
-
-    Returns:
-        ``(Prediction of 1 item, RefineResult)``; the new prediction's ``extras`` carry
-        ``refine_iou_before``, ``refine_iou``, ``refine_start`` and ``refine_scale``.
-
-    Raises:
-        PoseshapeError: the aligned shape is empty (nothing to refine), and the errors of
-            :func:`refine_pose`.
-    """
-    from poseshape.engine.predict import Prediction
-    from poseshape.render.voxel import max_projection, pose_voxels
-    from poseshape.shapes.convert import voxels_to_mesh
-    from poseshape.shapes.voxels import warp_voxels
-
-    pc = pred.to("cpu")
-    i = pc._check_index(i)
-    m = crop_mask if crop_mask.dim() == 4 else crop_mask[None]
-    if m.dim() != 4 or m.shape[:2] != (1, 1) or m.shape[-1] != m.shape[-2]:
-        raise ShapeError(f"crop_mask: expected a square (1, Sr, Sr) mask, got {tuple(crop_mask.shape)}")
-    Sr = float(m.shape[-1])
-    E = pc.frame_extent
-    aligned = pc.aligned[i:i + 1].detach().float()
-    mesh = voxels_to_mesh(aligned[0], threshold)
-    if mesh.num_faces == 0:
-        raise PoseshapeError("refine: the predicted aligned shape is empty (no voxel >= 0.5), nothing to align")
-    R0 = pc.R[i:i + 1].detach().double()
-    s0 = Sr / E
-    t0 = torch.zeros(1, 3, dtype=torch.float64)
-    t0[0, :2] = Sr / 2 + s0 * pc.t[i, :2].detach().double()
-    res = refine_pose(m.float(), Mesh(mesh.verts.float(), mesh.faces), R0, t0, scale=torch.tensor([s0]),
-                      config=config, **overrides)
-    c = float(res.scale[0]) / s0
-    tp = torch.zeros(1, 3, dtype=torch.float32)
-    tp[0, :2] = ((res.t[0, :2] - Sr / 2) / s0).float()
-    # the aligned grid scaled by c (and the per-axis aspect): out(x) = in(x / (c e^a))
-    factors = torch.full((3,), c) * (res.aspect[0].float() if res.aspect is not None else 1.0)
-    if (factors - 1).abs().max() > 1e-6:
-        aligned_new = warp_voxels(aligned, torch.diag(1.0 / factors)[None], torch.zeros(1, 3))
-    else:
-        aligned_new = aligned
-    Rn = res.R.float()
-    P = int(posed_size) if posed_size else max(pc.posed.shape[-1], 64)
-    posed = pose_voxels(aligned_new, Rn, tp, out_size=P, extent=E)
-    extras = pc.item_extras(i)
-    extras.pop("pose", None)  # the method's raw pose vector no longer describes (R, t)
-    extras.update({"refine_iou_before": float(res.iou_init[0]), "refine_iou": float(res.iou[0]),
-                   "refine_start": int(res.start[0]), "refine_scale": c,
-                   "refine_aspect": factors.tolist()})
-    out = Prediction(aligned=aligned_new, posed=posed, R=Rn, t=tp, silhouette=max_projection(posed),
-                     frame_extent=E, extras=extras)
-    return out, res

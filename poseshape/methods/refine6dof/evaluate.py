@@ -52,7 +52,7 @@ __all__ = ["COLUMNS", "ROWS", "evaluate", "evaluate_rows", "online_settings", "r
 
 ROWS = ("encoder", "online", "refine", "online+refine")
 
-#: Column order of the printed table: key, header, format (see :func:`poseshape.engine.evaluate.format_table`).
+#: Column order of the printed table: key, header, format (see :func:`poseshape.engine.report.format_table`).
 COLUMNS: list[tuple[str, str, str]] = [
     ("n", "n", "{:d}"),
     ("accuracy", "accuracy", "{:.3f}"),

@@ -1,43 +1,32 @@
 """``refine6dof``'s predictor: image -> class + 6-DoF pose -> posed medoid (-> online refinement).
 
-The method's own output is a *pinhole* 6-DoF pose ``(R, t)`` (object units, ``X_cam = R X +
-t``, ``K`` from ``config.fov_deg`` for the ``S x S`` input, the whole uncropped camera image
-as in §4.1) and the medoid mesh of the predicted cluster. These go to ``Prediction.extras``:
+The method's output is a *pinhole* 6-DoF pose ``(R, t)`` (object units, ``X_cam = R X + t``)
+with its :class:`~poseshape.geometry.camera.Camera` (``K`` from ``config.fov_deg`` for the
+``S x S`` input: the whole uncropped camera image, as in §4.1), and the **medoid mesh** of the
+predicted cluster as the canonical shape (``Prediction.meshes``; its voxelisation from the
+checkpoint's medoid bank as ``voxels``). ``category`` / ``model_id`` name the medoid,
+``confidence`` is the class probability. ``extras``:
 
 ======================  ====================================================================
-``K``                   ``(B, 3, 3)`` intrinsics in pixels of the ``S x S`` input
-``t_cam``               ``(B, 3)`` pinhole translation, object units (``Prediction.R`` is R)
-``P``                   ``(B, 3, 4)`` ``[R | t_cam]``
 ``class_probs``         ``(B, C)`` softmax of the class branch; ``label`` ``(B,)`` its argmax
-``medoid_meshes``       list of ``B`` :class:`~poseshape.shapes.meshes.Mesh` (object frame)
 ``medoid_names``        list of ``B`` ``"category/model_id"``
-``sigma``               ``(B,)`` weak-perspective scale of the posed frame (below)
-``encoder_R/_t_cam``    the encoder's pose before online refinement (only when refined)
+``posed_voxels``        (the field) the weak-perspective approximation of the pinhole pose
+                        about the object's centre (:func:`posed_from_pinhole`), in a posed
+                        frame of side ``frame_extent = 2 posed_depth tan(fov / 2)``
+``sigma``               ``(B,)`` that approximation's scale
+``encoder_R/_t``        the encoder's pose before online refinement (only when refined)
 ``online_loss``         ``(steps + 1, B)`` silhouette loss curve (only when refined)
 ======================  ====================================================================
 
-The project's :class:`~poseshape.engine.predict.Prediction` is voxel-centric with a weak-perspective
-*posed frame* (``docs/reproject.md``); we fill it consistently with the pinhole pose:
-
-* ``aligned``: the medoid's voxelisation ``(B, 1, Q, Q, Q)`` (``Q = config.voxel_res``, object
-  frame, unit cube), stored in the checkpoint's medoid bank;
-* ``frame_extent``: ``E = 2 * posed_depth * tan(fov / 2)``, the width the image spans at
-  the reference depth ``posed_depth`` (1 object unit by default);
-* ``posed``: the weak-perspective approximation of the pinhole pose about the object's
-  centre: a point ``X`` goes to ``p = sigma R X + c`` with ``sigma = posed_depth / t_z`` and
-  ``c = ((u0 - S/2) E / S, (v0 - S/2) E / S, 0)`` where ``(u0, v0)`` is the projection of the
-  object origin; the aligned grid is resampled there (trilinear, ``(B, 1, Q, Q, Q)``);
-  ``Prediction.t = c``;
-* ``silhouette``: the exact z-buffer raster of the medoid under the *pinhole* pose at
-  ``S x S`` (what the method renders), which the max-projection of ``posed`` approximates.
-
+``silhouette`` is the exact z-buffer raster of the medoid under the pinhole pose at ``S x S``.
 With masks (``(B, 1, S, S)``) and ``predict_online`` (default) the pose is refined online
-(:func:`.online.online_refine`, paper §4.2) before all of this.
+(:func:`.online.online_refine`, paper §4.2) first.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +34,10 @@ from torch import nn
 
 from poseshape.core.checks import check_finite, check_shape
 from poseshape.core.errors import PoseshapeError, ShapeError
-from poseshape.engine.predict import Prediction, Predictor
-from poseshape.shapes.meshes import Mesh
+from poseshape.engine.prediction import Prediction
+from poseshape.engine.predictor import Capabilities, Predictor
+from poseshape.engine.refine import RefineConfig, refine_prediction
+from poseshape.geometry.camera import Camera, intrinsics_from_fov
 from poseshape.methods.refine6dof.config import Refine6DofConfig
 from poseshape.methods.refine6dof.data import network_input
 from poseshape.methods.refine6dof.model import MedoidBank
@@ -97,9 +88,9 @@ class Refine6DofPredictor(Predictor):
     """
 
     method = "refine6dof"
-    #: The encoder sees the uncropped camera image (§4.1): callers should not crop around the mask.
-    full_frame = True
-    crop_margin = 0.0
+    #: The encoder sees the uncropped camera image (§4.1): callers do not crop around the mask.
+    capabilities = Capabilities(uses_mask=True, full_frame=True, crop_margin=0.0, shape_kinds=("mesh", "voxels"),
+                                camera="pinhole")
 
     def __init__(self, config: Refine6DofConfig, models: dict[str, nn.Module]):
         self.config = config
@@ -127,8 +118,6 @@ class Refine6DofPredictor(Predictor):
 
     def intrinsics(self, batch: int) -> torch.Tensor:
         """``(B, 3, 3)`` pinhole intrinsics of the ``S x S`` input (``config.fov_deg``)."""
-        from poseshape.geometry.camera import intrinsics_from_fov
-
         K = intrinsics_from_fov(math.radians(self.config.fov_deg), self.image_size).float()
         return K.to(self.device).expand(batch, 3, 3).clone()
 
@@ -156,7 +145,7 @@ class Refine6DofPredictor(Predictor):
         return x, m
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> Prediction:
+    def predict(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> Prediction:
         cfg = self.config
         x, m = self._prepare(images, masks)
         B = x.shape[0]
@@ -171,59 +160,34 @@ class Refine6DofPredictor(Predictor):
             res = online_refine(self.encoder, self.bank, inp, m, K, steps=cfg.online_steps, batch=cfg.online_batch,
                                 lr=cfg.online_lr, render=cfg.online_render, sigma=cfg.online_sigma,
                                 loss=cfg.online_loss, render_size=cfg.render_size or None, labels=label)
-            extras.update(encoder_R=R, encoder_t_cam=t, online_loss=res.losses)
+            extras.update(encoder_R=R, encoder_t=t, online_loss=res.losses)
             R, t = res.R, res.t
         aligned = torch.stack([self.bank.voxel_grid(int(c)) for c in label])[:, None].to(x.device)
         E = self.frame_extent
-        posed, c, sigma = posed_from_pinhole(aligned, R, t, K, self.image_size, E, cfg.posed_depth)
+        posed, _, sigma = posed_from_pinhole(aligned, R, t, K, self.image_size, E, cfg.posed_depth)
         sil = hard_silhouettes(self.bank, label, R, t, K, self.image_size)
-        extras.update(K=K, t_cam=t, P=torch.cat([R, t[:, :, None]], -1), class_probs=probs, label=label, sigma=sigma,
-                      medoid_meshes=[self.bank.mesh(int(k)) for k in label],
-                      medoid_names=[self.bank.name(int(k)) for k in label])
-        return Prediction(aligned=aligned, posed=posed, R=R, t=c, silhouette=sil, frame_extent=E, extras=extras)
+        names = [self.bank.name(int(k)) for k in label]
+        extras.update(class_probs=probs, label=label, sigma=sigma, medoid_names=names, frame_extent=E)
+        return Prediction(R=R, t=t, camera=Camera.pinhole(K, (self.image_size, self.image_size)),
+                          meshes=[self.bank.mesh(int(k)) for k in label], voxels=aligned, posed_voxels=posed,
+                          silhouette=sil, category=[n.split("/")[0] for n in names], model_id=names,
+                          confidence=probs.gather(1, label[:, None])[:, 0], extras=extras)
 
-    def refine_prediction(self, pred: Prediction, i: int, mask: torch.Tensor, config=None):
-        """Refine item ``i``'s pinhole pose against its mask with :func:`poseshape.engine.refine.refine_pose`.
+    def refine_config(self) -> RefineConfig:
+        """The medoid's shape stays as it is (the scene places medoids): pose only."""
+        return RefineConfig(optimize_aspect=False, optimize_verts=False)
 
-        The medoid mesh is aligned to ``mask`` (``(1, H, H)`` or ``(1, 1, H, H)``: the mask of the
-        same square the predictor saw, at any resolution ``H``) from ``(R, t_cam)`` with the
-        multi-start pose refinement (``reconstruct --refine``); the medoid's shape stays as it is
-        (``optimize_aspect`` / ``optimize_verts`` are switched off: the scene places medoids).
-
-        Returns:
-            ``(Prediction of 1 item with the refined R, t_cam, P, posed, silhouette; RefineResult)``;
-            ``extras`` gain ``refine_iou_before``, ``refine_iou``, ``refine_start`` and keep the
-            pose before as ``prerefine_R`` / ``prerefine_t_cam``.
-        """
-        from dataclasses import replace
-
-        from poseshape.engine.refine import RefineConfig, refine_pose
-
-        pc = pred.to("cpu")
-        i = pc._check_index(i)
-        m = mask if mask.dim() == 4 else mask[None]
-        if m.dim() != 4 or m.shape[:2] != (1, 1) or m.shape[-1] != m.shape[-2]:
-            raise ShapeError(f"mask: expected a square (1, H, H) mask, got {tuple(mask.shape)}")
-        cfg = replace(config or RefineConfig(), optimize_aspect=False, optimize_verts=False)
-        ex = pc.extras
-        S, H = self.image_size, m.shape[-1]
-        K = ex["K"][i].double().clone()
-        K[:2] *= H / S
-        mesh = ex["medoid_meshes"][i]
-        mesh = Mesh(mesh.verts.detach().cpu(), mesh.faces.cpu())  # refine_pose runs on the CPU
-        res = refine_pose(m.float().cpu(), mesh, pc.R[i:i + 1].double(), ex["t_cam"][i:i + 1].double(), K,
-                          config=cfg)
-        R, t = res.R.float(), res.t.float()
-        Ks = ex["K"][i:i + 1].float()
-        label = ex["label"][i:i + 1].cpu()
-        E = pc.frame_extent
-        posed, c, sigma = posed_from_pinhole(pc.aligned[i:i + 1], R, t, Ks, S, E, self.config.posed_depth)
-        sil = hard_silhouettes(self.bank, label, R, t, Ks, S)
-        extras = pc.item_extras(i)
-        extras.update(prerefine_R=pc.R[i:i + 1], prerefine_t_cam=ex["t_cam"][i:i + 1], t_cam=t,
-                      P=torch.cat([R, t[:, :, None]], -1), sigma=sigma,
-                      refine_iou_before=float(res.iou_init[0]), refine_iou=float(res.iou[0]),
-                      refine_start=int(res.start[0]))
-        out = Prediction(aligned=pc.aligned[i:i + 1], posed=posed, R=R, t=c, silhouette=sil, frame_extent=E,
-                         extras=extras)
-        return out, res
+    def refine(self, pred: Prediction, i: int, mask: torch.Tensor, config: RefineConfig | None = None):
+        """The generic multi-start refinement of the medoid's pinhole pose (``reconstruct
+        --refine``), pose only; the posed grid and the silhouette are recomputed for it."""
+        cfg = replace(config or self.refine_config(), optimize_aspect=False, optimize_verts=False)
+        out, res = refine_prediction(pred, i, mask, cfg)
+        S = self.image_size
+        K = out.camera.resize(S).K.float()
+        R, t = out.R.float(), out.t.float()
+        posed, _, sigma = posed_from_pinhole(out.voxels.float(), R, t, K, S, out.extras["frame_extent"],
+                                             self.config.posed_depth)
+        sil = hard_silhouettes(self.bank, out.extras["label"].cpu(), R, t, K, S)
+        extras = dict(out.extras)
+        extras["sigma"] = sigma
+        return out.replace(posed_voxels=posed, silhouette=sil, extras=extras), res

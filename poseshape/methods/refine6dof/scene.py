@@ -5,7 +5,7 @@ be produced by means of any rendering engine" -- each object's medoid is moved i
 camera frame by its own predicted pose, ``X_cam = R X_obj + t``, and the objects are written
 together as one mesh file that any viewer opens.
 
-Frames of the written files (as :func:`poseshape.engine.predict.write_prediction`):
+Frames of the written files (as :func:`poseshape.engine.output.write_prediction`):
 
 * ``.obj``: the camera frame (OpenCV: x right, y down, z forward), object units;
 * ``.glb``: glTF axes, ``(x, -y, -z)`` of the camera frame (+Y up, the viewer looking down
@@ -115,16 +115,16 @@ def export_scene(objects: Sequence[SceneObject], path: str | os.PathLike) -> Pat
 
 
 def scene_from_prediction(pred, indices: Sequence[int] | None = None) -> list[SceneObject]:
-    """The objects of a ``refine6dof`` :class:`~poseshape.engine.predict.Prediction` (one per item).
+    """The objects of a :class:`~poseshape.engine.prediction.Prediction` with meshes and a
+    pinhole camera (one per item; ``refine6dof``'s medoids).
 
     Each item is one object of the same image (e.g. the crops of several masks of one photo,
-    each predicted on the full frame with its own mask); uses ``extras["medoid_meshes"]``,
-    ``Prediction.R`` and ``extras["t_cam"]``.
+    each predicted on the full frame with its own mask); uses ``Prediction.meshes``, ``R``,
+    ``t`` and ``model_id``.
     """
-    ex = pred.extras
-    if "medoid_meshes" not in ex or "t_cam" not in ex:
-        raise PoseshapeError("scene_from_prediction: the prediction has no medoid meshes / pinhole "
-                             "translation (it is not a refine6dof prediction)")
+    if pred.meshes is None or not pred.camera.is_pinhole:
+        raise PoseshapeError("scene_from_prediction: the prediction has no meshes or no pinhole camera (it is "
+                             "not a refine6dof prediction)")
     idx = range(len(pred)) if indices is None else [pred._check_index(i) for i in indices]
-    names = ex.get("medoid_names") or [""] * len(pred)
-    return [SceneObject(ex["medoid_meshes"][i], pred.R[i], ex["t_cam"][i], names[i]) for i in idx]
+    names = pred.model_id or [""] * len(pred)
+    return [SceneObject(pred.meshes[i], pred.R[i], pred.t[i], names[i] or "") for i in idx]

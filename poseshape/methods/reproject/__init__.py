@@ -9,12 +9,14 @@ Data flow, image -> posed mesh::
 
 Files: ``config.py`` (paper defaults), ``frame.py`` (the weak-perspective posed frame and the
 targets), ``model.py`` (networks of Appendix I.a), ``data.py`` (rendered / silhouette-only sets),
-``train.py`` (the three stages), ``predictor.py`` (inference). Train with
+``train.py`` (the three stages), ``predictor.py`` (inference and its refinement adapter),
+``evaluate.py`` (Tables 3 and 4). Train with
 ``poseshape train reproject --set data.train=... --set data.natural=... --out runs/rp``.
 """
 
 from poseshape.engine.registry import MethodSpec, register_method
 from poseshape.methods.reproject.config import ReprojectConfig
+from poseshape.methods.reproject.evaluate import evaluate
 from poseshape.methods.reproject.predictor import ReprojectPredictor
 from poseshape.methods.reproject.train import build, stages
 
@@ -24,6 +26,7 @@ SPEC = register_method(MethodSpec(
     build=build,
     stages=stages,
     predictor=ReprojectPredictor,
+    evaluate=evaluate,
     description="paper 000: p-TL / p-3D-VAE-GAN, pose-aware voxels, reprojection fine-tuning",
 ), replace=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from poseshape.methods.refine6dof.evaluate import evaluate
-from poseshape.engine.predict import default_checkpoint, load_predictor
+from poseshape.engine.predictor import default_checkpoint, load_predictor
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ def test_registered_with_the_papers_defaults():
 
 def test_cli_trains_all_stages_checkpoints_and_predicts(tmp_path, capsys):
     from poseshape.cli.main import main
-    from poseshape.engine.predict import load_predictor
+    from poseshape.engine.predictor import load_predictor
 
     torch.set_num_threads(1)
     out = tmp_path / "run"
@@ -53,7 +53,7 @@ def test_cli_trains_all_stages_checkpoints_and_predicts(tmp_path, capsys):
     assert main(args) == 0
 
     pred_fn = load_predictor(out / "last.pt", method="refine6dof", device="cpu")
-    assert pred_fn.full_frame and pred_fn.image_size == 32
+    assert pred_fn.capabilities.full_frame and pred_fn.image_size == 32
     from poseshape.data.dataset import ShardDataset
 
     ds = ShardDataset(out / "data" / "test")
@@ -61,11 +61,18 @@ def test_cli_trains_all_stages_checkpoints_and_predicts(tmp_path, capsys):
     masks = torch.stack([ds[i]["mask"] for i in range(3)])
     pred = pred_fn(imgs, masks)
     ex = pred.extras
-    assert pred.aligned.shape == (3, 1, 16, 16, 16) and pred.posed.shape == (3, 1, 16, 16, 16)
-    assert pred.silhouette.shape == (3, 1, 32, 32) and pred.t[:, 2].abs().max() == 0
-    assert ex["K"].shape == (3, 3, 3) and ex["t_cam"].shape == (3, 3) and ex["P"].shape == (3, 3, 4)
+    assert pred.voxels.shape == (3, 1, 16, 16, 16) and pred.posed_voxels.shape == (3, 1, 16, 16, 16)
+    assert pred.silhouette.shape == (3, 1, 32, 32) and (pred.t[:, 2] > 0).all()  # a pinhole translation
+    assert pred.camera.kind == "pinhole" and pred.camera.K.shape == (3, 3, 3) and pred.camera.image_size == (32, 32)
     assert ex["class_probs"].shape == (3, 2) and torch.allclose(ex["class_probs"].sum(1), torch.ones(3))
-    assert ex["online_loss"].shape == (3, 3) and len(ex["medoid_meshes"]) == 3
+    assert ex["online_loss"].shape == (3, 3) and len(pred.meshes) == 3 and pred.shape_kinds == ("mesh", "voxels")
+    # the medoid mesh itself (not a marching-cubes remesh), named, with its class probability
+    bank = pred_fn.bank
+    for i in range(3):
+        k = int(ex["label"][i])
+        assert torch.equal(pred.canonical_mesh(i).faces, bank.mesh(k).faces)
+        assert pred.model_id[i] == bank.name(k) and pred.category[i] == bank.name(k).split("/")[0]
+        assert float(pred.confidence[i]) == pytest.approx(float(ex["class_probs"][i, k]))
     assert torch.allclose(torch.det(pred.R), torch.ones(3), atol=1e-5)
     # without masks: the encoder alone (no online refinement)
     plain = pred_fn(imgs)

@@ -42,7 +42,7 @@ def test_all_stages_run_and_checkpoint(tiny_data, tmp_path, generator):
     spec2, cfg2, models = load_trained(tmp_path / "run" / "last.pt", "reproject")
     pred = spec2.predictor(cfg2, models)
     out = pred(torch.rand(2, 3, 50, 40))  # any size: resized to image_size
-    assert out.aligned.shape == (2, 1, 30, 30, 30) and out.posed.shape == (2, 1, 30, 30, 30)
+    assert out.voxels.shape == (2, 1, 30, 30, 30) and out.posed_voxels.shape == (2, 1, 30, 30, 30)
     assert out.silhouette.shape == (2, 1, 30, 30)
     R = out.R
     torch.testing.assert_close(R @ R.transpose(1, 2), torch.eye(3).expand(2, 3, 3), atol=1e-5, rtol=0)

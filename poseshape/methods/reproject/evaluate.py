@@ -19,19 +19,20 @@ AP is per sample then averaged (see :func:`poseshape.metrics.average_precision`)
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
+from poseshape.core.errors import PoseshapeError
+from poseshape.engine.report import results_rows
+from poseshape.methods.reproject.data import RenderedSamples
+from poseshape.methods.reproject.frame import pose_to_rt, posed_voxels
 from poseshape.metrics import average_precision, mask_iou, rotation_error, translation_error
 
-__all__ = ["COLUMNS", "evaluate_predictor", "format_table", "write_report"]
+__all__ = ["COLUMNS", "evaluate", "evaluate_predictor"]
 
 #: Column order of the printed table: key, header, format.
 COLUMNS: list[tuple[str, str, str]] = [
@@ -66,7 +67,7 @@ def evaluate_predictor(predictor, data_root: str | os.PathLike, *, batch_size: i
     """Evaluate a posed-frame predictor (``reproject``) on a rendered test set.
 
     Args:
-        predictor: a :class:`poseshape.engine.predict.Predictor` with a ``config`` that has
+        predictor: a :class:`poseshape.engine.predictor.Predictor` with a ``config`` that has
             ``voxel_res``, ``frame_extent`` and ``image_size`` (the reproject family).
         data_root: a folder written by ``poseshape data render`` (with voxels).
         batch_size: images per forward pass.
@@ -77,11 +78,6 @@ def evaluate_predictor(predictor, data_root: str | os.PathLike, *, batch_size: i
         ``{"overall": {metric: value}, "per_category": {name: {metric: value}},
         "data": str, "samples": int}``.
     """
-    from tqdm import tqdm
-
-    from poseshape.methods.reproject.data import RenderedSamples
-    from poseshape.methods.reproject.frame import pose_to_rt, posed_voxels
-
     cfg = predictor.config
     ds = RenderedSamples(data_root, cfg, limit=limit, what="test")
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
@@ -89,7 +85,7 @@ def evaluate_predictor(predictor, data_root: str | os.PathLike, *, batch_size: i
     acc: dict[str, list[torch.Tensor]] = {k: [] for k in ("rot", "trans", "ap2d", "ap3d", "ap3d_aligned", "iou2d", "cat")}
     for b in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True):
         pred = predictor(b["image"])
-        dev = pred.aligned.device
+        dev = pred.voxels.device
         pose = b["pose"].to(dev)
         aligned_gt = b["aligned"].to(dev)
         R_gt, t_gt = pose_to_rt(pose)
@@ -97,9 +93,9 @@ def evaluate_predictor(predictor, data_root: str | os.PathLike, *, batch_size: i
         # translation in pixels of the Q x Q silhouette frame, over the frame size (Table 3)
         to_px = Q / E
         acc["trans"].append(translation_error(pred.t[:, :2] * to_px, t_gt[:, :2] * to_px, frame_size=float(Q)).cpu())
-        gt_posed = posed_voxels(aligned_gt, pose, E, out_size=pred.posed.shape[-1]) > 0.5
-        acc["ap3d"].append(average_precision(pred.posed, gt_posed, reduction="none").cpu())
-        acc["ap3d_aligned"].append(average_precision(pred.aligned, aligned_gt > 0.5, reduction="none").cpu())
+        gt_posed = posed_voxels(aligned_gt, pose, E, out_size=pred.posed_voxels.shape[-1]) > 0.5
+        acc["ap3d"].append(average_precision(pred.posed_voxels, gt_posed, reduction="none").cpu())
+        acc["ap3d_aligned"].append(average_precision(pred.voxels, aligned_gt > 0.5, reduction="none").cpu())
         sil = pred.silhouette
         mask = b["mask"].to(dev)
         if sil.shape[-1] != mask.shape[-1]:
@@ -117,50 +113,24 @@ def evaluate_predictor(predictor, data_root: str | os.PathLike, *, batch_size: i
     return {"overall": _summarise(rows), "per_category": per_cat, "data": str(data_root), "samples": len(ds)}
 
 
-def format_table(results: dict[str, dict[str, Any]], columns: Sequence[tuple[str, str, str]] = COLUMNS,
-                 markdown: bool = False) -> str:
-    """Format ``{row label: {metric: value}}`` as a plain-text (or Markdown) table."""
-    heads = ["", *[h for _, h, _ in columns]]
-    body = []
-    for label, m in results.items():
-        cells = [label]
-        for key, _, fmt in columns:
-            v = m.get(key)
-            cells.append("-" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v))
-        body.append(cells)
-    if markdown:
-        lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-        lines += ["| " + " | ".join(r) + " |" for r in body]
-        return "\n".join(lines)
-    widths = [max(len(r[i]) for r in [heads, *body]) for i in range(len(heads))]
-    fmt_row = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-    return "\n".join([fmt_row(heads), *(fmt_row(r) for r in body)])
 
 
-def results_rows(result: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
-    """``evaluate_predictor``'s result -> table rows (one per category, then ``all``)."""
-    rows = {f"{prefix}{k}": v for k, v in result["per_category"].items()}
-    rows[f"{prefix}all"] = result["overall"]
-    return rows
+def evaluate(predictor, data: str | os.PathLike | None = None, *, limit: int | None = None, batch_size: int = 32,
+             progress: bool = True, **options) -> dict[str, Any]:
+    """``MethodSpec.evaluate`` of ``reproject`` (``poseshape eval reproject --data DIR``): paper
+    000's Tables 3 and 4 per category and over all samples (:func:`evaluate_predictor`).
 
+    Returns:
+        ``{"rows": {category | "all": metrics}, "columns": COLUMNS, "result": ...}``.
 
-def write_report(results: dict[str, Any], out: str | os.PathLike, *, rows: dict[str, dict[str, Any]] | None = None,
-                 columns: Sequence[tuple[str, str, str]] = COLUMNS) -> tuple[Path, Path]:
-    """Write ``{label: result}`` to ``out.json`` and the table to ``out.md`` (atomic).
-
-    ``rows``: the table's rows (default: :func:`results_rows` of each ``evaluate_predictor``
-    result); ``columns``: its columns.
+    Raises:
+        PoseshapeError: no ``data``, or options this method does not have.
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    js, md = out.with_suffix(".json"), out.with_suffix(".md")
-    if rows is None:
-        rows = {}
-        for label, res in results.items():
-            rows.update(results_rows(res, prefix=f"{label} " if len(results) > 1 else ""))
-    for path, text in ((js, json.dumps(results, indent=2, default=str)),
-                       (md, format_table(rows, columns, markdown=True) + "\n")):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    return js, md
+    extra = sorted(k for k, v in options.items() if v)
+    if extra:
+        raise PoseshapeError(f"eval: {', '.join('--' + k for k in extra)} are not options of reproject")
+    if data is None:
+        raise PoseshapeError("eval: method reproject needs --data (a set written by poseshape data render)")
+    res = evaluate_predictor(predictor, data, batch_size=batch_size, limit=limit, progress=progress)
+    return {"rows": results_rows(res), "columns": COLUMNS, "result": res, "data": res["data"],
+            "samples": res["samples"]}

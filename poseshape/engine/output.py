@@ -1,0 +1,207 @@
+"""A prediction as files a user can open: mesh, pose, voxels and pictures (all or none).
+
+:func:`write_prediction` writes, for item ``i`` of a :class:`~poseshape.engine.prediction.Prediction`
+whose camera refers to the user's image (see :func:`poseshape.engine.reconstruct.reconstruct`):
+
+==================  ==========================================================================
+``mesh.obj``        the posed mesh in the *viewer frame* (x right, **y up**, z toward the
+                    viewer: the OpenCV camera frame turned by ``diag(1, -1, -1)``), object
+                    units; opens upright, seen as the input camera saw it
+``mesh.glb``        the canonical mesh (object frame, +Y up) under a node whose matrix is the
+                    pose in the viewer frame, ``diag(1, -1, -1) [R | t]``
+``pose.json``       :mod:`poseshape.engine.pose_record` (``R``, ``t``, the camera in input pixels,
+                    viewpoint, category, model id, confidence, mask IoU, warnings)
+``posed_voxels.npz`` ``aligned`` (canonical grid, when the method has one), ``posed`` (the
+                    method's own posed grid, when it has one), ``R``, ``t``, ``K``, ``box``
+``overlay.png``     the exact silhouette of the posed mesh through the recorded camera, over
+                    the input, with the mask's outline
+``views.png``       the canonical mesh from 4 viewpoints
+==================  ==========================================================================
+
+Because the overlay and ``mask_iou`` come from :meth:`Prediction.render_silhouette` with the
+camera written to ``pose.json``, anyone applying that camera's formula gets the same picture.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import trimesh
+
+from poseshape.core.errors import ShapeError
+from poseshape.core.io import atomic_write_files
+from poseshape.engine.pose_record import pose_record
+from poseshape.metrics import mask_iou
+from poseshape.shapes.meshes import Mesh
+from poseshape.viz import overlay_silhouette, png_bytes, render_views
+
+__all__ = ["FILE_NAMES", "VIEWER_FROM_CAMERA", "write_prediction"]
+
+#: Output files of :func:`write_prediction`, by key.
+FILE_NAMES: dict[str, str] = {
+    "voxels": "posed_voxels.npz",
+    "obj": "mesh.obj",
+    "glb": "mesh.glb",
+    "pose": "pose.json",
+    "overlay": "overlay.png",
+    "views": "views.png",
+}
+
+#: OpenCV camera (y down, z forward) -> viewer / glTF / OpenGL camera frame (y up, z back).
+VIEWER_FROM_CAMERA = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
+
+
+def _trimesh(verts: torch.Tensor, faces: torch.Tensor):
+    return trimesh.Trimesh(verts.detach().cpu().double().numpy(), faces.cpu().numpy(), process=False)
+
+
+def _small_extras(extras: Mapping[str, Any], limit: int = 32) -> dict[str, Any]:
+    """Extras of a one-item prediction with at most ``limit`` numbers each, JSON-ready."""
+    out: dict[str, Any] = {}
+    for k, v in extras.items():
+        if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == 1 and v[0].numel() <= limit:
+            out[str(k)] = v[0].detach().cpu().double().tolist()
+        elif isinstance(v, (int, float, str, bool)):
+            out[str(k)] = v
+    return out
+
+
+def _glb(mesh: Mesh, R: torch.Tensor, t: torch.Tensor) -> bytes:
+    T = np.eye(4)
+    T[:3, :3] = (VIEWER_FROM_CAMERA @ R.double()).numpy()
+    T[:3, 3] = (VIEWER_FROM_CAMERA @ t.double()).numpy()
+    if not mesh.num_faces:
+        return _empty_glb()
+    scene = trimesh.Scene()
+    scene.add_geometry(_trimesh(mesh.verts, mesh.faces), node_name="object", geom_name="canonical_mesh",
+                       transform=T)
+    return scene.export(file_type="glb")
+
+
+def _empty_glb() -> bytes:
+    """A valid glTF 2.0 binary with one empty scene (trimesh refuses to export none)."""
+    js = json.dumps({"asset": {"version": "2.0", "generator": "poseshape"}, "scene": 0,
+                     "scenes": [{"nodes": []}]}).encode()
+    js += b" " * (-len(js) % 4)
+    total = 12 + 8 + len(js)
+    return (b"glTF" + (2).to_bytes(4, "little") + total.to_bytes(4, "little")
+            + len(js).to_bytes(4, "little") + b"JSON" + js)
+
+
+def write_prediction(pred, i: int, folder: str | os.PathLike, image=None, mask=None, *,
+                     method: str | None = None, info: Mapping[str, Any] | None = None,
+                     box=None, views_size: int = 256) -> dict[str, Path]:
+    """Write item ``i`` of a prediction into ``folder`` (created): the files of :data:`FILE_NAMES`,
+    all or none (a failure leaves earlier files of the same names as they were).
+
+    Args:
+        pred: a :class:`~poseshape.engine.prediction.Prediction` whose camera ``i`` refers to
+            ``image``'s pixels.
+        i: item index.
+        folder: output folder.
+        image: ``(3, H, W)`` in [0, 1] (default: ``pred.image[i]``); without one, the overlay is
+            drawn on white at the camera's image size.
+        mask: optional ``(1, H, W)`` mask (default ``pred.mask[i]``); gives ``mask_iou``.
+        method: recorded in ``pose.json`` (default ``pred.extras.get("method", "")``).
+        info: extra JSON-ready fields for ``pose.json``.
+        box: the square ``(x0, y0, side)`` the predictor saw, recorded when given.
+
+    Returns:
+        ``{key: path}`` for the keys of :data:`FILE_NAMES`.
+
+    Raises:
+        ShapeError: the image's size is not the camera's.
+    """
+    i = pred._check_index(i)
+    one = pred.item(i).to("cpu")
+    cam = one.camera
+    H, W = cam.image_size
+    if image is None and one.image is not None:
+        image = one.image[0]
+    if mask is None and one.mask is not None:
+        mask = one.mask[0]
+    if image is None:
+        img = torch.ones(3, H, W)
+    else:
+        img = torch.as_tensor(image).float()
+        if img.dim() != 3 or img.shape[0] != 3 or tuple(img.shape[-2:]) != (H, W):
+            raise ShapeError(f"image: expected shape (3, {H}, {W}) (the camera's image size), got {tuple(img.shape)}")
+    m = None
+    if mask is not None:
+        m = (torch.as_tensor(mask).float().reshape(1, *torch.as_tensor(mask).shape[-2:]) >= 0.5)
+        if tuple(m.shape[-2:]) != (H, W):
+            raise ShapeError(f"mask: expected size ({H}, {W}) (the image's), got {tuple(m.shape[-2:])}")
+    if info is None:
+        info = one.extras.get("record")
+    if box is None:
+        box = one.extras.get("box")
+    warnings: list[str] = list(one.extras.get("warnings", []) if isinstance(one.extras.get("warnings"), list) else [])
+
+    mesh = one.canonical_mesh(0)
+    if mesh.num_faces == 0:
+        warnings.append("the predicted shape is empty (nothing occupied): mesh files are empty")
+    R, t = one.R[0].detach().double(), one.t[0].detach().double()
+    sil = one.render_silhouette(0)[0]
+
+    fields: dict[str, Any] = {
+        "method": method if method is not None else str(one.extras.get("method", "")),
+        "category": one.category[0] if one.category else None,
+        "model_id": one.model_id[0] if one.model_id else None,
+        "confidence": float(one.confidence[0]) if one.confidence is not None else None,
+    }
+    record = pose_record(R, t, cam, **fields)
+    record["image_size"] = {"height": int(H), "width": int(W)}
+    if box is not None:
+        record["box"] = {"x0": box[0], "y0": box[1], "side": box[2]}
+    if "frame_extent" in one.extras:
+        record["frame_extent"] = float(one.extras["frame_extent"])
+    if m is not None:
+        record["mask_iou"] = float(mask_iou(sil[None] >= 0.5, m[0][None])[0])
+    extras = _small_extras({k: v for k, v in one.extras.items() if k not in ("warnings", "frame_extent", "record", "box")})
+    if extras:
+        record["extras"] = extras
+    if info:
+        record.update({str(k): v for k, v in info.items()})
+    record["frames"] = {
+        "camera": "OpenCV (x right, y down, z forward); X_cam = R X_obj + t in object units; pixels from "
+                  "'camera' (K in the input image's pixels)",
+        "mesh.obj": "posed mesh in the viewer frame (x right, y up, z toward the viewer) = diag(1,-1,-1) X_cam",
+        "mesh.glb": "canonical mesh (object frame: +Y up, front +Z) under node 'object' with matrix "
+                    "diag(1,-1,-1) [R | t]",
+        "posed_voxels.npz": "aligned (Q,Q,Q) over the object frame's unit cube; posed (P,P,P) in the method's "
+                            "posed frame; (d,h,w) = (z,y,x)",
+    }
+    record["files"] = dict(FILE_NAMES)
+    if warnings:
+        record["warnings"] = warnings
+
+    arrays = {"R": R.numpy(), "t": t.numpy(), "K": cam.K[0].double().numpy(),
+              "camera_kind": np.array(cam.kind)}
+    if one.voxels is not None:
+        arrays["aligned"] = one.voxels[0, 0].detach().float().numpy()
+    if one.posed_voxels is not None:
+        arrays["posed"] = one.posed_voxels[0, 0].detach().float().numpy()
+    if "frame_extent" in one.extras:
+        arrays["frame_extent"] = np.float64(one.extras["frame_extent"])
+    if box is not None:
+        arrays["box"] = np.asarray(box, np.float64)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    posed_view = (mesh.verts.double() @ R.T + t) @ VIEWER_FROM_CAMERA.T
+    obj = _trimesh(posed_view, mesh.faces).export(file_type="obj")
+    payloads = {
+        "voxels": buf.getvalue(),
+        "obj": obj.encode() if isinstance(obj, str) else obj,
+        "glb": _glb(mesh, R, t),
+        "pose": (json.dumps(record, indent=2) + "\n").encode(),
+        "overlay": png_bytes(overlay_silhouette(img, sil, m[0].float() if m is not None else None)),
+        "views": png_bytes(render_views(mesh, n=4, size=views_size)),
+    }
+    return atomic_write_files(folder, {FILE_NAMES[k]: v for k, v in payloads.items()}, keys=list(payloads))

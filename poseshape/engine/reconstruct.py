@@ -1,0 +1,185 @@
+"""The user path: an image (+ mask) -> a :class:`Prediction` in the image's pixels -> files.
+
+Steps (the CLI's ``poseshape reconstruct`` and the API's ``model.reconstruct`` both run them):
+
+1. :func:`load_input` -- any image input (path, PIL, numpy, tensor) and its mask (or the
+   image's alpha) -> :class:`InputItem`;
+2. :func:`predictor_square` -- the ``S x S`` square the predictor sees: a crop around the
+   mask's box (``capabilities.crop_margin``), or the whole image padded to a square
+   (``capabilities.full_frame``, or no mask);
+3. ``predictor.predict(crop, crop_mask)`` -> a prediction whose camera sees the crop;
+4. optionally ``predictor.refine(...)`` against the mask of the same square;
+5. the camera is moved into the input image's pixels (:meth:`Camera.uncrop`) and the input
+   image and mask are attached, so :meth:`Prediction.save` writes files that line up.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from poseshape.core.errors import PoseshapeError
+from poseshape.engine.inputs import as_image, as_mask, crop_to_square, read_image, read_mask
+from poseshape.engine.output import write_prediction
+from poseshape.engine.prediction import Prediction
+from poseshape.engine.refine import RefineConfig
+
+__all__ = ["InputItem", "load_input", "predictor_square", "reconstruct", "reconstruct_image"]
+
+
+@dataclass
+class InputItem:
+    """One validated input.
+
+    Attributes:
+        image: ``(3, H, W)`` float in [0, 1]; mask: ``(1, H, W)`` {0, 1} or None.
+        mask_source: ``"file"``, ``"array"``, ``"alpha"`` (the image's alpha channel) or None.
+        image_path, mask_path: the files, when the inputs were files.
+    """
+
+    image: torch.Tensor
+    mask: torch.Tensor | None
+    mask_source: str | None
+    image_path: Path | None
+    mask_path: Path | None
+
+    @property
+    def name(self) -> str:
+        return str(self.mask_path or self.image_path or "mask")
+
+
+def load_input(image, mask=None) -> InputItem:
+    """Read and check an image and its optional mask (paths, PIL images, arrays or tensors;
+    see :func:`poseshape.engine.inputs.as_image`).
+
+    Raises:
+        PoseshapeError (and subclasses): unreadable / corrupt files, a mask of another size,
+            an empty mask.
+    """
+    is_path = isinstance(image, (str, os.PathLike))
+    ip = Path(image) if is_path else None
+    img, alpha = read_image(ip) if is_path else as_image(image)
+    if mask is not None:
+        if isinstance(mask, (str, os.PathLike)):
+            mp = Path(mask)
+            return InputItem(img, read_mask(mp, tuple(img.shape[-2:]), image_path=ip), "file", ip, mp)
+        return InputItem(img, as_mask(mask, tuple(img.shape[-2:])), "array", ip, None)
+    return InputItem(img, alpha, "alpha" if alpha is not None else None, ip, None)
+
+
+def predictor_square(predictor, image: torch.Tensor, mask: torch.Tensor | None, name: str = "mask"
+                     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int, int]]:
+    """The ``S x S`` square ``predictor`` sees (``S = predictor.image_size``), and its box.
+
+    A ``full_frame`` predictor (``refine6dof``: the translation is predicted in the uncropped
+    camera image) gets the whole image padded to a square, with the mask cut from that same
+    square; any other gets :func:`poseshape.engine.inputs.crop_to_square`'s crop around the
+    mask's box (``capabilities.crop_margin``), or the whole image without a mask.
+
+    Returns:
+        ``(crop (3, S, S), crop_mask (1, S, S) or None, box (x0, y0, side))``.
+
+    Raises:
+        PoseshapeError: the method needs a mask and none is given; the object vanishes at the
+            full frame's ``S x S`` resolution; and the errors of ``crop_to_square``.
+    """
+    caps = predictor.capabilities
+    if caps.needs_mask and mask is None:
+        raise PoseshapeError(f"{name}: method {predictor.method!r} needs an object mask (--mask, or an RGBA "
+                             "image's alpha)")
+    S = int(predictor.image_size)
+    crop, crop_mask, box = crop_to_square(image, mask, size=S, margin=caps.crop_margin, full_frame=caps.full_frame)
+    if caps.full_frame and crop_mask is not None and not bool(crop_mask.any()):
+        raise PoseshapeError(f"{name}: the object is too small for the model: its mask keeps no pixel when the "
+                             f"whole {box[2]}x{box[2]} frame is resized to the model's {S}x{S} input")
+    return crop, crop_mask, box
+
+
+def _refine_settings(predictor, refine) -> RefineConfig | None:
+    if refine is None or refine is False:
+        return None
+    if isinstance(refine, RefineConfig):
+        return refine
+    if refine is True:
+        return predictor.refine_config()
+    raise PoseshapeError(f"refine: expected True, False, None or a RefineConfig, got {type(refine).__name__}")
+
+
+def _one(predictor, item: InputItem, cfg: RefineConfig | None) -> Prediction:
+    if cfg is not None and item.mask is None:
+        raise PoseshapeError(f"{item.image_path or 'image'}: refinement needs an object mask (--mask, or an RGBA "
+                             "image's alpha)")
+    if cfg is not None and not predictor.capabilities.refinable:
+        raise PoseshapeError(f"method {predictor.method!r} cannot refine its predictions; drop --refine")
+    caps = predictor.capabilities
+    crop, crop_mask, box = predictor_square(predictor, item.image, item.mask, item.name)
+    with torch.no_grad():
+        pred = predictor.predict(crop[None], crop_mask[None] if crop_mask is not None else None)
+    info = {"image": str(item.image_path) if item.image_path else None,
+            "mask": str(item.mask_path) if item.mask_path else None,
+            "mask_source": item.mask_source, "crop_size": int(predictor.image_size)}
+    if caps.full_frame:
+        info["full_frame"] = True  # the box is the whole image padded to a square
+    if cfg is not None:
+        # the same square at the refinement's resolution (full frame: at its own, capped,
+        # since the object is small in it); refine_pose crops around the mask itself
+        size = max(cfg.render_size, min(int(box[2]), 512)) if caps.full_frame else cfg.render_size
+        _, rmask, rbox = crop_to_square(item.image, item.mask, size=size, margin=caps.crop_margin,
+                                        full_frame=caps.full_frame)
+        assert tuple(rbox) == tuple(box)
+        pred, res = predictor.refine(pred, 0, rmask, cfg)
+        info["refine"] = {"iou_before": float(res.iou_init[0]), "iou": float(res.iou[0]),
+                          "start": int(res.start[0]), "starts": int(res.starts_R.shape[1]), "steps": cfg.steps,
+                          "iou_frame": "refinement crop of the mask square (hard raster)"}
+        if "refine_scale" in pred.extras:
+            info["refine"]["scale_factor"] = float(pred.extras["refine_scale"])
+        if "refine_aspect" in pred.extras:
+            info["refine"]["shape_scale_xyz"] = list(pred.extras["refine_aspect"])
+    H, W = item.image.shape[-2:]
+    extras = dict(pred.extras)
+    extras["record"] = info
+    extras["box"] = tuple(box)
+    return pred.replace(camera=pred.camera.uncrop(box, (H, W)), silhouette=None, image=[item.image],
+                        mask=[item.mask], extras=extras)
+
+
+def reconstruct(predictor, image, mask=None, *, refine=None):
+    """Reconstruct one image (or a list): see the module docstring.
+
+    Args:
+        predictor: a :class:`~poseshape.engine.predictor.Predictor`.
+        image: a path, PIL image, numpy array or ``(3, H, W)`` tensor; or a list / a
+            ``(B, 3, H, W)`` tensor of them.
+        mask: the same kinds (one per image), or ``None``.
+        refine: ``None``/``False`` (off), ``True`` (the method's default settings) or a
+            :class:`RefineConfig`. Needs a mask.
+
+    Returns:
+        A one-item :class:`Prediction` (camera in the input's pixels, ``image``/``mask``
+        attached, ``extras["record"]`` the facts written to ``pose.json``), or a list of them.
+    """
+    cfg = _refine_settings(predictor, refine)
+    batched = isinstance(image, (list, tuple)) or (isinstance(image, torch.Tensor) and image.dim() == 4)
+    if not batched:
+        return _one(predictor, load_input(image, mask), cfg)
+    images = list(image)
+    masks = list(mask) if mask is not None else [None] * len(images)
+    if len(masks) != len(images):
+        raise PoseshapeError(f"mask: got {len(masks)} mask(s) for {len(images)} image(s)")
+    return [_one(predictor, load_input(im, m), cfg) for im, m in zip(images, masks)]
+
+
+def reconstruct_image(predictor, image_path, mask_path, out_dir, *, item: InputItem | None = None,
+                      refine=None) -> dict:
+    """Reconstruct one image file and write its files into ``out_dir``
+    (:func:`reconstruct` then :func:`poseshape.engine.output.write_prediction`).
+
+    Returns:
+        ``{"voxels", "obj", "glb", "pose", "overlay", "views"} -> Path``.
+    """
+    item = item or load_input(image_path, mask_path)
+    pred = _one(predictor, item, _refine_settings(predictor, refine))
+    return write_prediction(pred, 0, out_dir, method=predictor.method)
