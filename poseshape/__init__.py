@@ -11,7 +11,7 @@ The names below are imported on first use (PEP 562), so ``import poseshape`` and
 ``poseshape`` command start quickly.
 """
 
-__version__ = "0.1.0"
+from poseshape.core.version import __version__
 
 #: public name -> module that defines it
 _EXPORTS = {

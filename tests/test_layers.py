@@ -41,30 +41,13 @@ LAYERS: dict[str | None, int] = {
 }
 TOP_MODULES = {"api", "__main__"}
 
-#: Modules still being refactored that may import poseshape modules inside functions (what is
-#: left to do). Shrink it as they are cleaned: an entry whose module no longer has a local
-#: import fails :func:`test_allowlists_are_current`. Do not add to it.
-LOCAL_IMPORT_ALLOWLIST: dict[str, str] = {
-    "poseshape.cli.data": "command body imports",
-    "poseshape.cli.demo": "command body imports",
-    "poseshape.cli.info": "command body imports (and poseshape.__version__, see below)",
-    "poseshape.cli.refine": "command body imports",
-    "poseshape.cli.scene": "command body imports",
-    "poseshape.cli.train": "command body imports",
-    "poseshape.engine.checkpoint": "core.config, engine.registry, poseshape.__version__",
-    "poseshape.engine.refine.pose": "geometry, render, shapes, losses, viz, engine.inputs",
-    "poseshape.engine.registry": "core.config",
-    "poseshape.methods.refine6dof.evaluate": "core.config, engine.refine",
-}
+#: Modules allowed to import poseshape modules inside functions, with the reason (empty: none
+#: is; third-party optional dependencies may still be imported lazily). An entry whose module
+#: no longer has a local import fails :func:`test_allowlists_are_current`.
+LOCAL_IMPORT_ALLOWLIST: dict[str, str] = {}
 
-#: Known imports into a higher layer, ``{importer: {target, ...}}``; same rules. All three read
-#: ``poseshape.__version__`` from the top package: define it in ``poseshape.core`` (re-exported
-#: by ``poseshape/__init__.py``) and import it from there.
-UPWARD_IMPORT_ALLOWLIST: dict[str, set[str]] = {
-    "poseshape.cli.info": {"poseshape"},
-    "poseshape.cli.main": {"poseshape"},
-    "poseshape.engine.checkpoint": {"poseshape"},
-}
+#: Known imports into a higher layer, ``{importer: {target, ...}}``; same rules (empty: none).
+UPWARD_IMPORT_ALLOWLIST: dict[str, set[str]] = {}
 
 
 # =============================================================================== checker

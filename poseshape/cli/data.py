@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from poseshape.core.errors import PoseshapeError
+from poseshape.data.synth import PoseConfig, SynthConfig, render_dataset
+
 __all__ = ["add_parser", "run"]
 
 
@@ -58,8 +61,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``poseshape data ...``; returns the exit status."""
-    from poseshape.core.errors import PoseshapeError
-    from poseshape.data.synth import PoseConfig, SynthConfig, render_dataset
 
     if getattr(args, "data_command", None) != "render":
         print(f"poseshape data: unknown command {getattr(args, 'data_command', None)!r}", file=sys.stderr)

@@ -17,6 +17,16 @@ import sys
 import time
 from pathlib import Path
 
+from poseshape.data.dataset import ShardDataset
+from poseshape.engine.output import write_prediction
+from poseshape.engine.predictor import default_checkpoint, load_predictor
+from poseshape.engine.registry import get_method
+from poseshape.engine.report import format_table, results_rows, write_report
+from poseshape.engine.train import Trainer
+from poseshape.methods.reproject.data import render_reproject_data
+from poseshape.methods.reproject.evaluate import COLUMNS, evaluate_predictor
+from poseshape.viz import save_gallery
+
 __all__ = ["add_parser", "run", "run_demo"]
 
 #: Small training schedule for ``--train`` (the shipped model's is in scripts/train_default.sh).
@@ -47,10 +57,6 @@ def run_demo(out: Path, train: bool = False, models_per_category: int = 10, view
              n_images: int = 6, seed: int = 123, device: str | None = None) -> dict:
     import torch
 
-    from poseshape.engine.report import format_table, results_rows, write_report
-    from poseshape.methods.reproject.evaluate import COLUMNS, evaluate_predictor
-    from poseshape.methods.reproject.data import render_reproject_data
-    from poseshape.engine.predictor import default_checkpoint, load_predictor
 
     t0 = time.perf_counter()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -60,8 +66,6 @@ def run_demo(out: Path, train: bool = False, models_per_category: int = 10, view
                                   models_per_category=models_per_category, seed=seed)
     ckpt = default_checkpoint("reproject")
     if train or not ckpt.is_file():
-        from poseshape.engine.registry import get_method
-        from poseshape.engine.train import Trainer
 
         why = "--train" if train else f"no default model at {ckpt}"
         print(f"[2/4] training reproject briefly ({why})", file=sys.stderr)
@@ -91,9 +95,6 @@ def reconstruct_gallery(predictor, data_root: Path, out: Path, n: int) -> Path:
     import numpy as np
     from PIL import Image
 
-    from poseshape.data.dataset import ShardDataset
-    from poseshape.engine.output import write_prediction
-    from poseshape.viz import save_gallery
 
     ds = ShardDataset(data_root)
     idx = np.linspace(0, len(ds) - 1, n).round().astype(int)

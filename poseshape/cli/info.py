@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import platform
 
+from poseshape.core.paths import shared_data_dir
+from poseshape.core.version import __version__
+from poseshape.geometry.conventions import CONVENTIONS_VERSION
+
 
 def add_parser(sub):
     return sub.add_parser("info", help="print versions, conventions, data location and device")
@@ -12,9 +16,6 @@ def add_parser(sub):
 def run(args) -> int:
     import torch
 
-    from poseshape import __version__
-    from poseshape.geometry.conventions import CONVENTIONS_VERSION
-    from poseshape.core.paths import shared_data_dir
 
     data = shared_data_dir()
     print(f"poseshape {__version__} (conventions v{CONVENTIONS_VERSION})")

@@ -11,8 +11,8 @@ import argparse
 import importlib
 import sys
 
-from poseshape import __version__
 from poseshape.core.errors import PoseshapeError
+from poseshape.core.version import __version__
 
 #: sub-command name -> module providing ``add_parser(subparsers)`` and ``run(args)``.
 COMMANDS: dict[str, str] = {

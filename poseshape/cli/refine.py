@@ -36,7 +36,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from poseshape.core.config import apply_overrides
 from poseshape.core.errors import FileFormatError, PoseshapeError
+from poseshape.core.io import atomic_write_files as write_files_atomic
+from poseshape.engine.inputs import crop_to_square, read_image, read_mask
+from poseshape.engine.refine import (
+    RefineConfig,
+    hard_silhouettes,
+    overlay_frames,
+    refine_pose,
+    save_animation,
+)
+from poseshape.geometry.camera import pose_to_viewpoint, viewpoint_to_pose
+from poseshape.geometry.rotations import so3_log
+from poseshape.shapes.convert import voxels_to_mesh
+from poseshape.shapes.meshes import Mesh, load_mesh
+from poseshape.viz import overlay_silhouette, png_bytes
 
 __all__ = ["FILE_NAMES", "add_parser", "load_pose_json", "run"]
 
@@ -127,8 +142,6 @@ def load_pose_json(path) -> dict:
 
 
 def _load_shape(args):
-    from poseshape.shapes.convert import voxels_to_mesh
-    from poseshape.shapes.meshes import Mesh, load_mesh
 
     if args.mesh:
         m = load_mesh(args.mesh, source=args.source, normalize=not args.no_normalize)
@@ -156,8 +169,6 @@ def _load_shape(args):
 
 def _start_pose(args, mesh, mask: torch.Tensor):
     """``(R (1,3,3), t (1,3), K or None, scale or None)`` in mask pixels."""
-    from poseshape.geometry.camera import viewpoint_to_pose
-    from poseshape.engine.refine import hard_silhouettes
 
     if args.pose:
         if args.azimuth is not None:
@@ -238,8 +249,6 @@ def _loss_png(res) -> bytes:
 
 
 def _record(res, cam: dict, args, mask_path: Path) -> dict:
-    from poseshape.geometry.camera import pose_to_viewpoint
-    from poseshape.geometry.rotations import so3_log
 
     R = res.R[0].double()
     t = res.t[0].double()
@@ -273,10 +282,6 @@ def _record(res, cam: dict, args, mask_path: Path) -> dict:
 
 
 def run(args) -> int:
-    from poseshape.core.io import atomic_write_files as write_files_atomic
-    from poseshape.engine.inputs import crop_to_square, read_image, read_mask
-    from poseshape.engine.refine import RefineConfig, hard_silhouettes, overlay_frames, refine_pose, save_animation
-    from poseshape.viz import overlay_silhouette, png_bytes
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -295,7 +300,6 @@ def run(args) -> int:
           if v is not None}
     cfg = RefineConfig(record_frames=True, optimize_verts=bool(args.optimize_verts), **kw)
     if args.overrides:
-        from poseshape.core.config import apply_overrides
 
         cfg = apply_overrides(cfg, list(args.overrides))  # ConfigError names the bad key / value
 

@@ -57,6 +57,12 @@ import numpy as np
 import torch
 
 from poseshape.core.errors import PoseshapeError
+from poseshape.engine.inputs import open_sized, read_image, read_mask
+from poseshape.engine.predictor import load_predictor
+from poseshape.engine.reconstruct import predictor_square
+from poseshape.methods.refine6dof.scene import export_scene, scene_from_prediction
+from poseshape.metrics import mask_iou
+from poseshape.viz import write_bytes_atomic
 
 __all__ = ["MAX_OBJECTS", "SceneInput", "add_parser", "load_scene_input", "read_label_masks", "run",
            "scene_paths"]
@@ -149,7 +155,6 @@ def read_label_masks(path, like_hw: tuple[int, int] | None = None, *, image_path
         ShapeError: the size differs from ``like_hw``.
         FileFormatError: not an image, or a corrupt one.
     """
-    from poseshape.engine.inputs import open_sized
 
     p = Path(path)
     img = open_sized(p, "label image", like_hw, image_path)
@@ -191,7 +196,6 @@ def load_scene_input(image_path, mask_paths=None, labels_path=None) -> SceneInpu
         PoseshapeError (and subclasses): neither or both object sources, missing / unreadable
             files, a mask or label image of another size, an empty mask or label image.
     """
-    from poseshape.engine.inputs import read_image, read_mask
 
     if (not mask_paths) == (labels_path is None):
         raise PoseshapeError("give the objects either as --mask M1 M2 ... (one file per object) or as "
@@ -213,7 +217,6 @@ def load_scene_input(image_path, mask_paths=None, labels_path=None) -> SceneInpu
 
 
 def _load_refine6dof(args):
-    from poseshape.engine.predictor import load_predictor
 
     if args.method not in (None, "refine6dof"):
         raise PoseshapeError(f"--method {args.method}: `poseshape scene` composes refine6dof predictions (cluster "
@@ -226,7 +229,6 @@ def _load_refine6dof(args):
 
 def _record(pred, i: int, masks_s: torch.Tensor, source: dict) -> dict:
     """JSON-ready record of object ``i`` (see the module docstring)."""
-    from poseshape.metrics import mask_iou
 
     ex = pred.extras
     k = int(ex["label"][i])
@@ -249,9 +251,6 @@ def _record(pred, i: int, masks_s: torch.Tensor, source: dict) -> dict:
 
 
 def run(args) -> int:
-    from poseshape.engine.reconstruct import predictor_square
-    from poseshape.methods.refine6dof.scene import export_scene, scene_from_prediction
-    from poseshape.viz import write_bytes_atomic
 
     # Check everything before writing anything.
     out, out_json = scene_paths(args.out)

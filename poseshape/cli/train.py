@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import argparse
 
+from poseshape.core.config import config_to_dict
+from poseshape.core.errors import PoseshapeError
+from poseshape.engine.registry import get_method, list_methods
+from poseshape.engine.train import Trainer
+
 __all__ = ["add_parser", "run"]
 
 
@@ -37,9 +42,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     import sys
 
-    from poseshape.core.config import config_to_dict
-    from poseshape.core.errors import PoseshapeError
-    from poseshape.engine.registry import get_method, list_methods
 
     if args.list:
         for name in list_methods():
@@ -57,7 +59,6 @@ def run(args) -> int:
         return 0
     if not args.out:
         raise PoseshapeError("train: --out DIR is required (checkpoints and logs go there)")
-    from poseshape.engine.train import Trainer
 
     trainer = Trainer(spec, config, out_dir=args.out, seed=args.seed, device=args.device,
                       progress=False if args.no_progress else None,

@@ -45,7 +45,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from poseshape.core.config import ConfigError, apply_overrides, config_from_dict, config_to_dict
 from poseshape.core.errors import CheckpointError
+from poseshape.core.version import __version__
+from poseshape.engine.registry import get_method
 from poseshape.geometry.conventions import CONVENTIONS_VERSION
 
 __all__ = [
@@ -69,9 +72,7 @@ class CheckpointVersionWarning(UserWarning):
 
 
 def _package_version() -> str:
-    import poseshape  # the version lives in the package __init__
-
-    return str(getattr(poseshape, "__version__", "unknown"))
+    return str(__version__)
 
 
 @dataclass
@@ -176,7 +177,6 @@ def save_checkpoint(
         CheckpointError: some value would not load with ``weights_only=True`` (nothing is
             written then); the message names the offending entry.
     """
-    from poseshape.core.config import ConfigError, config_to_dict
 
     p = Path(path)
     if not isinstance(method, str) or not method:
@@ -331,8 +331,6 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, overrides:
     ck = load_checkpoint(src)
     config = ck.config
     if overrides:
-        from poseshape.core.config import ConfigError, apply_overrides, config_from_dict
-        from poseshape.engine.registry import get_method
 
         try:
             config = apply_overrides(config_from_dict(get_method(ck.method).config_cls, config), list(overrides))

@@ -102,6 +102,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from poseshape.core.config import load_config
 from poseshape.core.errors import PoseshapeError
 
 __all__ = [
@@ -263,7 +264,6 @@ class MethodSpec:
 
     def make_config(self, yaml_path: str | Path | None = None, overrides: Iterable[str] = ()) -> Any:
         """Defaults, then a YAML file, then ``key=value`` overrides (see :mod:`poseshape.core.config`)."""
-        from poseshape.core.config import load_config
 
         return load_config(self.config_cls, yaml_path, overrides)
 

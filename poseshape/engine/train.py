@@ -72,14 +72,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from poseshape.core.config import config_diff, config_from_dict, config_to_dict, dump_yaml
+from poseshape.core.errors import CheckpointError, PoseshapeError
 from poseshape.engine.checkpoint import (
     Checkpoint,
     load_checkpoint,
     restore_models,
     save_checkpoint,
 )
-from poseshape.core.config import config_diff, config_from_dict, config_to_dict, dump_yaml
-from poseshape.core.errors import CheckpointError, PoseshapeError
 from poseshape.engine.registry import MethodSpec, Stage, StageContext, get_method
 
 __all__ = [

@@ -188,7 +188,7 @@ def test_malicious_pickle_is_refused(tmp_path):
 
 
 def test_version_difference_only_warns(tmp_path, monkeypatch):
-    monkeypatch.setattr(poseshape, "__version__", "0.0.0-old")
+    monkeypatch.setattr(ckmod, "__version__", "0.0.0-old")
     path, _ = _save(tmp_path / "c.pt")
     monkeypatch.undo()
     with pytest.warns(CheckpointVersionWarning, match="0.0.0-old"):

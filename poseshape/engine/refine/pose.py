@@ -60,8 +60,18 @@ import torch.nn.functional as F
 
 from poseshape.core.checks import check_finite, check_shape
 from poseshape.core.errors import PoseshapeError, ShapeError
-from poseshape.geometry.rotations import geodesic_distance
-from poseshape.shapes.meshes import Mesh
+from poseshape.engine.inputs import crop_to_square
+from poseshape.geometry.rotations import (
+    geodesic_distance,
+    matrix_to_rotation_6d,
+    rotation_6d_to_matrix,
+    so3_exp,
+)
+from poseshape.losses import reprojection_bce, reprojection_iou
+from poseshape.render.fastraster import rasterize
+from poseshape.render.mesh_soft import render_silhouette
+from poseshape.shapes.meshes import Mesh, Meshes, laplacian
+from poseshape.viz import overlay_silhouette, png_bytes, write_bytes_atomic
 
 __all__ = [
     "RefineConfig",
@@ -290,7 +300,6 @@ def simplify_mesh(mesh: Mesh, max_faces: int) -> Mesh:
 
 
 def _axis_rot(axis: int, angle: float, dtype=torch.float64) -> torch.Tensor:
-    from poseshape.geometry.rotations import so3_exp
 
     w = torch.zeros(3, dtype=dtype)
     w[axis] = angle
@@ -320,7 +329,6 @@ def start_rotations(R0: torch.Tensor, n: int, perturb_deg: float = 35.0) -> torc
     def Rz(x):
         return _axis_rot(2, x)
 
-    from poseshape.geometry.rotations import so3_exp
 
     diag = [so3_exp(torch.tensor([sx, sy, sz], dtype=torch.float64) * a / math.sqrt(3))
             for sx in (1, -1) for sy in (1, -1) for sz in (1, -1)]
@@ -373,7 +381,6 @@ def _gaussian_blur(x: torch.Tensor, std: float) -> torch.Tensor:
 def hard_silhouettes(verts, faces, R, t, K=None, scale=None, image_size=128) -> torch.Tensor:
     """Exact silhouettes ``(N, 1, H, W)`` {0, 1} (the C++ z-buffer when it builds, else
     :func:`poseshape.render.mesh_hard.rasterize`; the two are bit-identical)."""
-    from poseshape.render.fastraster import rasterize
 
     with torch.no_grad():
         return rasterize(verts, faces, R, t, K, image_size, scale=scale).mask
@@ -381,7 +388,6 @@ def hard_silhouettes(verts, faces, R, t, K=None, scale=None, image_size=128) -> 
 
 # =============================================================================== input checks
 def _as_meshes(shape, B: int) -> list[Mesh]:
-    from poseshape.shapes.meshes import Meshes
 
     if isinstance(shape, Mesh):
         meshes = [shape] * B
@@ -475,7 +481,6 @@ def _check_camera(K, scale, B: int, M: int):
 # =============================================================================== working frame
 def _working_crops(masks: torch.Tensor, S: int, margin: float):
     """Square crops around each mask: ``(B, 1, S, S)`` masks and boxes ``(B, 3)`` (x0, y0, side)."""
-    from poseshape.engine.inputs import crop_to_square
 
     crops, boxes = [], []
     for m in masks:
@@ -509,7 +514,6 @@ class _Poses:
         N = R0.shape[0]
         dt = torch.float32
         if cfg.rotation == "6d":
-            from poseshape.geometry.rotations import matrix_to_rotation_6d
 
             self.rot = matrix_to_rotation_6d(R0).to(dt).clone().requires_grad_(True)
         else:
@@ -542,7 +546,6 @@ class _Poses:
             setattr(self, name, x.detach()[idx].clone().requires_grad_(x.requires_grad))
 
     def rotation(self) -> torch.Tensor:
-        from poseshape.geometry.rotations import rotation_6d_to_matrix, so3_exp
 
         if self.cfg.rotation == "6d":
             return rotation_6d_to_matrix(self.rot)
@@ -570,7 +573,6 @@ class _Poses:
 
 
 def _render_soft(verts, faces, R, t, K, s, size, sigma, eps):
-    from poseshape.render.mesh_soft import render_silhouette
 
     return render_silhouette(verts, faces, R, t, K, scale=s, image_size=size, sigma=sigma, eps=eps)
 
@@ -784,13 +786,11 @@ def refine_pose(masks: torch.Tensor, shape, R: torch.Tensor, t: torch.Tensor, K:
                                None if sk is None else sk[sel], size, sigma_at(k), cfg.eps)
             tb = target_blur[img[alive][sel]]
             sb = _gaussian_blur(sil, bl * factor) if bl > 0 else sil
-            from poseshape.losses import reprojection_bce, reprojection_iou
 
             lp = cfg.w_iou * reprojection_iou(sb, tb, reduction="none") + cfg.w_bce * reprojection_bce(
                 sb.clamp(0, 1), tb, reduction="none")
             if offsets is not None:
                 d = offsets[gi][local]
-                from poseshape.shapes.meshes import laplacian
 
                 lp = lp + cfg.laplacian_weight * laplacian(d, g["proxy"].faces).pow(2).sum(-1).mean(-1) \
                     + cfg.offset_weight * d.pow(2).sum(-1).mean(-1)
@@ -925,7 +925,6 @@ def overlay_frames(result: RefineResult, i: int, image: torch.Tensor | None = No
     :func:`poseshape.engine.inputs.crop_to_square` with the same mask, ``render_size`` and
     ``crop_margin``); default: the working mask in grey. The mask's contour is drawn too.
     """
-    from poseshape.viz import overlay_silhouette
 
     if result.frames is None:
         raise PoseshapeError("overlay_frames: the result has no frames; refine with record_frames=True")
@@ -958,7 +957,6 @@ def save_animation(frames: Sequence[np.ndarray], gif_path: str | Path | None = N
 
     from PIL import Image
 
-    from poseshape.viz import png_bytes, write_bytes_atomic
 
     if len(frames) == 0:
         raise ShapeError("save_animation: no frames")

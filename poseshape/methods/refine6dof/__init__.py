@@ -18,7 +18,9 @@ with ``poseshape train refine6dof --out runs/r6``
 """
 
 from poseshape.engine.registry import MethodSpec, register_method
-from poseshape.methods.refine6dof import evaluate as _table  # the module (the function would shadow it as an attribute)
+from poseshape.methods.refine6dof import (
+    evaluate as _table,  # the module (the function would shadow it as an attribute)
+)
 from poseshape.methods.refine6dof.config import DataConfig, Refine6DofConfig
 from poseshape.methods.refine6dof.predictor import Refine6DofPredictor
 from poseshape.methods.refine6dof.train import build, stages

@@ -42,11 +42,13 @@ from typing import Any
 
 import torch
 
+from poseshape.core.config import ConfigError, apply_overrides
 from poseshape.core.errors import PoseshapeError
-from poseshape.metrics import mask_iou, rotation_error
-from poseshape.shapes.meshes import Mesh
+from poseshape.engine.refine import RefineConfig, refine_pose
 from poseshape.methods.refine6dof.data import PoseSamples, compute_clusters, prepare_renders
 from poseshape.methods.refine6dof.online import hard_silhouettes, online_refine
+from poseshape.metrics import mask_iou, rotation_error
+from poseshape.shapes.meshes import Mesh
 
 __all__ = ["COLUMNS", "ROWS", "evaluate", "evaluate_rows", "online_settings", "row_settings", "eval_samples"]
 
@@ -101,8 +103,6 @@ def row_settings(cfg, name: str, online: Sequence[str] = (), refine: Sequence[st
     ``online`` / ``refine``: ``KEY=VALUE`` overrides of :func:`online_settings` and of
     :class:`~poseshape.engine.refine.RefineConfig`.
     """
-    from poseshape.core.config import ConfigError, apply_overrides
-    from poseshape.engine.refine import RefineConfig
 
     if name not in ROWS:
         raise PoseshapeError(f"row {name!r}: expected one of {ROWS}")
@@ -134,7 +134,6 @@ def _refine_chunk(bank, labels, R, t, K, masks, config) -> tuple[torch.Tensor, t
 
     Runs on the CPU (its kernels are CPU ones); the results go back to ``R``'s device.
     """
-    from poseshape.engine.refine import refine_pose
 
     dev = R.device
     if dev.type != "cpu":
