@@ -77,8 +77,7 @@ def chair_iou() -> None:
     mesh = load_mesh(d / "chair_model.obj", dtype=torch.float64)
     t = torch.tensor(hdr.translate, dtype=torch.float64)
     unit = Mesh((mesh.verts - t) / hdr.scale - 0.5, mesh.faces)
-    print(f"\nsamples/trimesh/chair_model.obj vs chair_model.binvox ({hdr.dims[0]}^3, "
-          f"{int(ref.sum())} voxels set)\n")
+    print(f"\nsamples/trimesh/chair_model.obj vs chair_model.binvox ({hdr.dims[0]}^3, {int(ref.sum())} voxels set)\n")
     print("| voxelize setting | voxels set | IoU |")
     print("|---|---:|---:|")
     for surface in (True, False):

@@ -29,8 +29,8 @@ import time
 
 import torch
 
-from poseshape.data import synth
 from poseshape.core.paths import shared_data_dir
+from poseshape.data import synth
 
 
 def main(argv=None) -> None:
@@ -40,8 +40,12 @@ def main(argv=None) -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--domain", default="render")
-    ap.add_argument("--baseline-models", type=int, default=1,
-                    help="models per category for the PyTorch-rasteriser baseline rows (0: none)")
+    ap.add_argument(
+        "--baseline-models",
+        type=int,
+        default=1,
+        help="models per category for the PyTorch-rasteriser baseline rows (0: none)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     root = shared_data_dir() / "pascal3d_cad"
@@ -58,8 +62,10 @@ def main(argv=None) -> None:
         models = keep
     load_s = time.perf_counter() - t0
     faces = sum(len(m.faces) for m in models) / len(models)
-    print(f"loaded {len(models)} PASCAL3D+ CAD models (mean {faces:.0f} faces) in {load_s:.1f} s; "
-          f"{len(skipped)} skipped; {platform.processor() or platform.machine()}, torch {torch.__version__}")
+    print(
+        f"loaded {len(models)} PASCAL3D+ CAD models (mean {faces:.0f} faces) in {load_s:.1f} s; "
+        f"{len(skipped)} skipped; {platform.processor() or platform.machine()}, torch {torch.__version__}"
+    )
 
     class _Preloaded:  # hand the already-loaded models to render_dataset
         pass
@@ -91,8 +97,11 @@ def main(argv=None) -> None:
             s = synth.render_dataset(_Preloaded(), out, cfg, workers=w, progress=False, start_method="fork")
             dt, dc = time.perf_counter() - t, cpu() - c0
         rows.append((label, size, w, len(ms), s.num_samples, dt, dc, s.num_samples / dt))
-        print(f"  {label}: {size}^2, {w} worker(s): {s.num_samples} samples in {dt:.1f} s "
-              f"(cpu {dc:.1f} s) = {s.num_samples / dt:.0f} samples/s", flush=True)
+        print(
+            f"  {label}: {size}^2, {w} worker(s): {s.num_samples} samples in {dt:.1f} s "
+            f"(cpu {dc:.1f} s) = {s.num_samples / dt:.0f} samples/s",
+            flush=True,
+        )
         return s.num_samples / dt
 
     try:
@@ -111,7 +120,9 @@ def main(argv=None) -> None:
                 print(f"  speed-up of the compiled rasteriser, 64^2, {w} worker(s): {fast / slow:.1f}x")
     finally:
         synth.load_models = orig
-    print("\n| rasteriser | image | voxels | workers | models | samples | seconds | cpu s | samples/s | samples / cpu s |")
+    print(
+        "\n| rasteriser | image | voxels | workers | models | samples | seconds | cpu s | samples/s | samples / cpu s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, size, w, nm, n, dt, dc, rate in rows:
         print(f"| {label} | {size}^2 | 32^3 | {w} | {nm} | {n} | {dt:.1f} | {dc:.1f} | {rate:.0f} | {n / dc:.0f} |")

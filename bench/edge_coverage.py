@@ -24,10 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from poseshape.geometry.camera import viewpoint_to_pose
-from poseshape.metrics import mask_iou
 from poseshape.core.paths import shared_data_status
 from poseshape.engine.refine import hard_silhouettes
+from poseshape.geometry.camera import viewpoint_to_pose
+from poseshape.metrics import mask_iou
 from poseshape.render.mesh_soft import render_silhouette
 from poseshape.shapes.meshes import load_mesh
 from poseshape.shapes.procedural import generate
@@ -47,8 +47,13 @@ def main() -> None:
         tm = trimesh.Trimesh(car.verts.numpy(), car.faces.numpy(), process=False)
         for _ in range(level):
             tm = tm.subdivide()
-        shapes.append((f"procedural car, {level}x subdivided", torch.tensor(tm.vertices, dtype=torch.float32),
-                       torch.tensor(tm.faces, dtype=torch.int64)))
+        shapes.append(
+            (
+                f"procedural car, {level}x subdivided",
+                torch.tensor(tm.vertices, dtype=torch.float32),
+                torch.tensor(tm.faces, dtype=torch.int64),
+            )
+        )
     root, reason = shared_data_status()
     if reason is None:
         m = load_mesh(root / "pascal3d_cad" / "CAD" / "car" / "01.off", source="pascal3d", normalize=True)
@@ -61,9 +66,11 @@ def main() -> None:
         inside = hard > 0.5
         for mode in ("edge", "softras"):
             sil = render_silhouette(v[None], fa, R.float(), t.float(), K, image_size=S, mode=mode, sigma=1e-5)
-            print(f"| {name} | {fa.shape[0]} | {'eq. 5' if mode == 'edge' else 'SoftRas'} | "
-                  f"{float(mask_iou(sil, hard)[0]):.3f} | {float(sil[inside].mean()):.3f} | "
-                  f"{float((sil[inside] < 0.5).float().mean()):.3f} |")
+            print(
+                f"| {name} | {fa.shape[0]} | {'eq. 5' if mode == 'edge' else 'SoftRas'} | "
+                f"{float(mask_iou(sil, hard)[0]):.3f} | {float(sil[inside].mean()):.3f} | "
+                f"{float((sil[inside] < 0.5).float().mean()):.3f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ def start_from(stage_ckpt: Path, out_dir: Path, config) -> None:
     from poseshape.engine.checkpoint import load_checkpoint, save_checkpoint
 
     ck = load_checkpoint(stage_ckpt, expected_method="reproject")
-    save_checkpoint(out_dir / "last.pt", method="reproject", config=config, models=ck.models,
-                    trainer_state=ck.trainer_state)
+    save_checkpoint(
+        out_dir / "last.pt", method="reproject", config=config, models=ck.models, trainer_state=ck.trainer_state
+    )
 
 
 def main(argv=None) -> None:
@@ -39,12 +40,12 @@ def main(argv=None) -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
-    from poseshape.engine.checkpoint import load_checkpoint
     from poseshape.core.config import config_from_dict
-    from poseshape.methods.reproject.evaluate import evaluate_predictor
-    from poseshape.engine.registry import get_method
+    from poseshape.engine.checkpoint import load_checkpoint
     from poseshape.engine.predictor import load_predictor
+    from poseshape.engine.registry import get_method
     from poseshape.engine.train import Trainer
+    from poseshape.methods.reproject.evaluate import evaluate_predictor
 
     spec = get_method("reproject")
     stage1 = Path(args.run) / "stage_1_regress.pt"
@@ -52,32 +53,43 @@ def main(argv=None) -> None:
     out = Path(args.out)
     rows = []
     keys = ("ap2d", "ap3d", "ap3d_aligned", "acc_pi6", "rot_mederr", "trans_mederr")
-    before = {"val": evaluate_predictor(load_predictor(stage1), args.val, progress=False)["overall"],
-              "test": evaluate_predictor(load_predictor(stage1), args.test, progress=False)["overall"]}
-    rows.append({"lr": "none (stage 2)", **{f"{s}_{k}": before[s][k] for s in ("val", "test") for k in keys},
-                 "seconds": 0.0})
+    before = {
+        "val": evaluate_predictor(load_predictor(stage1), args.val, progress=False)["overall"],
+        "test": evaluate_predictor(load_predictor(stage1), args.test, progress=False)["overall"],
+    }
+    rows.append(
+        {"lr": "none (stage 2)", **{f"{s}_{k}": before[s][k] for s in ("val", "test") for k in keys}, "seconds": 0.0}
+    )
     for lr in args.lrs:
-        cfg = dataclasses.replace(base, finetune_lr=lr, finetune_iters=args.iters,
-                                  val_every=max(args.iters, 1))
+        cfg = dataclasses.replace(base, finetune_lr=lr, finetune_iters=args.iters, val_every=max(args.iters, 1))
         run = out / f"lr_{lr:g}"
         if not (run / "stage_2_finetune.pt").exists():
             start_from(stage1, run, cfg)
             t0 = time.perf_counter()
-            Trainer(spec, cfg, out_dir=run, seed=0, progress=False, tensorboard=False,
-                    checkpoint_every=10**9).fit()
+            Trainer(spec, cfg, out_dir=run, seed=0, progress=False, tensorboard=False, checkpoint_every=10**9).fit()
             (run / "seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
         pred = load_predictor(run / "stage_2_finetune.pt")
-        res = {s: evaluate_predictor(pred, p, progress=False)["overall"] for s, p in (("val", args.val),
-                                                                                     ("test", args.test))}
-        rows.append({"lr": f"{lr:g}", **{f"{s}_{k}": res[s][k] for s in ("val", "test") for k in keys},
-                     "seconds": float((run / "seconds.txt").read_text())})
+        res = {
+            s: evaluate_predictor(pred, p, progress=False)["overall"]
+            for s, p in (("val", args.val), ("test", args.test))
+        }
+        rows.append(
+            {
+                "lr": f"{lr:g}",
+                **{f"{s}_{k}": res[s][k] for s in ("val", "test") for k in keys},
+                "seconds": float((run / "seconds.txt").read_text()),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     head = ["lr"] + [f"{s} {k}" for s in ("val", "test") for k in ("2D AP", "3D AP", "MedErr")]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
-        cells = [r["lr"]] + [f"{r[f'{s}_{k}']:.3f}" if k != "rot_mederr" else f"{r[f'{s}_{k}']:.1f}"
-                             for s in ("val", "test") for k in ("ap2d", "ap3d", "rot_mederr")]
+        cells = [r["lr"]] + [
+            f"{r[f'{s}_{k}']:.3f}" if k != "rot_mederr" else f"{r[f'{s}_{k}']:.1f}"
+            for s in ("val", "test")
+            for k in ("ap2d", "ap3d", "rot_mederr")
+        ]
         print("| " + " | ".join(cells) + " |")
     (out / "sweep.json").write_text(json.dumps(rows, indent=1))
 

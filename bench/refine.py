@@ -45,11 +45,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from poseshape.geometry.rotations import geodesic_distance
 from poseshape.core.paths import shared_data_status
 from poseshape.engine.refine import refine_pose, simplify_mesh
-from poseshape.testing.refine_trials import perturbed_pose_trials
+from poseshape.geometry.rotations import geodesic_distance
 from poseshape.shapes.meshes import Mesh, load_mesh
+from poseshape.testing.refine_trials import perturbed_pose_trials
 
 DEG = math.pi / 180
 
@@ -98,18 +98,23 @@ def part_speed(args) -> dict:
     def run(n, **kw):
         return lambda: refine_pose(masks[:n], mesh, R0[:n], t0[:n], K, **kw)
 
-    cases = [("16 images x 1 start (per image)", 16, {"starts": 1}, 16),
-             ("1 image x 1 start", 1, {"starts": 1}, 1),
-             ("16 images x 8 starts (keep 2 after 8 steps)", 16, {"starts": 8}, 1),
-             ("16 images x 8 starts (no pruning)", 16, {"starts": 8, "keep": 8}, 1),
-             ("16 images x 16 starts (default; keep 2 after 8 steps)", 16, {}, 1)]
+    cases = [
+        ("16 images x 1 start (per image)", 16, {"starts": 1}, 16),
+        ("1 image x 1 start", 1, {"starts": 1}, 1),
+        ("16 images x 8 starts (keep 2 after 8 steps)", 16, {"starts": 8}, 1),
+        ("16 images x 8 starts (no pruning)", 16, {"starts": 8, "keep": 8}, 1),
+        ("16 images x 16 starts (default; keep 2 after 8 steps)", 16, {}, 1),
+    ]
     print(f"{'case':56s} {'wall s':>8s} {'CPU s':>8s}  (CPU = process time of both threads)")
     for name, n, kw, div in cases:
         l0 = load1()
         med, ts, cpu = timed(run(n, **kw), args.repeats)
         res[name] = {"seconds": med / div, "cpu_seconds": cpu / div, "runs": ts, "load": [l0, load1()]}
-        print(f"{name:56s} {med / div:8.2f} {cpu / div:8.2f}  (runs {[round(x, 2) for x in ts]}, "
-              f"load {l0:.1f}-{load1():.1f})", flush=True)
+        print(
+            f"{name:56s} {med / div:8.2f} {cpu / div:8.2f}  (runs {[round(x, 2) for x in ts]}, "
+            f"load {l0:.1f}-{load1():.1f})",
+            flush=True,
+        )
     # naive reference: one refine_pose call per (image, start), no batching, no pruning
     from poseshape.engine.refine import start_rotations
 
@@ -119,19 +124,27 @@ def part_speed(args) -> dict:
     def naive():
         for b in range(k):
             for j in range(8):
-                refine_pose(masks[b:b + 1], mesh, starts[b:b + 1, j], t0[b:b + 1], K, starts=1)
+                refine_pose(masks[b : b + 1], mesh, starts[b : b + 1, j], t0[b : b + 1], K, starts=1)
 
     l0 = load1()
     med, ts, cpu = timed(naive, max(1, args.repeats // 2))
     naive16, naive16_cpu = med * 16 / k, cpu * 16 / k
     res[f"naive 16 x 8 (one call per image and start, scaled from {k} images)"] = {
-        "seconds": naive16, "cpu_seconds": naive16_cpu, "runs": ts, "load": [l0, load1()]}
+        "seconds": naive16,
+        "cpu_seconds": naive16_cpu,
+        "runs": ts,
+        "load": [l0, load1()],
+    }
     batched = res["16 images x 8 starts (no pruning)"]
     pruned = res["16 images x 8 starts (keep 2 after 8 steps)"]
-    print(f"{'naive 16 x 8, one call per (image, start)':56s} {naive16:8.2f} {naive16_cpu:8.2f}  (measured on {k} "
-          f"images x 8: {[round(x, 2) for x in ts]}, load {l0:.1f}-{load1():.1f})")
+    print(
+        f"{'naive 16 x 8, one call per (image, start)':56s} {naive16:8.2f} {naive16_cpu:8.2f}  (measured on {k} "
+        f"images x 8: {[round(x, 2) for x in ts]}, load {l0:.1f}-{load1():.1f})"
+    )
     for key, r in (("batched", batched), ("batched + pruning", pruned)):
-        print(f"speed-up vs naive, {key}: wall {naive16 / r['seconds']:.1f}x, CPU {naive16_cpu / r['cpu_seconds']:.1f}x")
+        print(
+            f"speed-up vs naive, {key}: wall {naive16 / r['seconds']:.1f}x, CPU {naive16_cpu / r['cpu_seconds']:.1f}x"
+        )
     res["ratio_batched"] = [naive16 / batched["seconds"], naive16_cpu / batched["cpu_seconds"]]
     res["ratio_pruned"] = [naive16 / pruned["seconds"], naive16_cpu / pruned["cpu_seconds"]]
     return res
@@ -143,23 +156,34 @@ def _accuracy(mesh, n, seed, **kw):
     r = refine_pose(masks, mesh, R0, t0, K, **kw)
     err = geodesic_distance(r.R, R) / DEG
     ang0 = geodesic_distance(R0, R) / DEG
-    return {"median_err_deg": float(err.median()), "acc3": float((err < 3).float().mean()),
-            "acc_pi6": float((err < 30).float().mean()), "mean_iou": float(r.iou.mean()),
-            "mean_iou_init": float(r.iou_init.mean()), "median_init_err_deg": float(ang0.median()),
-            "seconds": time.perf_counter() - t1, "errors": [round(float(e), 2) for e in err]}
+    return {
+        "median_err_deg": float(err.median()),
+        "acc3": float((err < 3).float().mean()),
+        "acc_pi6": float((err < 30).float().mean()),
+        "mean_iou": float(r.iou.mean()),
+        "mean_iou_init": float(r.iou_init.mean()),
+        "median_init_err_deg": float(ang0.median()),
+        "seconds": time.perf_counter() - t1,
+        "errors": [round(float(e), 2) for e in err],
+    }
 
 
 def part_starts(args) -> dict:
     mesh, desc = load_car(1500)
-    print(f"mesh: {desc}; {args.trials} trials (seed {args.seed}), perturbation 10-40 deg, 30 steps; load {load1():.1f}")
+    print(
+        f"mesh: {desc}; {args.trials} trials (seed {args.seed}), perturbation 10-40 deg, 30 steps; load {load1():.1f}"
+    )
     print("| starts | median error (deg) | error < 3 deg | error < 30 deg | mean IoU (start -> refined) | s |")
     print("|---|---|---|---|---|---|")
     out = {"mesh": desc}
     for s in (1, 2, 4, 8, 16):
         a = _accuracy(mesh, args.trials, args.seed, starts=s)
         out[s] = a
-        print(f"| {s} | {a['median_err_deg']:.2f} | {a['acc3']:.2f} | {a['acc_pi6']:.2f} | "
-              f"{a['mean_iou_init']:.3f} -> {a['mean_iou']:.3f} | {a['seconds']:.0f} |", flush=True)
+        print(
+            f"| {s} | {a['median_err_deg']:.2f} | {a['acc3']:.2f} | {a['acc_pi6']:.2f} | "
+            f"{a['mean_iou_init']:.3f} -> {a['mean_iou']:.3f} | {a['seconds']:.0f} |",
+            flush=True,
+        )
     return out
 
 
@@ -177,8 +201,10 @@ def part_steps(args) -> dict:
             continue
         a = _accuracy(mesh, args.trials, args.seed, steps=n)
         out[n] = a
-        print(f"| {n} | {a['median_err_deg']:.2f} | {a['acc3']:.2f} | {a['mean_iou']:.3f} | {a['seconds']:.0f} |",
-              flush=True)
+        print(
+            f"| {n} | {a['median_err_deg']:.2f} | {a['acc3']:.2f} | {a['mean_iou']:.3f} | {a['seconds']:.0f} |",
+            flush=True,
+        )
     return out
 
 
@@ -190,9 +216,9 @@ def part_reconstruct(args) -> dict:
 
     from poseshape.cli.reconstruct import reconstruct_image
     from poseshape.data.synth import load_models, render_views
-    from poseshape.methods.reproject.data import reproject_synth_config
     from poseshape.engine.predictor import load_predictor
     from poseshape.engine.refine import RefineConfig
+    from poseshape.methods.reproject.data import reproject_synth_config
 
     pred = load_predictor(method="reproject", device="cpu")
     cfg = reproject_synth_config(image_size=128, views=4, domain="natural", seed=args.seed)
@@ -200,7 +226,9 @@ def part_reconstruct(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for c, cat in enumerate(("aeroplane", "car", "chair")):
-            models, _ = load_models("procedural", categories=[cat], split="test", seed=args.seed, models_per_category=10)
+            models, _ = load_models(
+                "procedural", categories=[cat], split="test", seed=args.seed, models_per_category=10
+            )
             for k in range(args.per_category):
                 mod = models[k % len(models)]
                 idx = c * 1000 + k
@@ -209,14 +237,22 @@ def part_reconstruct(args) -> dict:
                 Image.fromarray(r["images"][0]).save(ip)
                 Image.fromarray(r["masks"][0].astype(np.uint8) * 255).save(mp)
                 a = json.loads(reconstruct_image(pred, ip, mp, tmp / f"{cat}{k}_a")["pose"].read_text())
-                b = json.loads(reconstruct_image(pred, ip, mp, tmp / f"{cat}{k}_b",
-                                                 refine=RefineConfig(optimize_aspect=False))["pose"].read_text())
+                b = json.loads(
+                    reconstruct_image(pred, ip, mp, tmp / f"{cat}{k}_b", refine=RefineConfig(optimize_aspect=False))[
+                        "pose"
+                    ].read_text()
+                )
                 t2 = time.perf_counter()
                 d = json.loads(reconstruct_image(pred, ip, mp, tmp / f"{cat}{k}_c", refine=True)["pose"].read_text())
                 rows.append((cat, a["mask_iou"], b["mask_iou"], d["mask_iou"], time.perf_counter() - t2))
-                print(f"{cat:10s} {k}: mask IoU {a['mask_iou']:.3f} -> pose only {b['mask_iou']:.3f}, "
-                      f"pose + aspect (default) {d['mask_iou']:.3f} ({rows[-1][4]:.1f} s)", flush=True)
-    print("| category | images | mask IoU reconstruct | --refine, pose + scale only | --refine (default: + per-axis shape scale) |")
+                print(
+                    f"{cat:10s} {k}: mask IoU {a['mask_iou']:.3f} -> pose only {b['mask_iou']:.3f}, "
+                    f"pose + aspect (default) {d['mask_iou']:.3f} ({rows[-1][4]:.1f} s)",
+                    flush=True,
+                )
+    print(
+        "| category | images | mask IoU reconstruct | --refine, pose + scale only | --refine (default: + per-axis shape scale) |"
+    )
     print("|---|---|---|---|---|")
     out = {}
     for cat in ("aeroplane", "car", "chair", "all"):
@@ -240,7 +276,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    res = {"speed": part_speed, "starts": part_starts, "steps": part_steps, "reconstruct": part_reconstruct}[args.part](args)
+    res = {"speed": part_speed, "starts": part_starts, "steps": part_steps, "reconstruct": part_reconstruct}[args.part](
+        args
+    )
     res["wall_s"] = time.perf_counter() - t0
     res["load_end"] = load1()
     print(f"done in {res['wall_s']:.0f} s (load {res['load_end']:.1f})")

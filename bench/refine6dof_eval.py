@@ -42,8 +42,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from poseshape.methods.refine6dof.data import compute_clusters
-from poseshape.methods.refine6dof.evaluate import evaluate_rows, row_settings, eval_samples
+from poseshape.methods.refine6dof.data import compute_clusters  # noqa: E402 - after the sys.path line
+from poseshape.methods.refine6dof.evaluate import eval_samples, evaluate_rows, row_settings  # noqa: E402
 
 
 def _row(cfg, text: str) -> tuple[str, dict]:
@@ -65,11 +65,15 @@ def _table(rows: dict, first: str, ref: dict | None = None) -> list[str]:
         head += " d IoU | d MVE (deg) | d t error |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, m in rows.items():
-        line = (f"| {name} | {m['accuracy']:.3f} | {m['miou']:.3f} | {m['mve_deg']:.2f} | {m['acc_pi6']:.3f} "
-                f"| {m['t_err']:.3f} | {m.get('s_per_image', 0.0):.2f} |")
+        line = (
+            f"| {name} | {m['accuracy']:.3f} | {m['miou']:.3f} | {m['mve_deg']:.2f} | {m['acc_pi6']:.3f} "
+            f"| {m['t_err']:.3f} | {m.get('s_per_image', 0.0):.2f} |"
+        )
         if ref is not None:
-            line += (f" {m['miou'] - ref['miou']:+.3f} | {m['mve_deg'] - ref['mve_deg']:+.2f} "
-                     f"| {m['t_err'] - ref['t_err']:+.3f} |")
+            line += (
+                f" {m['miou'] - ref['miou']:+.3f} | {m['mve_deg'] - ref['mve_deg']:+.2f} "
+                f"| {m['t_err'] - ref['t_err']:+.3f} |"
+            )
         lines.append(line)
     return lines
 
@@ -77,14 +81,18 @@ def _table(rows: dict, first: str, ref: dict | None = None) -> list[str]:
 def _breakdown(rows: dict) -> list[str]:
     """Rows restricted to the right class, and per category (multi-category sets)."""
     out = []
-    sub = {f"{k} (class right, n={m['class_correct']['n']})": m["class_correct"] for k, m in rows.items()
-           if "class_correct" in m}
+    sub = {
+        f"{k} (class right, n={m['class_correct']['n']})": m["class_correct"]
+        for k, m in rows.items()
+        if "class_correct" in m
+    }
     if sub:
         out += ["", "Images whose class (so medoid) is right:", ""] + _table(sub, "model")
     cats = sorted({c for m in rows.values() for c in m.get("per_category", {})})
     for c in cats:
-        out += ["", f"Category {c}:", ""] + _table({k: m["per_category"][c] for k, m in rows.items()
-                                                     if c in m.get("per_category", {})}, "model")
+        out += ["", f"Category {c}:", ""] + _table(
+            {k: m["per_category"][c] for k, m in rows.items() if c in m.get("per_category", {})}, "model"
+        )
     return out
 
 
@@ -125,14 +133,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="run directory (training, renders, tables)")
     ap.add_argument("--checkpoint", default=None, help="evaluate this checkpoint instead of training")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--variant", action="append", default=[],
-                    help="extra row: online overrides (lr=1e-5,render=softras), 'refine' or 'online+refine'")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="extra row: online overrides (lr=1e-5,render=softras), 'refine' or 'online+refine'",
+    )
     ap.add_argument("--limit", type=int, default=0, help="evaluate at most this many test images (0: all)")
     ap.add_argument("--render-sizes", default="", help="Table 2: comma-separated online render sizes")
-    ap.add_argument("--steps-curve", default="", help="Fig. 6(c): comma-separated online step counts "
-                    "(paper settings otherwise, or the first online --variant's), e.g. 0,10,30,100")
-    ap.add_argument("--test-size", type=int, default=0,
-                    help="render the test split at this size (data.test_image_size; masks for refinement and mIoU)")
+    ap.add_argument(
+        "--steps-curve",
+        default="",
+        help="Fig. 6(c): comma-separated online step counts "
+        "(paper settings otherwise, or the first online --variant's), e.g. 0,10,30,100",
+    )
+    ap.add_argument(
+        "--test-size",
+        type=int,
+        default=0,
+        help="render the test split at this size (data.test_image_size; masks for refinement and mIoU)",
+    )
     ap.add_argument("--plot", default="", help="write the sweeps as a PNG here")
     ap.add_argument("--replot", default="", metavar="TABLE1_JSON", help="only plot a finished run's table1.json")
     ap.add_argument("--threads", type=int, default=2)
@@ -163,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     ds = eval_samples(cfg, run_dir, limit=args.limit or None)
     clusters, _ = compute_clusters(cfg, run_dir)
 
-    rows = {"encoder": row_settings(cfg, "encoder"),
-            "+ online (paper: 30 steps, batch 20, lr 1e-6, eq. 5)": row_settings(cfg, "online")}
+    rows = {
+        "encoder": row_settings(cfg, "encoder"),
+        "+ online (paper: 30 steps, batch 20, lr 1e-6, eq. 5)": row_settings(cfg, "online"),
+    }
     rows.update(_row(cfg, v) for v in args.variant)
     t1 = time.perf_counter()
     res = evaluate_rows(enc, bank, ds, rows, progress=False)
@@ -180,25 +202,42 @@ def main(argv: list[str] | None = None) -> int:
             opts = [o for o in base if not o.startswith(f"{key}=")] + [f"{key}={v}"]
             sweep[f"{key}={v}"] = row_settings(cfg, "online", opts)
         sweeps[key] = evaluate_rows(enc, bank, ds, sweep, progress=False)
-        print("\n".join(["", f"online {key} sweep ({','.join(base) or 'paper settings'}):"]
-                        + _table(sweeps[key], key, res["encoder"])), flush=True)
+        print(
+            "\n".join(
+                ["", f"online {key} sweep ({','.join(base) or 'paper settings'}):"]
+                + _table(sweeps[key], key, res["encoder"])
+            ),
+            flush=True,
+        )
     lines = _table(res, "model") + _breakdown(res)
     for key, sw in sweeps.items():
         other = ", ".join(base) or "the paper's"
         lines += ["", f"Online {key} sweep (other settings: {other}; d = change from the encoder row):", ""]
         lines += _table(sw, key, res["encoder"])
     text = "\n".join(lines) + "\n"
-    info = {"checkpoint": str(ckpt), "test_images": len(ds), "test_size": int(ds[0]["mask_full"].shape[-1]), "test_models": len(ds.ds.meta["models"]),
-            "clusters": clusters.num_clusters, "medoids": [clusters.keys[i] for i in clusters.medoids],
-            "train_seconds": train_s, "eval_seconds": time.perf_counter() - t1, "overrides": args.overrides,
-            "rows": res, "sweeps": sweeps, "load_end": os.getloadavg()[0]}
+    info = {
+        "checkpoint": str(ckpt),
+        "test_images": len(ds),
+        "test_size": int(ds[0]["mask_full"].shape[-1]),
+        "test_models": len(ds.ds.meta["models"]),
+        "clusters": clusters.num_clusters,
+        "medoids": [clusters.keys[i] for i in clusters.medoids],
+        "train_seconds": train_s,
+        "eval_seconds": time.perf_counter() - t1,
+        "overrides": args.overrides,
+        "rows": res,
+        "sweeps": sweeps,
+        "load_end": os.getloadavg()[0],
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "table1.md").write_text(text)
     (out / "table1.json").write_text(json.dumps(info, indent=1))
     if args.plot:
         plot_sweeps(info, Path(args.plot))
-    print(f"{len(ds)} test images of {info['test_models']} held-out models; medoids {info['medoids']}; "
-          f"eval {info['eval_seconds']:.0f} s")
+    print(
+        f"{len(ds)} test images of {info['test_models']} held-out models; medoids {info['medoids']}; "
+        f"eval {info['eval_seconds']:.0f} s"
+    )
     return 0
 
 

@@ -76,8 +76,10 @@ def _find(rows, name, level, H, B):
 def targets(mesh_rows, repeats: int, log=print) -> tuple[str, list[str]]:
     """The issue's target table; measures what the mesh grid did not already cover."""
     soft = "soft softras (C++)" if cpp_available() else "soft softras (torch)"
-    lines = ["| case | PyTorch3D 0.7.9 (issue) | ours | ours / PyTorch3D | target | met |",
-             "|---|---:|---:|---:|---|---|"]
+    lines = [
+        "| case | PyTorch3D 0.7.9 (issue) | ours | ours / PyTorch3D | target | met |",
+        "|---|---:|---:|---:|---|---|",
+    ]
     verdicts = []
     for H in (64, 128):
         r = _find(mesh_rows, soft, 3, H, 8)
@@ -89,31 +91,43 @@ def targets(mesh_rows, repeats: int, log=print) -> tuple[str, list[str]]:
             r = {"fwd": fwd, "both": both, "B": 8}
         p_f, p_b = PYTORCH3D[("soft", H)]
         ours_f, ours_b = 8 / r["fwd"], 8 / r["both"]
-        lines.append(f"| soft silhouette fwd, 1,280 faces, {H}^2, batch 8 | {p_f} img/s | {ours_f:.1f} img/s "
-                     f"| {ours_f / p_f:.0f}x | - | - |")
+        lines.append(
+            f"| soft silhouette fwd, 1,280 faces, {H}^2, batch 8 | {p_f} img/s | {ours_f:.1f} img/s "
+            f"| {ours_f / p_f:.0f}x | - | - |"
+        )
         if H == 128:
             met = ours_b >= 10.0
-            verdicts.append(f"soft fwd+bwd 128^2 B8: {ours_b:.1f} img/s ({ours_b / p_b:.0f}x PyTorch3D) -> "
-                            f"{'met' if met else 'NOT met'}")
-            lines.append(f"| **soft silhouette fwd+bwd, 1,280 faces, 128^2, batch 8** | {p_b} img/s "
-                         f"| {ours_b:.1f} img/s | {ours_b / p_b:.0f}x | >= 10 img/s (30x) | {'yes' if met else 'no'} |")
+            verdicts.append(
+                f"soft fwd+bwd 128^2 B8: {ours_b:.1f} img/s ({ours_b / p_b:.0f}x PyTorch3D) -> "
+                f"{'met' if met else 'NOT met'}"
+            )
+            lines.append(
+                f"| **soft silhouette fwd+bwd, 1,280 faces, 128^2, batch 8** | {p_b} img/s "
+                f"| {ours_b:.1f} img/s | {ours_b / p_b:.0f}x | >= 10 img/s (30x) | {'yes' if met else 'no'} |"
+            )
         else:
-            lines.append(f"| soft silhouette fwd+bwd, 1,280 faces, {H}^2, batch 8 | {p_b} img/s "
-                         f"| {ours_b:.1f} img/s | {ours_b / p_b:.0f}x | - | - |")
+            lines.append(
+                f"| soft silhouette fwd+bwd, 1,280 faces, {H}^2, batch 8 | {p_b} img/s "
+                f"| {ours_b:.1f} img/s | {ours_b / p_b:.0f}x | - | - |"
+            )
     r = _find(mesh_rows, "hard raster", 3, 128, 8)
     p_f, _ = PYTORCH3D[("hard", 128)]
     if r is not None:
-        lines.append(f"| hard silhouette fwd, 1,280 faces, 128^2, batch 8 | {p_f} img/s | {8 / r['fwd']:.1f} img/s "
-                     f"| {8 / r['fwd'] / p_f:.0f}x | - | - |")
+        lines.append(
+            f"| hard silhouette fwd, 1,280 faces, 128^2, batch 8 | {p_f} img/s | {8 / r['fwd']:.1f} img/s "
+            f"| {8 / r['fwd'] / p_f:.0f}x | - | - |"
+        )
     log("  pose optimisation (icosphere level 3) ...")
     m = rm.icosphere(3, radius=0.5, dtype=torch.float32)
     po = rm.pose_optimisation(m.verts, m.faces, H=128, steps=30, runs=3)
     met = po["median_s"] < 1.0
     verdicts.append(f"30-step Adam pose optimisation 128^2: {po['median_s']:.3f} s -> {'met' if met else 'NOT met'}")
     lo, hi = PYTORCH3D_POSE_S
-    lines.append(f"| **30 Adam steps of pose optimisation from a silhouette, 128^2, 1,280 faces** | {lo:.0f}-{hi:.0f} s "
-                 f"| {po['median_s']:.3f} s | {lo / po['median_s']:.0f}-{hi / po['median_s']:.0f}x faster "
-                 f"| < 1 s | {'yes' if met else 'no'} |")
+    lines.append(
+        f"| **30 Adam steps of pose optimisation from a silhouette, 128^2, 1,280 faces** | {lo:.0f}-{hi:.0f} s "
+        f"| {po['median_s']:.3f} s | {lo / po['median_s']:.0f}-{hi / po['median_s']:.0f}x faster "
+        f"| < 1 s | {'yes' if met else 'no'} |"
+    )
     car = None
     try:
         from poseshape.core.paths import shared_data_dir
@@ -127,19 +141,26 @@ def targets(mesh_rows, repeats: int, log=print) -> tuple[str, list[str]]:
     if car is not None:
         log("  pose optimisation (PASCAL3D+ car) ...")
         po = rm.pose_optimisation(car.verts.float(), car.faces, H=128, steps=30, runs=3)
-        lines.append(f"| same, PASCAL3D+ car/01 ({car.faces.shape[0]:,} faces) | - | {po['median_s']:.3f} s | - "
-                     f"| (< 1 s asked for 1,280 faces) | {'yes' if po['median_s'] < 1 else 'no'} |")
+        lines.append(
+            f"| same, PASCAL3D+ car/01 ({car.faces.shape[0]:,} faces) | - | {po['median_s']:.3f} s | - "
+            f"| (< 1 s asked for 1,280 faces) | {'yes' if po['median_s'] < 1 else 'no'} |"
+        )
     return "\n".join(lines), verdicts
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smaller grid (no 256^2, no level-5 batch 8, voxel batch 1), "
-                    "3 repeats")
+    ap.add_argument(
+        "--quick", action="store_true", help="smaller grid (no 256^2, no level-5 batch 8, voxel batch 1), 3 repeats"
+    )
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per case (>= 5 in a full run)")
     ap.add_argument("--out", type=Path, help="also write the Markdown fragment here")
-    ap.add_argument("--only", choices=["mesh", "voxel", "targets"], action="append",
-                    help="run only these sections (targets needs mesh; default: all)")
+    ap.add_argument(
+        "--only",
+        choices=["mesh", "voxel", "targets"],
+        action="append",
+        help="run only these sections (targets needs mesh; default: all)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     repeats = 3 if args.quick else max(5, args.repeats)
@@ -159,29 +180,36 @@ def main(argv=None) -> None:
     if "mesh" in only:
         log("mesh renderers ...")
         mesh_rows = rm.run_mesh(args.quick, repeats, log)
-        sections.append("### Mesh renderers (icosphere, pinhole, sigma = 1e-4 NDC^2)\n\n"
-                        "`x dense` = speed-up over the naive all-faces x all-pixels reference of the same "
-                        "renderer in this run (computed where B*F*H*W <= 6e6). The hard raster is not "
-                        "differentiable (no fwd+bwd). Peak MiB = RSS growth during the case (1 ms sampling).\n\n"
-                        + rm.mesh_table(mesh_rows))
+        sections.append(
+            "### Mesh renderers (icosphere, pinhole, sigma = 1e-4 NDC^2)\n\n"
+            "`x dense` = speed-up over the naive all-faces x all-pixels reference of the same "
+            "renderer in this run (computed where B*F*H*W <= 6e6). The hard raster is not "
+            "differentiable (no fwd+bwd). Peak MiB = RSS growth during the case (1 ms sampling).\n\n"
+            + rm.mesh_table(mesh_rows)
+        )
     verdicts = []
     if "targets" in only:
         log("targets ...")
         table, verdicts = targets(mesh_rows, repeats, log)
-        sections.insert(0, "### Targets of issue 3 (PyTorch3D figures are the issue's, not re-measured here)\n\n"
-                        + table)
+        sections.insert(
+            0, "### Targets of issue 3 (PyTorch3D figures are the issue's, not re-measured here)\n\n" + table
+        )
     if "voxel" in only:
         log("voxel renderers ...")
-        sections.append("### Voxel projection and ray consistency (pinhole, random views)\n\n"
-                        + rv.voxel_table(rv.run_voxel(args.quick, repeats, log)))
+        sections.append(
+            "### Voxel projection and ray consistency (pinhole, random views)\n\n"
+            + rv.voxel_table(rv.run_voxel(args.quick, repeats, log))
+        )
     load1 = os.getloadavg()
-    head = (f"## Renderers (issue 3)\n\n"
-            f"Machine: 2-core CPU ({_cpu_name()}, {os.cpu_count()} logical cores), torch {torch.__version__}, "
-            f"2 threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}; C++ soft-raster kernels "
-            f"{'on' if cpp_available() else 'off'}. Median of {repeats} repeats after "
-            f"a warm-up. The machine was shared with other jobs: load average {load0[0]:.2f} at start, "
-            f"{load1[0]:.2f} at end; run time {time.perf_counter() - t_start:.0f} s.\n\n"
-            f"Command: `{cmd}`")
+    head = (
+        f"## Renderers (issue 3)\n\n"
+        f"Machine: 2-core CPU ({_cpu_name()}, {os.cpu_count()} logical cores), torch {torch.__version__}, "
+        f"2 threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}; C++ soft-raster kernels "
+        f"{'on' if cpp_available() else 'off'}. Median of {repeats} repeats after "
+        f"a warm-up. The machine was shared with other jobs: load average {load0[0]:.2f} at start, "
+        f"{load1[0]:.2f} at end; run time {time.perf_counter() - t_start:.0f} s.\n\n"
+        f"Command: `{cmd}`"
+    )
     text = head + "\n\n" + "\n\n".join(sections) + "\n"
     if verdicts:
         text += "\n" + "\n".join(f"- {v}" for v in verdicts) + "\n"

@@ -177,8 +177,20 @@ def run_mesh(quick: bool, repeats: int, log=print) -> list[dict]:
         for name, fn, diff, ref in mesh_cases(level, H, B, quick):
             fwd, mem_f = time_fn(_mesh_step(fn, sc, False), repeats)
             both, mem_b = time_fn(_mesh_step(fn, sc, True), repeats) if diff else (math.nan, math.nan)
-            rows.append({"name": name, "level": level, "F": F, "H": H, "B": B, "fwd": fwd, "both": both,
-                         "mem_f": mem_f, "mem_b": mem_b, "ref": ref})
+            rows.append(
+                {
+                    "name": name,
+                    "level": level,
+                    "F": F,
+                    "H": H,
+                    "B": B,
+                    "fwd": fwd,
+                    "both": both,
+                    "mem_f": mem_f,
+                    "mem_b": mem_b,
+                    "ref": ref,
+                }
+            )
             log(f"  {name:28s} L{level} {H:4d}^2 B{B}: fwd {fwd * 1e3:8.1f} ms  fwd+bwd {both * 1e3:8.1f} ms")
     return rows
 
@@ -194,9 +206,13 @@ def _ratio(row, rows, key):
 
 def mesh_table(rows: list[dict]) -> str:
     """Markdown table; ``x dense`` is the speed-up over the naive reference of the same case."""
-    out = [("| renderer | faces | size | batch | fwd img/s | fwd+bwd img/s | fwd ms | fwd+bwd ms "
-           "| x dense fwd | x dense fwd+bwd | peak MiB fwd / fwd+bwd |"),
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        (
+            "| renderer | faces | size | batch | fwd img/s | fwd+bwd img/s | fwd ms | fwd+bwd ms "
+            "| x dense fwd | x dense fwd+bwd | peak MiB fwd / fwd+bwd |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         nob = math.isnan(r["both"])
         ips_b = "-" if nob else f"{r['B'] / r['both']:.1f}"
@@ -205,15 +221,24 @@ def mesh_table(rows: list[dict]) -> str:
         out.append(
             f"| {r['name']} | {r['F']} | {r['H']} | {r['B']} | {r['B'] / r['fwd']:.1f} | {ips_b} "
             f"| {r['fwd'] * 1e3:.1f} | {ms_b} | {_ratio(r, rows, 'fwd')} | {_ratio(r, rows, 'both')} "
-            f"| {r['mem_f']:.0f} / {mem_b} |")
+            f"| {r['mem_f']:.0f} / {mem_b} |"
+        )
     return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------------------
 # pose optimisation (the issue's "30 Adam steps at 128^2")
 # ----------------------------------------------------------------------------------------
-def pose_optimisation(verts, faces, H: int = 128, steps: int = 30, runs: int = 3, sigma: float = 1e-4,
-                      fx: float | None = None, dist: float = 2.5) -> dict:
+def pose_optimisation(
+    verts,
+    faces,
+    H: int = 128,
+    steps: int = 30,
+    runs: int = 3,
+    sigma: float = 1e-4,
+    fx: float | None = None,
+    dist: float = 2.5,
+) -> dict:
     """Wall time of ``steps`` Adam steps on (axis-angle, t) from a silhouette (batch 1).
 
     Target: the soft silhouette at a reference pose; start: rotated by 10 degrees about

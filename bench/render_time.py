@@ -80,8 +80,12 @@ FAST_REPEATS = 15
 
 def poses(B: int):
     az = 0.5 + torch.arange(B, dtype=torch.float64) * (2 * math.pi / B)
-    R, t = viewpoint_to_pose(az, torch.full((B,), ELEVATION, dtype=torch.float64), torch.zeros(B, dtype=torch.float64),
-                             torch.full((B,), DISTANCE, dtype=torch.float64))
+    R, t = viewpoint_to_pose(
+        az,
+        torch.full((B,), ELEVATION, dtype=torch.float64),
+        torch.zeros(B, dtype=torch.float64),
+        torch.full((B,), DISTANCE, dtype=torch.float64),
+    )
     return R.float(), t.float()
 
 
@@ -112,6 +116,7 @@ def load_shapes(pascal: bool, log) -> dict:
 
 def mesh_renderers():
     """``[(name, fn(v, f, R, t, K, N), differentiable)]``."""
+
     def soft(mode):
         return lambda v, f, R, t, K, N: render_silhouette(v, f, R, t, K, image_size=N, mode=mode)
 
@@ -135,8 +140,9 @@ def _time(step, repeats: int) -> tuple[float, float]:
     return sec, mib
 
 
-def run(resolutions, batches, repeats: int, shapes: dict, voxel_mode: str, fixed_grid: bool,
-        max_voxel_res: int, log) -> list[dict]:
+def run(
+    resolutions, batches, repeats: int, shapes: dict, voxel_mode: str, fixed_grid: bool, max_voxel_res: int, log
+) -> list[dict]:
     rows = []
     car = shapes["procedural car"]
     for B in batches:
@@ -150,17 +156,31 @@ def run(resolutions, batches, repeats: int, shapes: dict, voxel_mode: str, fixed
 
             def record(name, shape, size, fwd, both, mem_f, mem_b, iou, N=N, B=B):
                 load = os.getloadavg()[0]
-                row = {"renderer": name, "shape": shape, "size": size, "N": N, "B": B, "fwd_s": fwd, "both_s": both,
-                       "mem_fwd_mib": mem_f, "mem_both_mib": mem_b, "iou_vs_zbuffer": iou, "load1": load}
+                row = {
+                    "renderer": name,
+                    "shape": shape,
+                    "size": size,
+                    "N": N,
+                    "B": B,
+                    "fwd_s": fwd,
+                    "both_s": both,
+                    "mem_fwd_mib": mem_f,
+                    "mem_both_mib": mem_b,
+                    "iou_vs_zbuffer": iou,
+                    "load1": load,
+                }
                 rows.append(row)
                 both_txt = "       -   " if math.isnan(both) else f"{both * 1e3:9.1f} ms"
                 iou_txt = "" if iou is None else f"  IoU {iou:.3f}"
-                log(f"  B{B:<3d} N{N:<4d} {name:26s} {shape:18s} fwd {fwd * 1e3:9.1f} ms  fwd+bwd {both_txt}"
-                    f"{iou_txt}  load {load:.2f}")
+                log(
+                    f"  B{B:<3d} N{N:<4d} {name:26s} {shape:18s} fwd {fwd * 1e3:9.1f} ms  fwd+bwd {both_txt}"
+                    f"{iou_txt}  load {load:.2f}"
+                )
 
             for label, m in shapes.items():
                 sc = (m.verts, m.faces, R, t, K)
                 for name, fn, diff in mesh_renderers():
+
                     def fn_n(v, f, R_, t_, K_, fn=fn, N=N):
                         return fn(v, f, R_, t_, K_, N)
 
@@ -198,40 +218,57 @@ def _ms(x: float) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    out = [("| renderer | shape | faces / grid | N (image NxN) | batch | fwd ms | fwd+bwd ms | fwd+bwd ms/img "
-            "| peak MiB fwd / fwd+bwd | IoU vs z-buffer | load 1-min |"),
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        (
+            "| renderer | shape | faces / grid | N (image NxN) | batch | fwd ms | fwd+bwd ms | fwd+bwd ms/img "
+            "| peak MiB fwd / fwd+bwd | IoU vs z-buffer | load 1-min |"
+        ),
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         per = r["both_s"] / r["B"]
         mem_b = "-" if math.isnan(r["mem_both_mib"]) else f"{r['mem_both_mib']:.0f}"
         iou = "-" if r["iou_vs_zbuffer"] is None else f"{r['iou_vs_zbuffer']:.3f}"
-        out.append(f"| {r['renderer']} | {r['shape']} | {r['size']} | {r['N']} | {r['B']} | {_ms(r['fwd_s'])} "
-                   f"| {_ms(r['both_s'])} | {_ms(per)} | {r['mem_fwd_mib']:.0f} / {mem_b} | {iou} "
-                   f"| {r['load1']:.2f} |")
+        out.append(
+            f"| {r['renderer']} | {r['shape']} | {r['size']} | {r['N']} | {r['B']} | {_ms(r['fwd_s'])} "
+            f"| {_ms(r['both_s'])} | {_ms(per)} | {r['mem_fwd_mib']:.0f} / {mem_b} | {iou} "
+            f"| {r['load1']:.2f} |"
+        )
     return "\n".join(out)
 
 
 def ratio_table(rows: list[dict], voxel_mode: str) -> str:
     """mesh / voxel N^3 time ratios (procedural car), within this run."""
+
     def get(name, N, B, shape="procedural car"):
-        return next((r for r in rows if r["renderer"] == name and r["N"] == N and r["B"] == B
-                     and r["shape"] == shape), None)
+        return next(
+            (r for r in rows if r["renderer"] == name and r["N"] == N and r["B"] == B and r["shape"] == shape), None
+        )
 
     vname = f"voxel N^3 {voxel_mode}"
-    out = [("| batch | N | edge / voxel N^3, fwd | edge / voxel N^3, fwd+bwd | softras / voxel N^3, fwd+bwd "
-            f"| z-buffer / voxel N^3, fwd | edge / voxel {FIXED_GRID}^3, fwd+bwd |"),
-           "|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        (
+            "| batch | N | edge / voxel N^3, fwd | edge / voxel N^3, fwd+bwd | softras / voxel N^3, fwd+bwd "
+            f"| z-buffer / voxel N^3, fwd | edge / voxel {FIXED_GRID}^3, fwd+bwd |"
+        ),
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     keys = sorted({(r["B"], r["N"]) for r in rows})
     for B, N in keys:
         vox, vfix = get(vname, N, B), get(f"voxel {FIXED_GRID}^3 {voxel_mode}", N, B)
-        edge, soft, hard = get("mesh soft edge (eq. 5)", N, B), get("mesh soft softras", N, B), \
-            get("mesh hard z-buffer", N, B)
+        edge, soft, hard = (
+            get("mesh soft edge (eq. 5)", N, B),
+            get("mesh soft softras", N, B),
+            get("mesh hard z-buffer", N, B),
+        )
 
         def rat(a, b, key):
             return "-" if a is None or b is None else f"{a[key] / b[key]:.3g}"
 
-        out.append(f"| {B} | {N} | {rat(edge, vox, 'fwd_s')} | {rat(edge, vox, 'both_s')} "
-                   f"| {rat(soft, vox, 'both_s')} | {rat(hard, vox, 'fwd_s')} | {rat(edge, vfix, 'both_s')} |")
+        out.append(
+            f"| {B} | {N} | {rat(edge, vox, 'fwd_s')} | {rat(edge, vox, 'both_s')} "
+            f"| {rat(soft, vox, 'both_s')} | {rat(hard, vox, 'fwd_s')} | {rat(edge, vfix, 'both_s')} |"
+        )
     return "\n".join(out)
 
 
@@ -243,14 +280,21 @@ def pivot_table(rows: list[dict]) -> str:
         k = (r["B"], r["renderer"], r["shape"])
         if k not in keys:
             keys.append(k)
-    out = ["| batch | renderer | shape | " + " | ".join(f"N = {N}" for N in Ns) + " |",
-           "|---:|---|---|" + "---:|" * len(Ns)]
+    out = [
+        "| batch | renderer | shape | " + " | ".join(f"N = {N}" for N in Ns) + " |",
+        "|---:|---|---|" + "---:|" * len(Ns),
+    ]
     for B, name, shape in keys:
         cells = []
         for N in Ns:
             r = next((r for r in rows if (r["B"], r["renderer"], r["shape"], r["N"]) == (B, name, shape, N)), None)
-            cells.append("-" if r is None else _ms(r["fwd_s"]) if math.isnan(r["both_s"])
-                         else f"{_ms(r['fwd_s'])} / {_ms(r['both_s'])}")
+            cells.append(
+                "-"
+                if r is None
+                else _ms(r["fwd_s"])
+                if math.isnan(r["both_s"])
+                else f"{_ms(r['fwd_s'])} / {_ms(r['both_s'])}"
+            )
         out.append(f"| {B} | {name} | {shape} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -270,8 +314,10 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     for ax, B in zip(axes[0], batches):
         for i, name in enumerate(names):
             for j, shape in enumerate(shapes):
-                rs = sorted((r for r in rows if r["renderer"] == name and r["shape"] == shape and r["B"] == B),
-                            key=lambda r: r["N"])
+                rs = sorted(
+                    (r for r in rows if r["renderer"] == name and r["shape"] == shape and r["B"] == B),
+                    key=lambda r: r["N"],
+                )
                 if not rs:
                     continue
                 marker, ls = styles[min(j, len(styles) - 1)]
@@ -304,8 +350,12 @@ def main(argv=None) -> None:
     ap.add_argument("--resolutions", type=int, nargs="+", help=f"image sides (default {FULL_RES})")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats after the warm-up (>= 3 unless --quick)")
-    ap.add_argument("--max-voxel-res", type=int, default=10**9,
-                    help="skip the voxel N^3 case above this N (if the largest grid is too slow)")
+    ap.add_argument(
+        "--max-voxel-res",
+        type=int,
+        default=10**9,
+        help="skip the voxel N^3 case above this N (if the largest grid is too slow)",
+    )
     ap.add_argument("--voxel-mode", choices=["max", "absorption"], default="max")
     ap.add_argument("--no-fixed-grid", action="store_true", help=f"skip the fixed {FIXED_GRID}^3 voxel case")
     ap.add_argument("--no-pascal", action="store_true", help="skip the PASCAL3D+ car (../shared/data)")
@@ -321,19 +371,29 @@ def main(argv=None) -> None:
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         meta = saved["meta"]
-        rows = [{k: (math.nan if v is None and k in ("both_s", "mem_both_mib") else v) for k, v in r.items()}
-                for r in saved["rows"]]
+        rows = [
+            {k: (math.nan if v is None and k in ("both_s", "mem_both_mib") else v) for k, v in r.items()}
+            for r in saved["rows"]
+        ]
     else:
         meta, rows = measure(args, argv, log)
-    head = (f"Machine: {meta['cpu']}, {meta['logical_cores']} logical cores, torch {meta['torch']}, "
-            f"{meta['threads']} threads, OMP_WAIT_POLICY={meta['omp_wait_policy']}, C++ soft-raster kernels "
-            f"{'on' if meta['cpp_kernels'] else 'off'}. Median of {meta['repeats']} repeat(s) after a warm-up "
-            f"(cases < {FAST_S * 1e3:.0f} ms: {FAST_REPEATS}). Load average {meta['load1_start']:.2f} at start, "
-            f"{meta['load1_end']:.2f} at end; run time {meta['wall_s']:.0f} s.\n\n"
-            f"Command: `{meta['command']}`")
-    text = (head + "\n\n" + table(rows) + "\n\nSummary, fwd / fwd+bwd ms per batch (z-buffer: fwd only):\n\n"
-            + pivot_table(rows) + "\n\nTime ratios mesh / voxel (procedural car, same run; < 1: the mesh "
-            "renderer is faster):\n\n" + ratio_table(rows, meta["voxel_mode"]) + "\n")
+    head = (
+        f"Machine: {meta['cpu']}, {meta['logical_cores']} logical cores, torch {meta['torch']}, "
+        f"{meta['threads']} threads, OMP_WAIT_POLICY={meta['omp_wait_policy']}, C++ soft-raster kernels "
+        f"{'on' if meta['cpp_kernels'] else 'off'}. Median of {meta['repeats']} repeat(s) after a warm-up "
+        f"(cases < {FAST_S * 1e3:.0f} ms: {FAST_REPEATS}). Load average {meta['load1_start']:.2f} at start, "
+        f"{meta['load1_end']:.2f} at end; run time {meta['wall_s']:.0f} s.\n\n"
+        f"Command: `{meta['command']}`"
+    )
+    text = (
+        head
+        + "\n\n"
+        + table(rows)
+        + "\n\nSummary, fwd / fwd+bwd ms per batch (z-buffer: fwd only):\n\n"
+        + pivot_table(rows)
+        + "\n\nTime ratios mesh / voxel (procedural car, same run; < 1: the mesh "
+        "renderer is faster):\n\n" + ratio_table(rows, meta["voxel_mode"]) + "\n"
+    )
     print(text)
     if args.json and not args.from_json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -341,8 +401,12 @@ def main(argv=None) -> None:
         args.json.write_text(json.dumps({"meta": meta, "rows": clean}, indent=1) + "\n")
         log(f"wrote {args.json}")
     if not args.no_plot:
-        plot(rows, args.plot, f"Paper 003 Fig. 6(b) repro: {meta['logical_cores']}-core shared CPU, "
-             f"{meta['threads']} threads, median of {meta['repeats']}; voxel mode '{meta['voxel_mode']}'")
+        plot(
+            rows,
+            args.plot,
+            f"Paper 003 Fig. 6(b) repro: {meta['logical_cores']}-core shared CPU, "
+            f"{meta['threads']} threads, median of {meta['repeats']}; voxel mode '{meta['voxel_mode']}'",
+        )
         log(f"wrote {args.plot}")
 
 
@@ -353,18 +417,34 @@ def measure(args, argv, log) -> tuple[dict, list[dict]]:
     cmd = "python bench/render_time.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     load0 = os.getloadavg()
     t_start = time.perf_counter()
-    log(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, C++ kernels: {cpp_available()}")
+    log(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, C++ kernels: {cpp_available()}"
+    )
     shapes = load_shapes(not args.no_pascal, log)
-    rows = run(resolutions, args.batches, repeats, shapes, args.voxel_mode, not args.no_fixed_grid,
-               args.max_voxel_res, log)
-    meta = {"command": cmd, "cpu": rb._cpu_name(), "logical_cores": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "cpp_kernels": cpp_available(), "repeats": repeats, "load1_start": load0[0],
-            "load1_end": os.getloadavg()[0], "wall_s": time.perf_counter() - t_start,
-            "resolutions": list(resolutions), "batches": list(args.batches), "voxel_mode": args.voxel_mode,
-            "focal_per_px": FOCAL_PER_PX, "distance": DISTANCE}
+    rows = run(
+        resolutions, args.batches, repeats, shapes, args.voxel_mode, not args.no_fixed_grid, args.max_voxel_res, log
+    )
+    meta = {
+        "command": cmd,
+        "cpu": rb._cpu_name(),
+        "logical_cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "cpp_kernels": cpp_available(),
+        "repeats": repeats,
+        "load1_start": load0[0],
+        "load1_end": os.getloadavg()[0],
+        "wall_s": time.perf_counter() - t_start,
+        "resolutions": list(resolutions),
+        "batches": list(args.batches),
+        "voxel_mode": args.voxel_mode,
+        "focal_per_px": FOCAL_PER_PX,
+        "distance": DISTANCE,
+    }
     return meta, rows
+
 
 if __name__ == "__main__":
     main()

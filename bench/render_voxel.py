@@ -43,7 +43,7 @@ def inputs(grid: int, image: int, batch: int):
     g = torch.Generator().manual_seed(0)
     vox = torch.zeros(batch, 1, grid, grid, grid)
     q = grid // 4
-    vox[..., q:3 * q, q + q // 2:3 * q - q // 2, q:3 * q] = 1.0
+    vox[..., q : 3 * q, q + q // 2 : 3 * q - q // 2, q : 3 * q] = 1.0
     vox = torch.nn.functional.avg_pool3d(vox, 3, 1, 1)
     vox = (vox + 0.05 * torch.rand(vox.shape, generator=g)).clamp(0, 1)
     az = torch.rand(batch, generator=g) * 2 * math.pi
@@ -78,21 +78,37 @@ def run_voxel(quick: bool, repeats: int, log=print) -> list[dict]:
             for kind in KINDS:
                 fwd, mem_f = time_fn(_step(kind, image, samples, data, False), repeats)
                 both, mem_b = time_fn(_step(kind, image, samples, data, True), repeats)
-                rows.append({"grid": grid, "image": image, "samples": samples, "B": batch, "kind": kind,
-                             "fwd": fwd, "both": both, "mem_f": mem_f, "mem_b": mem_b})
-                log(f"  {kind:22s} {grid}^3->{image}^2 B{batch}: fwd {fwd * 1e3:8.1f} ms  "
-                    f"fwd+bwd {both * 1e3:8.1f} ms")
+                rows.append(
+                    {
+                        "grid": grid,
+                        "image": image,
+                        "samples": samples,
+                        "B": batch,
+                        "kind": kind,
+                        "fwd": fwd,
+                        "both": both,
+                        "mem_f": mem_f,
+                        "mem_b": mem_b,
+                    }
+                )
+                log(f"  {kind:22s} {grid}^3->{image}^2 B{batch}: fwd {fwd * 1e3:8.1f} ms  fwd+bwd {both * 1e3:8.1f} ms")
     return rows
 
 
 def voxel_table(rows: list[dict]) -> str:
-    out = [("| grid -> image (samples/ray) | batch | kind | fwd img/s | fwd+bwd img/s | fwd ms | fwd+bwd ms "
-           "| peak MiB fwd / fwd+bwd |"),
-           "|---|---:|---|---:|---:|---:|---:|---:|"]
+    out = [
+        (
+            "| grid -> image (samples/ray) | batch | kind | fwd img/s | fwd+bwd img/s | fwd ms | fwd+bwd ms "
+            "| peak MiB fwd / fwd+bwd |"
+        ),
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        out.append(f"| {r['grid']}^3 -> {r['image']}^2 ({r['samples']}) | {r['B']} | {r['kind']} "
-                   f"| {r['B'] / r['fwd']:.1f} | {r['B'] / r['both']:.1f} | {r['fwd'] * 1e3:.1f} "
-                   f"| {r['both'] * 1e3:.1f} | {r['mem_f']:.0f} / {r['mem_b']:.0f} |")
+        out.append(
+            f"| {r['grid']}^3 -> {r['image']}^2 ({r['samples']}) | {r['B']} | {r['kind']} "
+            f"| {r['B'] / r['fwd']:.1f} | {r['B'] / r['both']:.1f} | {r['fwd'] * 1e3:.1f} "
+            f"| {r['both'] * 1e3:.1f} | {r['mem_f']:.0f} / {r['mem_b']:.0f} |"
+        )
     return "\n".join(out)
 
 

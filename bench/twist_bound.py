@@ -54,18 +54,29 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:
-        paths = render_reproject_data("procedural", tmp, categories=("car", "chair"), image_size=args.image_size,
-                                      views=4, models_per_category=10, seed=0, progress=False)
+        paths = render_reproject_data(
+            "procedural",
+            tmp,
+            categories=("car", "chair"),
+            image_size=args.image_size,
+            views=4,
+            models_per_category=10,
+            seed=0,
+            progress=False,
+        )
         ds = RenderedSamples(paths["train"], ReprojectConfig(image_size=args.image_size))
         batch = torch.utils.data.default_collate([ds[i] for i in range(args.images)])
-    print(f"| gain g | seed | max err (deg) | median err (deg) | poses > 10 deg | poses > 90 deg | time (s) |")
+    print("| gain g | seed | max err (deg) | median err (deg) | poses > 10 deg | poses > 90 deg | time (s) |")
     print("|---|---|---|---|---|---|---|")
     for gain, name in ((1.0, "1"), (1.0 / math.pi, "1/pi")):
         for seed in range(args.seeds):
             t0 = time.perf_counter()
             err = run(gain, seed, batch, args.steps, args.image_size)
-            print(f"| {name} | {seed} | {err.max():.1f} | {err.median():.1f} | {(err > 10).sum()}/{len(err)} | "
-                  f"{(err > 90).sum()}/{len(err)} | {time.perf_counter() - t0:.0f} |", flush=True)
+            print(
+                f"| {name} | {seed} | {err.max():.1f} | {err.median():.1f} | {(err > 10).sum()}/{len(err)} | "
+                f"{(err > 90).sum()}/{len(err)} | {time.perf_counter() - t0:.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,12 @@ def _device(device: str | torch.device | None) -> str | torch.device:
     return dev
 
 
-def load(name_or_checkpoint: str | os.PathLike = "reproject", *, method: str | None = None,
-         device: str | torch.device | None = None) -> Predictor:
+def load(
+    name_or_checkpoint: str | os.PathLike = "reproject",
+    *,
+    method: str | None = None,
+    device: str | torch.device | None = None,
+) -> Predictor:
     """A trained model, ready to :meth:`~poseshape.engine.predictor.Predictor.reconstruct`.
 
     Args:

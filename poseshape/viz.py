@@ -121,8 +121,14 @@ def _line_width(hw: tuple[int, int]) -> int:
     return max(1, round(min(hw) / 200))
 
 
-def overlay_silhouette(image, silhouette, mask=None, color: Sequence[int] = SILHOUETTE_COLOR,
-                       alpha: float = 0.45, mask_color: Sequence[int] = MASK_COLOR) -> np.ndarray:
+def overlay_silhouette(
+    image,
+    silhouette,
+    mask=None,
+    color: Sequence[int] = SILHOUETTE_COLOR,
+    alpha: float = 0.45,
+    mask_color: Sequence[int] = MASK_COLOR,
+) -> np.ndarray:
     """Draw a silhouette over an image.
 
     Args:
@@ -161,9 +167,16 @@ def _view_rotations(n: int, elevation: float, azimuth0: float) -> torch.Tensor:
     return R
 
 
-def render_views(mesh, n: int = 4, size: int = 256, elevation: float = math.radians(20.0),
-                 azimuth0: float = math.radians(30.0), color: Sequence[float] = (0.62, 0.68, 0.80),
-                 background: Sequence[int] = (255, 255, 255), labels: bool = True) -> np.ndarray:
+def render_views(
+    mesh,
+    n: int = 4,
+    size: int = 256,
+    elevation: float = math.radians(20.0),
+    azimuth0: float = math.radians(30.0),
+    color: Sequence[float] = (0.62, 0.68, 0.80),
+    background: Sequence[int] = (255, 255, 255),
+    labels: bool = True,
+) -> np.ndarray:
     """A mesh seen from ``n`` viewpoints around its +Y (up) axis, flat shaded.
 
     The views are PASCAL3D+ viewpoints (:func:`poseshape.geometry.camera.viewpoint_to_pose`)
@@ -195,21 +208,25 @@ def render_views(mesh, n: int = 4, size: int = 256, elevation: float = math.radi
         radius = float((V - centre).norm(dim=-1).max().clamp(min=1e-9))
         scale = 0.45 * size / radius
         rc = R @ centre  # (n, 3)
-        t = torch.stack([size / 2 - scale * rc[:, 0], size / 2 - scale * rc[:, 1],
-                         -rc[:, 2] + 2.0 * radius], -1)
+        t = torch.stack([size / 2 - scale * rc[:, 0], size / 2 - scale * rc[:, 1], -rc[:, 2] + 2.0 * radius], -1)
         frag = rasterize(V, Fc, R, t, scale=scale, image_size=size)
         normals = pixel_normals(face_normals(V, Fc), frag.face_idx, R)  # (n, S, S, 3) toward camera
         dirs = torch.tensor([[-0.45, -0.6, -0.66], [0.6, 0.1, -0.8]])
         dirs = dirs / dirs.norm(dim=-1, keepdim=True)
         cols = torch.tensor([[0.75, 0.75, 0.75], [0.3, 0.3, 0.32]])
-        rgb = lambertian(normals, torch.tensor(color, dtype=torch.float32), dirs, cols,
-                         torch.tensor([0.22, 0.22, 0.24]))
+        rgb = lambertian(
+            normals, torch.tensor(color, dtype=torch.float32), dirs, cols, torch.tensor([0.22, 0.22, 0.24])
+        )
         fg = (frag.face_idx >= 0).numpy()
         shaded = (rgb.numpy() * 255.0 + 0.5).astype(np.uint8)
         tiles[fg] = shaded[fg]
     if labels and size >= 64:
-        tiles = np.stack([_label(tiles[k], f"az {math.degrees(azimuth0) + 360.0 * k / n:.0f}  "
-                                          f"el {math.degrees(elevation):.0f}") for k in range(n)])
+        tiles = np.stack(
+            [
+                _label(tiles[k], f"az {math.degrees(azimuth0) + 360.0 * k / n:.0f}  el {math.degrees(elevation):.0f}")
+                for k in range(n)
+            ]
+        )
     return np.ascontiguousarray(np.concatenate(list(tiles), axis=1))
 
 
@@ -251,8 +268,13 @@ def save_png(array, path: str | os.PathLike) -> Path:
     return write_bytes_atomic(p, png_bytes(array))
 
 
-def save_gallery(rows: Sequence[Sequence[np.ndarray]], path: str | os.PathLike, pad: int = 4,
-                 height: int | None = None, background: Sequence[int] = (255, 255, 255)) -> Path:
+def save_gallery(
+    rows: Sequence[Sequence[np.ndarray]],
+    path: str | os.PathLike,
+    pad: int = 4,
+    height: int | None = None,
+    background: Sequence[int] = (255, 255, 255),
+) -> Path:
     """Tile rows of pictures into one PNG.
 
     Each picture of a row is resized (aspect kept, bilinear) to the row height: ``height``
@@ -289,7 +311,7 @@ def save_gallery(rows: Sequence[Sequence[np.ndarray]], path: str | os.PathLike, 
         strip = np.broadcast_to(bg, (h, width, 3)).copy()
         x = 0
         for p in scaled:
-            strip[:, x:x + p.shape[1]] = p
+            strip[:, x : x + p.shape[1]] = p
             x += p.shape[1] + pad
         strips.append(strip)
     W = max(s.shape[1] for s in strips)
@@ -297,6 +319,6 @@ def save_gallery(rows: Sequence[Sequence[np.ndarray]], path: str | os.PathLike, 
     canvas = np.broadcast_to(bg, (Htot, W, 3)).copy()
     y = 0
     for s in strips:
-        canvas[y:y + s.shape[0], : s.shape[1]] = s
+        canvas[y : y + s.shape[0], : s.shape[1]] = s
         y += s.shape[0] + pad
     return save_png(canvas, path)

@@ -48,13 +48,21 @@ def categories_in_order(firsts: dict) -> list[str]:
     return sorted(firsts, key=lambda c: (order.get(c, len(order)), c))
 
 
-def contact_sheet(meshes: str, out: Path, categories, per_category: int = 2, size: int = 96,
-                  voxels: int = 32, seed: int = 0, domain: str = "render", per_row: int = 4) -> Path:
+def contact_sheet(
+    meshes: str,
+    out: Path,
+    categories,
+    per_category: int = 2,
+    size: int = 96,
+    voxels: int = 32,
+    seed: int = 0,
+    domain: str = "render",
+    per_row: int = 4,
+) -> Path:
     """Render ``per_category`` samples of each category and save the sheet to ``out`` (PNG)."""
     cfg = SynthConfig(image_size=size, views=per_category, voxel_res=voxels, seed=seed, domain=domain)
     with tempfile.TemporaryDirectory() as tmp:
-        render_dataset(meshes, tmp, cfg, categories=categories, models_per_category=1, progress=False,
-                       workers=1)
+        render_dataset(meshes, tmp, cfg, categories=categories, models_per_category=1, progress=False, workers=1)
         ds = ShardDataset(tmp)
         # one model per category (the first), its views
         firsts = {}
@@ -71,8 +79,12 @@ def contact_sheet(meshes: str, out: Path, categories, per_category: int = 2, siz
         r, c0 = divmod(k, per_row)
         c0 *= 3
         vox = it["voxels"][None]
-        sil = project_voxels(vox, it["R"][None], it["t"][None], it["K"][None], image_size=size, mode="max",
-                             n_samples=2 * size)[0, 0].numpy() > 0.5
+        sil = (
+            project_voxels(
+                vox, it["R"][None], it["t"][None], it["K"][None], image_size=size, mode="max", n_samples=2 * size
+            )[0, 0].numpy()
+            > 0.5
+        )
         mask = it["mask"][0].numpy() > 0.5
         iou = (sil & mask).sum() / max((sil | mask).sum(), 1)
         over = np.repeat(sil[..., None].astype(np.float32) * 0.85, 3, axis=-1)
@@ -85,9 +97,12 @@ def contact_sheet(meshes: str, out: Path, categories, per_category: int = 2, siz
         axes[r, c0 + 1].set_title("mask", fontsize=6.5)
         axes[r, c0 + 2].set_title(f"voxels {voxels}$^3$ posed, IoU {iou:.2f}", fontsize=6.5)
     fig.subplots_adjust(left=0.005, right=0.995, bottom=0.01, top=0.9, wspace=0.04, hspace=0.3)
-    fig.suptitle(f"poseshape data render --meshes {Path(meshes).name} --size {size} --voxels {voxels} "
-                 f"--seed {seed}: image | mask | stored voxels posed with the stored pose (white) and mask "
-                 "outline (red)", fontsize=7.5)
+    fig.suptitle(
+        f"poseshape data render --meshes {Path(meshes).name} --size {size} --voxels {voxels} "
+        f"--seed {seed}: image | mask | stored voxels posed with the stored pose (white) and mask "
+        "outline (red)",
+        fontsize=7.5,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -106,8 +121,11 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "img" / "data_samples.png")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
-    print(contact_sheet(args.meshes, args.out, args.categories, args.per_category, args.size, args.voxels,
-                        args.seed, args.domain))
+    print(
+        contact_sheet(
+            args.meshes, args.out, args.categories, args.per_category, args.size, args.voxels, args.seed, args.domain
+        )
+    )
 
 
 if __name__ == "__main__":

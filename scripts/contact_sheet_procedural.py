@@ -32,9 +32,7 @@ def _to_mpl(v: np.ndarray) -> np.ndarray:
     return np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=1)
 
 
-def draw_mesh(
-    ax, verts: np.ndarray, faces: np.ndarray, color=(0.55, 0.7, 0.9), elev=20.0, azim=-55.0
-) -> None:
+def draw_mesh(ax, verts: np.ndarray, faces: np.ndarray, color=(0.55, 0.7, 0.9), elev=20.0, azim=-55.0) -> None:
     """Draw a triangle mesh ``verts (V, 3)``, ``faces (F, 3)`` (object frame) on a 3-D axis."""
     v = _to_mpl(np.asarray(verts, float))
     tri = v[np.asarray(faces)]
@@ -69,11 +67,7 @@ def contact_sheet(categories, seeds: int, out: Path, dpi: int = 80) -> Path:
             ax = fig.add_subplot(rows, cols, r * cols + c + 1, projection="3d")
             draw_mesh(ax, mesh.verts.numpy(), mesh.faces.numpy())
             label = next(
-                (
-                    str(params[k])
-                    for k in ("body", "legs", "kind", "stand", "arm_style")
-                    if k in params
-                ),
+                (str(params[k]) for k in ("body", "legs", "kind", "stand", "arm_style") if k in params),
                 "",
             )
             ax.set_title(f"{cat} {c} {label}", fontsize=7, pad=-4)

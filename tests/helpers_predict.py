@@ -22,21 +22,31 @@ import torch
 from torch import nn
 
 from poseshape.engine.checkpoint import save_checkpoint
-from poseshape.engine.registry import MethodSpec, register_method
-from poseshape.methods.reproject.frame import pose_to_rt, posed_voxels
-from poseshape.metrics import mask_iou
 from poseshape.engine.prediction import Prediction
 from poseshape.engine.predictor import Capabilities, Predictor
+from poseshape.engine.registry import MethodSpec, register_method
+from poseshape.methods.reproject.frame import pose_to_rt, posed_voxels
 from poseshape.methods.reproject.predictor import posed_frame_camera
+from poseshape.metrics import mask_iou
 from poseshape.render.mesh_hard import rasterize
 from poseshape.render.shading import lambertian, pixel_normals
 from poseshape.shapes.meshes import face_normals
 from poseshape.shapes.procedural import generate
 from poseshape.shapes.voxels import voxelize
 
-__all__ = ["R6_TINY_RUN", "OracleConfig", "OraclePredictor", "make_scene", "mesh_reprojection_iou",
-           "oracle_build", "oracle_checkpoint", "refine6dof_renders", "refine6dof_run", "scene_pose",
-           "train_tiny_refine6dof"]
+__all__ = [
+    "R6_TINY_RUN",
+    "OracleConfig",
+    "OraclePredictor",
+    "make_scene",
+    "mesh_reprojection_iou",
+    "oracle_build",
+    "oracle_checkpoint",
+    "refine6dof_renders",
+    "refine6dof_run",
+    "scene_pose",
+    "train_tiny_refine6dof",
+]
 
 
 @dataclass
@@ -71,9 +81,13 @@ def make_scene(cfg: OracleConfig | None = None, hw=(181, 243), scale=90.0, centr
     n = pixel_normals(face_normals(V, mesh.faces), frag.face_idx, R)
     dirs = torch.tensor([[-0.3, -0.5, -0.81], [0.5, 0.2, -0.84]], dtype=torch.float64)
     dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-    rgb = lambertian(n, torch.tensor([0.75, 0.3, 0.2], dtype=torch.float64), dirs,
-                     torch.tensor([[0.6] * 3, [0.3] * 3], dtype=torch.float64),
-                     torch.tensor([0.25] * 3, dtype=torch.float64))
+    rgb = lambertian(
+        n,
+        torch.tensor([0.75, 0.3, 0.2], dtype=torch.float64),
+        dirs,
+        torch.tensor([[0.6] * 3, [0.3] * 3], dtype=torch.float64),
+        torch.tensor([0.25] * 3, dtype=torch.float64),
+    )
     fg = frag.face_idx[0] >= 0
     img = torch.ones(3, *hw, dtype=torch.float64)
     img[:, fg] = rgb[0][fg].T
@@ -122,8 +136,15 @@ class OraclePredictor(Predictor):
         pose[0, 4] = ((r0 + r1) / 2 / S - 0.5) * E - mid[1]
         posed = posed_voxels(self.aligned.double(), pose, E).float()
         R, t = pose_to_rt(pose)
-        return Prediction(R=R.float(), t=t.float(), camera=posed_frame_camera(1, S, E), voxels=self.aligned,
-                          posed_voxels=posed, silhouette=posed.amax(2), extras={"pose": pose.float(), "frame_extent": E})
+        return Prediction(
+            R=R.float(),
+            t=t.float(),
+            camera=posed_frame_camera(1, S, E),
+            voxels=self.aligned,
+            posed_voxels=posed,
+            silhouette=posed.amax(2),
+            extras={"pose": pose.float(), "frame_extent": E},
+        )
 
 
 def oracle_build(cfg):
@@ -133,11 +154,11 @@ def oracle_build(cfg):
 @pytest.fixture
 def oracle_checkpoint(tmp_path, clean_registry):
     """Register the ``t_oracle`` method and save a checkpoint of it; returns its path."""
-    register_method(MethodSpec(name="t_oracle", config_cls=OracleConfig, build=oracle_build,
-                               stages=[], predictor=OraclePredictor))
+    register_method(
+        MethodSpec(name="t_oracle", config_cls=OracleConfig, build=oracle_build, stages=[], predictor=OraclePredictor)
+    )
     cfg = OracleConfig()
-    return save_checkpoint(tmp_path / "ckpt" / "oracle.pt", method="t_oracle", config=cfg,
-                           models=oracle_build(cfg))
+    return save_checkpoint(tmp_path / "ckpt" / "oracle.pt", method="t_oracle", config=cfg, models=oracle_build(cfg))
 
 
 def mesh_reprojection_iou(obj_path: Path, pose: dict, mask: torch.Tensor) -> float:
@@ -169,9 +190,22 @@ def mesh_reprojection_iou(obj_path: Path, pose: dict, mask: torch.Tensor) -> flo
 # ============================================================================ refine6dof
 #: A whole ``refine6dof`` run (clusters + encoder) in ~3 s on one thread: 6 procedural cars ->
 #: 2 clusters, 2 renders each at 32 px, 2 encoder steps, 2 online steps at prediction time.
-R6_TINY_RUN = ["width=0.25", "fc_hidden=32", "image_size=32", "num_clusters=2", "data.models_per_category=6",
-               "data.views=2", "hog_size=32", "encoder_iters=2", "batch_size=4", "val_every=2",
-               "online_steps=2", "voxel_res=16", "medoids_in_splits=true", "split_fractions=[1,0,0]"]
+R6_TINY_RUN = [
+    "width=0.25",
+    "fc_hidden=32",
+    "image_size=32",
+    "num_clusters=2",
+    "data.models_per_category=6",
+    "data.views=2",
+    "hog_size=32",
+    "encoder_iters=2",
+    "batch_size=4",
+    "val_every=2",
+    "online_steps=2",
+    "voxel_res=16",
+    "medoids_in_splits=true",
+    "split_fractions=[1,0,0]",
+]
 
 _R6_RUNS: dict[str, Path] = {}  # one run per session, whichever test module asks first
 

@@ -303,8 +303,12 @@ def test_allowlists_are_current(imports):
     local = {i.importer for i in imports if i.local and not i.type_only}
     up = {(i.importer, i.target) for i in imports if layer_of(i.target) > layer_of(i.importer)}
     stale = [f"LOCAL_IMPORT_ALLOWLIST[{m!r}]" for m in LOCAL_IMPORT_ALLOWLIST if m not in local]
-    stale += [f"UPWARD_IMPORT_ALLOWLIST[{m!r}]: {t!r}" for m, ts in UPWARD_IMPORT_ALLOWLIST.items()
-              for t in sorted(ts) if (m, t) not in up]
+    stale += [
+        f"UPWARD_IMPORT_ALLOWLIST[{m!r}]: {t!r}"
+        for m, ts in UPWARD_IMPORT_ALLOWLIST.items()
+        for t in sorted(ts)
+        if (m, t) not in up
+    ]
     assert not stale, "allowlist entries no longer needed (remove them):\n" + "\n".join(stale)
 
 
@@ -318,30 +322,35 @@ def _write(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_checker_reports_upward_imports_cycles_and_local_imports(tmp_path):
-    pkg = _write(tmp_path, {
-        "poseshape/__init__.py": "from poseshape.core import errors\n",
-        "poseshape/core/__init__.py": "",
-        # core (lowest) reaching up into data: an upward import
-        "poseshape/core/errors.py": "from poseshape.data.synth import render\n",
-        "poseshape/data/__init__.py": "",
-        # a cycle synth -> real -> synth, and a local import in real
-        "poseshape/data/synth.py": "import poseshape.data.real\n",
-        "poseshape/data/real.py": (
-            "from poseshape.data import synth\n"
-            "from typing import TYPE_CHECKING\n"
-            "if TYPE_CHECKING:\n"
-            "    from poseshape.viz import x\n"
-            "def f():\n"
-            "    from poseshape.core.errors import E\n"
-            "    return E\n"
-        ),
-        # a relative import resolves too; an import of a lower layer is fine
-        "poseshape/viz.py": "from .core import errors\nfrom . import data\n",
-    })
+    pkg = _write(
+        tmp_path,
+        {
+            "poseshape/__init__.py": "from poseshape.core import errors\n",
+            "poseshape/core/__init__.py": "",
+            # core (lowest) reaching up into data: an upward import
+            "poseshape/core/errors.py": "from poseshape.data.synth import render\n",
+            "poseshape/data/__init__.py": "",
+            # a cycle synth -> real -> synth, and a local import in real
+            "poseshape/data/synth.py": "import poseshape.data.real\n",
+            "poseshape/data/real.py": (
+                "from poseshape.data import synth\n"
+                "from typing import TYPE_CHECKING\n"
+                "if TYPE_CHECKING:\n"
+                "    from poseshape.viz import x\n"
+                "def f():\n"
+                "    from poseshape.core.errors import E\n"
+                "    return E\n"
+            ),
+            # a relative import resolves too; an import of a lower layer is fine
+            "poseshape/viz.py": "from .core import errors\nfrom . import data\n",
+        },
+    )
     imps = package_imports(pkg)
     up = upward_imports(imps)
-    assert up == ["poseshape.core.errors -> poseshape.data.synth (line 1)",
-                  "poseshape.data.real -> poseshape.viz (line 4)"]  # type-only: still a dependency
+    assert up == [
+        "poseshape.core.errors -> poseshape.data.synth (line 1)",
+        "poseshape.data.real -> poseshape.viz (line 4)",
+    ]  # type-only: still a dependency
     assert upward_imports(imps, {"poseshape.data.real": {"poseshape.viz"}}) == up[:1]
     cycles = import_cycles(imps)
     assert len(cycles) == 1
@@ -351,8 +360,7 @@ def test_checker_reports_upward_imports_cycles_and_local_imports(tmp_path):
     # the TYPE_CHECKING import is flagged type-only: not a local import, not in the cycle graph
     (tc,) = [i for i in imps if i.target == "poseshape.viz"]
     assert tc.type_only and not tc.local
-    assert {i.target for i in imps if i.importer == "poseshape.viz"} == {
-        "poseshape.core.errors", "poseshape.data"}
+    assert {i.target for i in imps if i.importer == "poseshape.viz"} == {"poseshape.core.errors", "poseshape.data"}
 
 
 def test_checker_finds_a_longer_cycle_and_self_free_graph():
@@ -363,8 +371,7 @@ def test_checker_finds_a_longer_cycle_and_self_free_graph():
     (cyc,) = import_cycles(imps)
     assert cyc.startswith("a -> b -> c -> a")
     # local and type-only imports do not make cycles
-    imps = [Import("a", "b", 1, False, False), Import("b", "a", 1, True, False),
-            Import("b", "a", 2, False, True)]
+    imps = [Import("a", "b", 1, False, False), Import("b", "a", 1, True, False), Import("b", "a", 2, False, True)]
     assert import_cycles(imps) == []
 
 

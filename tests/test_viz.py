@@ -70,8 +70,12 @@ def test_overlay_silhouette_blend_and_contours():
     assert np.array_equal(out[28, 2], img[28, 2])  # outside both
     # a channels-first float image works the same
     t = torch.from_numpy(img).permute(2, 0, 1).float() / 255
-    assert np.abs(overlay_silhouette(t, torch.from_numpy(sil)[None]).astype(int)
-                  - overlay_silhouette(img, sil).astype(int)).max() <= 1
+    assert (
+        np.abs(
+            overlay_silhouette(t, torch.from_numpy(sil)[None]).astype(int) - overlay_silhouette(img, sil).astype(int)
+        ).max()
+        <= 1
+    )
     with pytest.raises(ShapeError, match=r"silhouette: expected size \(30, 41\)"):
         overlay_silhouette(img, np.zeros((30, 40)))
     with pytest.raises(ShapeError, match="mask"):
@@ -82,8 +86,20 @@ def _box_mesh(lo, hi):
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
     c = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
     v = lo + c * (hi - lo)
-    f = [[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
-         [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]]
+    f = [
+        [0, 1, 3],
+        [0, 3, 2],
+        [4, 6, 7],
+        [4, 7, 5],
+        [0, 4, 5],
+        [0, 5, 1],
+        [2, 3, 7],
+        [2, 7, 6],
+        [0, 2, 6],
+        [0, 6, 4],
+        [1, 5, 7],
+        [1, 7, 3],
+    ]
     return v, np.asarray(f)
 
 
@@ -91,8 +107,7 @@ def _l_shape() -> Mesh:
     """A wide base (y in [-.5, -.2]) with a tall post on its +X end: upright and asymmetric."""
     v1, f1 = _box_mesh([-0.5, -0.5, -0.2], [0.5, -0.2, 0.2])
     v2, f2 = _box_mesh([0.3, -0.2, -0.1], [0.5, 0.5, 0.1])
-    return Mesh(torch.tensor(np.vstack([v1, v2]), dtype=torch.float32),
-                torch.tensor(np.vstack([f1, f2 + 8])))
+    return Mesh(torch.tensor(np.vstack([v1, v2]), dtype=torch.float32), torch.tensor(np.vstack([f1, f2 + 8])))
 
 
 def test_render_views_upright_and_handed():
@@ -101,8 +116,8 @@ def test_render_views_upright_and_handed():
     assert out.shape == (size, size, 3)
     fg = (out != 255).any(-1)
     rows = np.nonzero(fg.any(1))[0]
-    top = fg[rows[0]:rows[0] + 5]
-    bottom = fg[rows[-1] - 5:rows[-1] + 1]
+    top = fg[rows[0] : rows[0] + 5]
+    bottom = fg[rows[-1] - 5 : rows[-1] + 1]
     # upright: the narrow post is at the top, the wide base at the bottom
     assert top.sum(1).mean() < 0.4 * bottom.sum(1).mean()
     # azimuth 0 looks at the front (+Z): object +X is on the image's right
@@ -111,7 +126,7 @@ def test_render_views_upright_and_handed():
     back = render_views(_l_shape(), n=1, size=size, elevation=0.0, azimuth0=math.pi, labels=False)
     fgb = (back != 255).any(-1)
     rb = np.nonzero(fgb.any(1))[0]
-    assert np.nonzero(fgb[rb[0]:rb[0] + 5].any(0))[0].mean() < size / 2
+    assert np.nonzero(fgb[rb[0] : rb[0] + 5].any(0))[0].mean() < size / 2
     # from above and the side, the three visible box faces get three different shades
     obl = render_views(_l_shape(), n=1, size=size, labels=False)
     fgo = (obl != 255).any(-1)
@@ -122,7 +137,7 @@ def test_render_views_strip_and_empty_mesh():
     out = render_views(_l_shape(), n=4, size=80)
     assert out.shape == (80, 320, 3)
     for k in range(4):  # every tile shows the object, fitted inside the tile
-        tile = (out[:, 80 * k:80 * (k + 1)] < 200).any(-1)
+        tile = (out[:, 80 * k : 80 * (k + 1)] < 200).any(-1)
         tile[:12] = False  # the label
         assert tile.sum() > 200 and not tile[-1].any() and not tile[:, 0].any()
     empty = render_views(Mesh(torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.int64)), n=2, size=32)

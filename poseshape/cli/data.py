@@ -25,11 +25,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``data`` (with ``data render``) on an ``argparse`` subparsers object."""
     p = subparsers.add_parser("data", help="generate and inspect data sets")
     sub = p.add_subparsers(dest="data_command", required=True)
-    r = sub.add_parser("render", help="render meshes into sharded image/mask/pose/voxel sets",
-                       description="Render a mesh collection into numbered .npz shards + index.json "
-                                   "(see poseshape.data.synth for the format). Reruns resume.")
-    r.add_argument("--meshes", required=True,
-                   help="'procedural' or a folder (PASCAL3D+ CAD, ObjectNet3D, ShapeNet, or <category>/<model>.obj|off|ply)")
+    r = sub.add_parser(
+        "render",
+        help="render meshes into sharded image/mask/pose/voxel sets",
+        description="Render a mesh collection into numbered .npz shards + index.json "
+        "(see poseshape.data.synth for the format). Reruns resume.",
+    )
+    r.add_argument(
+        "--meshes",
+        required=True,
+        help="'procedural' or a folder (PASCAL3D+ CAD, ObjectNet3D, ShapeNet, or <category>/<model>.obj|off|ply)",
+    )
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--views", type=int, default=24, help="samples per model (default 24)")
     r.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
@@ -39,13 +45,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--domain", choices=("render", "natural"), default="render")
     r.add_argument("--categories", nargs="+", default=None, help="keep only these categories")
-    r.add_argument("--split", choices=("train", "val", "test"), default=None,
-                   help="render only the models of this split (model-level split, seed --split-seed)")
+    r.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        default=None,
+        help="render only the models of this split (model-level split, seed --split-seed)",
+    )
     r.add_argument("--split-seed", type=int, default=0)
     r.add_argument("--models-per-category", type=int, default=None, help="procedural models per category (10)")
     r.add_argument("--pose", choices=("uniform", "pascal", "ring24"), default="uniform", help="pose distribution")
-    r.add_argument("--elevation", type=float, nargs=2, default=(-10.0, 50.0), metavar=("LO", "HI"),
-                   help="elevation range in degrees (uniform)")
+    r.add_argument(
+        "--elevation",
+        type=float,
+        nargs=2,
+        default=(-10.0, 50.0),
+        metavar=("LO", "HI"),
+        help="elevation range in degrees (uniform)",
+    )
     r.add_argument("--distance", type=float, nargs=2, default=(2.0, 3.0), metavar=("LO", "HI"))
     r.add_argument("--framing", choices=("crop", "fixed", "6dof"), default="crop")
     r.add_argument("--depth", action="store_true", help="also store depth maps")
@@ -67,15 +83,32 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         cfg = SynthConfig(
-            image_size=args.size, views=args.views, voxel_res=args.voxels, posed_voxel_res=args.posed_voxels,
-            framing=args.framing, domain=args.domain, depth=args.depth, samples_per_shard=args.shard_size,
-            seed=args.seed, backgrounds=args.backgrounds, compress=not args.no_compress,
+            image_size=args.size,
+            views=args.views,
+            voxel_res=args.voxels,
+            posed_voxel_res=args.posed_voxels,
+            framing=args.framing,
+            domain=args.domain,
+            depth=args.depth,
+            samples_per_shard=args.shard_size,
+            seed=args.seed,
+            backgrounds=args.backgrounds,
+            compress=not args.no_compress,
             pose=PoseConfig(distribution=args.pose, elevation_deg=tuple(args.elevation), distance=tuple(args.distance)),
         )
-        summary = render_dataset(args.meshes, args.out, cfg, workers=args.workers, categories=args.categories,
-                                 split=args.split, split_seed=args.split_seed,
-                                 models_per_category=args.models_per_category, progress=not args.quiet,
-                                 overwrite=args.overwrite, start_method=args.start_method)
+        summary = render_dataset(
+            args.meshes,
+            args.out,
+            cfg,
+            workers=args.workers,
+            categories=args.categories,
+            split=args.split,
+            split_seed=args.split_seed,
+            models_per_category=args.models_per_category,
+            progress=not args.quiet,
+            overwrite=args.overwrite,
+            start_method=args.start_method,
+        )
     except PoseshapeError as exc:
         print(f"poseshape data render: error: {exc}", file=sys.stderr)
         return 1

@@ -30,13 +30,25 @@ from poseshape.viz import save_gallery
 __all__ = ["add_parser", "run", "run_demo"]
 
 #: Small training schedule for ``--train`` (the shipped model's is in scripts/train_default.sh).
-DEMO_TRAIN = ["image_size=64", "batch_size=32", "vae_iters=300", "regress_iters=400",
-              "finetune_iters=100", "val_every=100", "val_samples=64", "width=0.5"]
+DEMO_TRAIN = [
+    "image_size=64",
+    "batch_size=32",
+    "vae_iters=300",
+    "regress_iters=400",
+    "finetune_iters=100",
+    "val_every=100",
+    "val_samples=64",
+    "width=0.5",
+]
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("demo", help="render data, load/train reproject, evaluate, reconstruct a gallery",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "demo",
+        help="render data, load/train reproject, evaluate, reconstruct a gallery",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", default="poseshape_demo", help="output folder (default ./poseshape_demo)")
     p.add_argument("--train", action="store_true", help="train a small model instead of loading the default")
     p.add_argument("--models-per-category", type=int, default=10)
@@ -48,31 +60,46 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    run_demo(Path(args.out), train=args.train, models_per_category=args.models_per_category,
-             views=args.views, n_images=args.images, seed=args.seed, device=args.device)
+    run_demo(
+        Path(args.out),
+        train=args.train,
+        models_per_category=args.models_per_category,
+        views=args.views,
+        n_images=args.images,
+        seed=args.seed,
+        device=args.device,
+    )
     return 0
 
 
-def run_demo(out: Path, train: bool = False, models_per_category: int = 10, views: int = 8,
-             n_images: int = 6, seed: int = 123, device: str | None = None) -> dict:
+def run_demo(
+    out: Path,
+    train: bool = False,
+    models_per_category: int = 10,
+    views: int = 8,
+    n_images: int = 6,
+    seed: int = 123,
+    device: str | None = None,
+) -> dict:
     import torch
-
 
     t0 = time.perf_counter()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out.mkdir(parents=True, exist_ok=True)
     print(f"[1/4] rendering procedural data into {out / 'data'}", file=sys.stderr)
-    paths = render_reproject_data("procedural", out / "data", image_size=64, views=views,
-                                  models_per_category=models_per_category, seed=seed)
+    paths = render_reproject_data(
+        "procedural", out / "data", image_size=64, views=views, models_per_category=models_per_category, seed=seed
+    )
     ckpt = default_checkpoint("reproject")
     if train or not ckpt.is_file():
-
         why = "--train" if train else f"no default model at {ckpt}"
         print(f"[2/4] training reproject briefly ({why})", file=sys.stderr)
         spec = get_method("reproject")
-        cfg = spec.make_config(None, DEMO_TRAIN + [f"data.train={paths['train']}",
-                                                   f"data.natural={paths['natural']}",
-                                                   f"data.val={paths['test']}"])
+        cfg = spec.make_config(
+            None,
+            DEMO_TRAIN
+            + [f"data.train={paths['train']}", f"data.natural={paths['natural']}", f"data.val={paths['test']}"],
+        )
         Trainer(spec, cfg, out_dir=out / "run", seed=0, device=device, progress=True).fit()
         ckpt = out / "run" / "last.pt"
     else:
@@ -95,7 +122,6 @@ def reconstruct_gallery(predictor, data_root: Path, out: Path, n: int) -> Path:
     import numpy as np
     from PIL import Image
 
-
     ds = ShardDataset(data_root)
     idx = np.linspace(0, len(ds) - 1, n).round().astype(int)
     rows = []
@@ -105,6 +131,10 @@ def reconstruct_gallery(predictor, data_root: Path, out: Path, n: int) -> Path:
         pred = predictor.reconstruct(image)  # the whole image: the renders are framed as in training
         folder = out / f"{k:02d}_{item['category_name']}"
         files = write_prediction(pred, 0, folder, mask=mask, method=predictor.method)
-        rows.append([np.asarray(Image.open(files["overlay"]).convert("RGB")),
-                     np.asarray(Image.open(files["views"]).convert("RGB"))])
+        rows.append(
+            [
+                np.asarray(Image.open(files["overlay"]).convert("RGB")),
+                np.asarray(Image.open(files["views"]).convert("RGB")),
+            ]
+        )
     return save_gallery(rows, out / "gallery.png")

@@ -30,26 +30,51 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("eval", help="evaluate checkpoints on a rendered test set (paper tables)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("method_name", nargs="?", default=None, metavar="METHOD",
-                   help="method (as `poseshape train METHOD`): its shipped model, or the method the "
-                        "checkpoints must belong to; same as --method")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate checkpoints on a rendered test set (paper tables)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "method_name",
+        nargs="?",
+        default=None,
+        metavar="METHOD",
+        help="method (as `poseshape train METHOD`): its shipped model, or the method the "
+        "checkpoints must belong to; same as --method",
+    )
     p.add_argument("--checkpoint", action="append", default=[], help="checkpoint file (repeatable)")
     p.add_argument("--label", action="append", default=[], help="row label per checkpoint")
     p.add_argument("--method", default=None, help="use this method's shipped default model")
-    p.add_argument("--data", default=None,
-                   help="rendered test set (poseshape data render); refine6dof: default its run's test split")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="rendered test set (poseshape data render); refine6dof: default its run's test split",
+    )
     p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples only")
     p.add_argument("--batch-size", type=int, default=None, help="images per pass (default 32; refine6dof 20)")
-    p.add_argument("--rows", default=None,
-                   help="refine6dof: comma-separated rows among encoder, online, refine, online+refine "
-                        "(default encoder,online,refine)")
-    p.add_argument("--online", action="append", default=[], metavar="KEY=VALUE",
-                   help="refine6dof: override an online setting (steps, batch, lr, render, sigma, loss, render_size)")
-    p.add_argument("--refine", action="append", default=[], metavar="KEY=VALUE",
-                   help="refine6dof: override a RefineConfig field of the refine row (e.g. starts=8)")
+    p.add_argument(
+        "--rows",
+        default=None,
+        help="refine6dof: comma-separated rows among encoder, online, refine, online+refine "
+        "(default encoder,online,refine)",
+    )
+    p.add_argument(
+        "--online",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="refine6dof: override an online setting (steps, batch, lr, render, sigma, loss, render_size)",
+    )
+    p.add_argument(
+        "--refine",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="refine6dof: override a RefineConfig field of the refine row (e.g. starts=8)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -94,8 +119,9 @@ def run(args) -> int:
                 part[f"{label} {k} [{cat}]" if prefix else f"{k} [{cat}]"] = m
         cols = res["columns"]
         if columns is not None and cols != columns:
-            raise PoseshapeError("eval: the checkpoints belong to methods with different tables; evaluate them "
-                                 "separately")
+            raise PoseshapeError(
+                "eval: the checkpoints belong to methods with different tables; evaluate them separately"
+            )
         columns = cols
         results[label] = {k: v for k, v in res.items() if k != "columns"}
         rows.update(part)

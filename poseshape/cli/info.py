@@ -16,7 +16,6 @@ def add_parser(sub):
 def run(args) -> int:
     import torch
 
-
     data = shared_data_dir()
     print(f"poseshape {__version__} (conventions v{CONVENTIONS_VERSION})")
     print(f"python {platform.python_version()}, torch {torch.__version__}")

@@ -31,22 +31,41 @@ __all__ = ["add_parser", "output_folders", "run"]
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("reconstruct", help="pose-aware 3-D shape, mesh and pose from image(s)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "reconstruct",
+        help="pose-aware 3-D shape, mesh and pose from image(s)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="input image file(s), any size")
-    p.add_argument("--mask", nargs="+", default=None, metavar="M",
-                   help="object mask file(s), one per image, same size as the image")
-    p.add_argument("--checkpoint", default=None, metavar="C",
-                   help="checkpoint written by `poseshape train` (default: the method's shipped model)")
-    p.add_argument("--method", default=None,
-                   help="method whose shipped default model to use (default reproject); with "
-                        "--checkpoint, the method the checkpoint must belong to")
+    p.add_argument(
+        "--mask",
+        nargs="+",
+        default=None,
+        metavar="M",
+        help="object mask file(s), one per image, same size as the image",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="C",
+        help="checkpoint written by `poseshape train` (default: the method's shipped model)",
+    )
+    p.add_argument(
+        "--method",
+        default=None,
+        help="method whose shipped default model to use (default reproject); with "
+        "--checkpoint, the method the checkpoint must belong to",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--refine", action="store_true",
-                   help="refine the predicted pose against the mask (test-time silhouette alignment, "
-                        "docs/refine.md); needs a mask or an RGBA image; every method that declares itself "
-                        "refinable (reproject, refine6dof) supports it")
+    p.add_argument(
+        "--refine",
+        action="store_true",
+        help="refine the predicted pose against the mask (test-time silhouette alignment, "
+        "docs/refine.md); needs a mask or an RGBA image; every method that declares itself "
+        "refinable (reproject, refine6dof) supports it",
+    )
     p.add_argument("--refine-steps", type=int, default=None, metavar="N", help="refinement steps (default 30)")
     p.add_argument("--refine-starts", type=int, default=None, metavar="K", help="refinement starts (default 16)")
     return p
@@ -70,8 +89,10 @@ def run(args) -> int:
     images = [Path(p) for p in args.images]
     masks = [Path(p) for p in args.mask] if args.mask else [None] * len(images)
     if len(masks) != len(images):
-        raise PoseshapeError(f"--mask: got {len(masks)} mask(s) for {len(images)} image(s); give one "
-                             "mask per image, in the same order, or none")
+        raise PoseshapeError(
+            f"--mask: got {len(masks)} mask(s) for {len(images)} image(s); give one "
+            "mask per image, in the same order, or none"
+        )
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise PoseshapeError(f"--out {out}: exists and is not a folder")

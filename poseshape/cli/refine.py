@@ -56,36 +56,58 @@ from poseshape.viz import overlay_silhouette, png_bytes
 __all__ = ["FILE_NAMES", "add_parser", "load_pose_json", "run"]
 
 #: Files written by ``poseshape refine``, by key.
-FILE_NAMES = {"pose": "pose.json", "loss_csv": "loss.csv", "loss_png": "loss.png", "gif": "refine.gif",
-              "strip": "refine_strip.png", "overlay": "overlay.png"}
+FILE_NAMES = {
+    "pose": "pose.json",
+    "loss_csv": "loss.csv",
+    "loss_png": "loss.png",
+    "gif": "refine.gif",
+    "strip": "refine_strip.png",
+    "overlay": "overlay.png",
+}
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("refine", help="refine a pose so that a shape's silhouette matches a mask",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "refine",
+        help="refine a pose so that a shape's silhouette matches a mask",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--mask", required=True, metavar="M", help="object mask image (white object on black)")
     shape = p.add_mutually_exclusive_group(required=True)
     shape.add_argument("--mesh", metavar="FILE", help="shape as a mesh file (.obj, .off, .ply)")
     shape.add_argument("--voxels", metavar="NPZ", help="posed_voxels.npz of `poseshape reconstruct` (its aligned grid)")
-    p.add_argument("--source", default=None, help="native frame of --mesh: pascal3d, objectnet3d, shapenet, "
-                                                   "yup_xfront (default: already +Y up, front +Z)")
+    p.add_argument(
+        "--source",
+        default=None,
+        help="native frame of --mesh: pascal3d, objectnet3d, shapenet, yup_xfront (default: already +Y up, front +Z)",
+    )
     p.add_argument("--no-normalize", action="store_true", help="keep --mesh's size (default: fit the unit cube)")
     p.add_argument("--pose", metavar="JSON", help="starting pose (pose.json of `poseshape reconstruct`, or R, t, K)")
     p.add_argument("--azimuth", type=float, default=None, metavar="DEG", help="starting azimuth, degrees")
     p.add_argument("--elevation", type=float, default=0.0, metavar="DEG", help="starting elevation, degrees")
     p.add_argument("--theta", type=float, default=0.0, metavar="DEG", help="starting in-plane rotation, degrees")
     p.add_argument("--distance", type=float, default=2.5, help="camera distance with --focal (object units)")
-    p.add_argument("--focal", type=float, default=None, metavar="PX",
-                   help="pinhole focal length in mask pixels, principal point at the image centre "
-                        "(default: weak perspective)")
+    p.add_argument(
+        "--focal",
+        type=float,
+        default=None,
+        metavar="PX",
+        help="pinhole focal length in mask pixels, principal point at the image centre (default: weak perspective)",
+    )
     p.add_argument("--image", default=None, metavar="IMG", help="photo to draw the overlays on (same size as the mask)")
     p.add_argument("--starts", type=int, default=None, metavar="K", help="starting rotations (default 16)")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="optimisation steps (default 30)")
     p.add_argument("--render-size", type=int, default=None, metavar="S", help="working resolution (default 128)")
     p.add_argument("--optimize-verts", action="store_true", help="also deform the shape (Laplacian-regularised)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any RefineConfig setting (repeatable), e.g. --set select_margin=0 --set keep=4 "
-                        "(docs/refine.md)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any RefineConfig setting (repeatable), e.g. --set select_margin=0 --set keep=4 (docs/refine.md)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     return p
 
@@ -121,8 +143,10 @@ def load_pose_json(path) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise FileFormatError(f"{p}: not a valid pose JSON file ({e})") from None
     if not isinstance(rec, dict) or "R" not in rec:
-        raise FileFormatError(f"{p}: a pose file needs 'R' (3x3) and either 'K' + 't' (pinhole) or "
-                              "'weak_perspective': {'scale', 't2'} (as `poseshape reconstruct` writes)")
+        raise FileFormatError(
+            f"{p}: a pose file needs 'R' (3x3) and either 'K' + 't' (pinhole) or "
+            "'weak_perspective': {'scale', 't2'} (as `poseshape reconstruct` writes)"
+        )
     R = _matrix(rec["R"], "R", (3, 3), p)
     if float((R.T @ R - torch.eye(3, dtype=R.dtype)).abs().max()) > 1e-3 or float(torch.linalg.det(R)) < 0.99:
         raise FileFormatError(f"{p}: R is not a rotation matrix")
@@ -132,8 +156,9 @@ def load_pose_json(path) -> dict:
         return {"R": R, "t": _matrix(rec["t"], "t", (3,), p), "K": _matrix(rec["K"], "K", (3, 3), p), "scale": None}
     wp = rec.get("weak_perspective")
     if not isinstance(wp, dict) or "scale" not in wp or "t2" not in wp:
-        raise FileFormatError(f"{p}: no camera: expected 'K' + 't' (pinhole) or 'weak_perspective': "
-                              "{'scale', 't2'} in input pixels")
+        raise FileFormatError(
+            f"{p}: no camera: expected 'K' + 't' (pinhole) or 'weak_perspective': {{'scale', 't2'}} in input pixels"
+        )
     s = _matrix(wp["scale"], "weak_perspective.scale", (), p)
     if float(s) <= 0:
         raise FileFormatError(f"{p}: weak_perspective.scale must be positive")
@@ -189,8 +214,13 @@ def _start_pose(args, mesh, mask: torch.Tensor):
     d = float(args.distance)
     if d <= 0:
         raise PoseshapeError("--distance: expected a positive number")
-    R, _ = viewpoint_to_pose(*(torch.tensor([math.radians(getattr(args, n))], dtype=torch.float64)
-                               for n in ("azimuth", "elevation", "theta")), torch.tensor([d], dtype=torch.float64))
+    R, _ = viewpoint_to_pose(
+        *(
+            torch.tensor([math.radians(getattr(args, n))], dtype=torch.float64)
+            for n in ("azimuth", "elevation", "theta")
+        ),
+        torch.tensor([d], dtype=torch.float64),
+    )
     if args.focal is not None:
         f = float(args.focal)
         if not (math.isfinite(f) and f > 0):
@@ -201,8 +231,15 @@ def _start_pose(args, mesh, mask: torch.Tensor):
     # weak perspective: origin at the mask box centre, scale from the areas (the silhouette
     # at 100 px per unit, centred on a 400 x 400 canvas; the area grows with scale^2)
     t = torch.tensor([[cu, cv, 0.0]], dtype=torch.float64)
-    sil = hard_silhouettes(mesh.verts.double()[None], mesh.faces, R, torch.tensor([[200.0, 200.0, 0.0]],
-                           dtype=torch.float64), None, torch.tensor([100.0], dtype=torch.float64), (400, 400))
+    sil = hard_silhouettes(
+        mesh.verts.double()[None],
+        mesh.faces,
+        R,
+        torch.tensor([[200.0, 200.0, 0.0]], dtype=torch.float64),
+        None,
+        torch.tensor([100.0], dtype=torch.float64),
+        (400, 400),
+    )
     a1 = float(sil.sum())
     if a1 == 0:
         raise PoseshapeError("the shape has no visible silhouette at the given viewpoint")
@@ -217,7 +254,8 @@ def _loss_csv(res) -> bytes:
     for k in range(steps):
         vals = [f"{float(res.loss[k, 0]):.6g}"] + [
             "" if math.isnan(float(res.loss_starts[k, 0, j])) else f"{float(res.loss_starts[k, 0, j]):.6g}"
-            for j in range(M)]
+            for j in range(M)
+        ]
         lines.append(f"{k}," + ",".join(vals))
     return ("\n".join(lines) + "\n").encode()
 
@@ -256,28 +294,45 @@ def _record(res, cam: dict, args, mask_path: Path) -> dict:
     tv = t if res.scale is None else torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
     az, el, th, _ = pose_to_viewpoint(R, tv)
     rec = {
-        "R": R.tolist(), "t": t.tolist(), "axis_angle": w.tolist(),
+        "R": R.tolist(),
+        "t": t.tolist(),
+        "axis_angle": w.tolist(),
         "rotation_angle_deg": math.degrees(float(w.norm())),
-        "viewpoint": {"azimuth_deg": math.degrees(float(az)), "elevation_deg": math.degrees(float(el)),
-                      "theta_deg": math.degrees(float(th)), "convention": "PASCAL3D+"},
+        "viewpoint": {
+            "azimuth_deg": math.degrees(float(az)),
+            "elevation_deg": math.degrees(float(el)),
+            "theta_deg": math.degrees(float(th)),
+            "convention": "PASCAL3D+",
+        },
     }
     if res.scale is None:
         rec["K"] = cam["K"][0].tolist()
         rec["camera"] = "pinhole: input pixel (u, v, 1) ~ K (R X_obj + t)"
     else:
-        rec["weak_perspective"] = {"scale": float(res.scale[0]), "t2": t[:2].tolist(),
-                                   "formula": "input pixel (u, v) = scale * (R X_obj)[:2] + t2"}
-    rec.update({
-        "iou": float(res.iou[0]), "iou_before": float(res.iou_init[0]),
-        "iou_frame": "working crop around the mask (render_size pixels, hard raster)",
-        "start": int(res.start[0]), "starts": int(res.starts_R.shape[1]),
-        "start_iou": [None if math.isnan(float(v)) else float(v) for v in res.start_iou[0]],
-        "steps": res.config.steps, "render_size": res.config.render_size, "seconds": res.seconds,
-        "mask": str(mask_path), "shape": str(args.mesh or args.voxels),
-        "start_pose": str(args.pose) if args.pose else {"azimuth_deg": args.azimuth, "elevation_deg": args.elevation,
-                                                        "theta_deg": args.theta},
-        "files": dict(FILE_NAMES),
-    })
+        rec["weak_perspective"] = {
+            "scale": float(res.scale[0]),
+            "t2": t[:2].tolist(),
+            "formula": "input pixel (u, v) = scale * (R X_obj)[:2] + t2",
+        }
+    rec.update(
+        {
+            "iou": float(res.iou[0]),
+            "iou_before": float(res.iou_init[0]),
+            "iou_frame": "working crop around the mask (render_size pixels, hard raster)",
+            "start": int(res.start[0]),
+            "starts": int(res.starts_R.shape[1]),
+            "start_iou": [None if math.isnan(float(v)) else float(v) for v in res.start_iou[0]],
+            "steps": res.config.steps,
+            "render_size": res.config.render_size,
+            "seconds": res.seconds,
+            "mask": str(mask_path),
+            "shape": str(args.mesh or args.voxels),
+            "start_pose": str(args.pose)
+            if args.pose
+            else {"azimuth_deg": args.azimuth, "elevation_deg": args.elevation, "theta_deg": args.theta},
+            "files": dict(FILE_NAMES),
+        }
+    )
     return rec
 
 
@@ -296,17 +351,22 @@ def run(args) -> int:
         mask = read_mask(mask_path)
     mesh = _load_shape(args)
     R, t, K, s = _start_pose(args, mesh, mask)
-    kw = {k: v for k, v in (("starts", args.starts), ("steps", args.steps), ("render_size", args.render_size))
-          if v is not None}
+    kw = {
+        k: v
+        for k, v in (("starts", args.starts), ("steps", args.steps), ("render_size", args.render_size))
+        if v is not None
+    }
     cfg = RefineConfig(record_frames=True, optimize_verts=bool(args.optimize_verts), **kw)
     if args.overrides:
-
         cfg = apply_overrides(cfg, list(args.overrides))  # ConfigError names the bad key / value
 
     # --- refinement
     res = refine_pose(mask[None], mesh, R, t, K, scale=s, config=cfg, progress=sys.stderr.isatty())
-    print(f"refine: IoU {float(res.iou_init[0]):.3f} -> {float(res.iou[0]):.3f} (start {int(res.start[0])} of "
-          f"{res.starts_R.shape[1]}, {res.seconds:.1f} s)", file=sys.stderr)
+    print(
+        f"refine: IoU {float(res.iou_init[0]):.3f} -> {float(res.iou[0]):.3f} (start {int(res.start[0])} of "
+        f"{res.starts_R.shape[1]}, {res.seconds:.1f} s)",
+        file=sys.stderr,
+    )
 
     # --- pictures
     crop_img = None
@@ -318,13 +378,26 @@ def run(args) -> int:
     shape_verts = res.verts[0] if res.verts is not None else mesh.verts
     if res.verts is not None and res.verts[0].shape[0] != mesh.num_verts:  # a proxy was optimised
         shape_verts = mesh.verts
-    sil = hard_silhouettes(shape_verts.double()[None], mesh.faces, res.R.double(), res.t.double(),
-                           K if res.scale is None else None, res.scale, (H, W))[0, 0]
+    sil = hard_silhouettes(
+        shape_verts.double()[None],
+        mesh.faces,
+        res.R.double(),
+        res.t.double(),
+        K if res.scale is None else None,
+        res.scale,
+        (H, W),
+    )[0, 0]
     base = image if image is not None else (0.35 + 0.4 * mask).expand(3, -1, -1)
     overlay = overlay_silhouette(base, sil, mask[0])
     record = _record(res, {"K": K}, args, mask_path)
-    payloads = {"pose": (json.dumps(record, indent=2) + "\n").encode(), "loss_csv": _loss_csv(res),
-                "loss_png": _loss_png(res), "gif": anim["gif"], "strip": anim["strip"], "overlay": png_bytes(overlay)}
+    payloads = {
+        "pose": (json.dumps(record, indent=2) + "\n").encode(),
+        "loss_csv": _loss_csv(res),
+        "loss_png": _loss_png(res),
+        "gif": anim["gif"],
+        "strip": anim["strip"],
+        "overlay": png_bytes(overlay),
+    }
 
     # --- atomic writes: all files or none
     written = write_files_atomic(out, {FILE_NAMES[k]: v for k, v in payloads.items()}, keys=list(payloads))

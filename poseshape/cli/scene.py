@@ -64,8 +64,7 @@ from poseshape.methods.refine6dof.scene import export_scene, scene_from_predicti
 from poseshape.metrics import mask_iou
 from poseshape.viz import write_bytes_atomic
 
-__all__ = ["MAX_OBJECTS", "SceneInput", "add_parser", "load_scene_input", "read_label_masks", "run",
-           "scene_paths"]
+__all__ = ["MAX_OBJECTS", "SceneInput", "add_parser", "load_scene_input", "read_label_masks", "run", "scene_paths"]
 
 #: Most objects one label image may hold.
 MAX_OBJECTS = 100
@@ -74,26 +73,46 @@ _SCENE_SUFFIXES = (".glb", ".obj")
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("scene", help="one image, several object masks -> one GLB/OBJ scene of posed medoids "
-                                     "(refine6dof, paper 003 Fig. 7)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "scene",
+        help="one image, several object masks -> one GLB/OBJ scene of posed medoids (refine6dof, paper 003 Fig. 7)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("image", metavar="IMAGE", help="the camera image, any size")
-    p.add_argument("--mask", nargs="+", default=None, metavar="M",
-                   help="one mask file per object, each of the image's size")
-    p.add_argument("--labels", default=None, metavar="L",
-                   help="instead of --mask: one label image, each distinct non-zero value one object")
-    p.add_argument("--out", required=True, metavar="FILE",
-                   help="scene file, .glb (glTF axes) or .obj (camera axes); the same name with .json is written "
-                        "next to it")
-    p.add_argument("--checkpoint", default=None, metavar="C", help="refine6dof checkpoint (`poseshape train "
-                   "refine6dof`); default: the shipped refine6dof model")
+    p.add_argument(
+        "--mask", nargs="+", default=None, metavar="M", help="one mask file per object, each of the image's size"
+    )
+    p.add_argument(
+        "--labels",
+        default=None,
+        metavar="L",
+        help="instead of --mask: one label image, each distinct non-zero value one object",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="scene file, .glb (glTF axes) or .obj (camera axes); the same name with .json is written next to it",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="C",
+        help="refine6dof checkpoint (`poseshape train refine6dof`); default: the shipped refine6dof model",
+    )
     p.add_argument("--method", default=None, help="refine6dof (the only method with medoids and pinhole poses)")
-    p.add_argument("--no-online", action="store_true",
-                   help="skip the online refinement against the masks (the encoder's poses)")
-    p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
-                   help="give each object the full frame with everything outside its mask painted white "
-                        "(default; --no-isolate: the unmasked photo for every object, which an input=rgb "
-                        "encoder then cannot tell apart)")
+    p.add_argument(
+        "--no-online", action="store_true", help="skip the online refinement against the masks (the encoder's poses)"
+    )
+    p.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give each object the full frame with everything outside its mask painted white "
+        "(default; --no-isolate: the unmasked photo for every object, which an input=rgb "
+        "encoder then cannot tell apart)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     return p
 
@@ -124,8 +143,7 @@ def scene_paths(out) -> tuple[Path, Path]:
     """
     p = Path(out)
     if p.suffix.lower() not in _SCENE_SUFFIXES:
-        raise PoseshapeError(f"--out {p}: the scene file must end in .glb or .obj (got "
-                             f"{p.suffix or 'no extension'!r})")
+        raise PoseshapeError(f"--out {p}: the scene file must end in .glb or .obj (got {p.suffix or 'no extension'!r})")
     js = p.with_suffix(".json")
     for q in (p, js):
         if q.is_dir():
@@ -136,8 +154,9 @@ def scene_paths(out) -> tuple[Path, Path]:
     return p, js
 
 
-def read_label_masks(path, like_hw: tuple[int, int] | None = None, *, image_path=None
-                     ) -> list[tuple[int, str | None, torch.Tensor]]:
+def read_label_masks(
+    path, like_hw: tuple[int, int] | None = None, *, image_path=None
+) -> list[tuple[int, str | None, torch.Tensor]]:
     """Read a label image: every distinct non-zero value is one object (module docstring).
 
     Args:
@@ -162,8 +181,9 @@ def read_label_masks(path, like_hw: tuple[int, int] | None = None, *, image_path
     if mode in ("RGBA", "LA", "La", "RGBa", "PA"):
         alpha = np.asarray(img.getchannel("A"))
         if alpha.min() < 255:
-            raise PoseshapeError(f"{p}: the label image has transparency; save the labels as a grey, palette "
-                                 "or RGB image without alpha")
+            raise PoseshapeError(
+                f"{p}: the label image has transparency; save the labels as a grey, palette or RGB image without alpha"
+            )
         img = img.convert("RGB" if mode in ("RGBA", "RGBa") else ("P" if mode == "PA" else "L"))
         mode = img.mode
     if mode == "F":
@@ -181,11 +201,15 @@ def read_label_masks(path, like_hw: tuple[int, int] | None = None, *, image_path
         lab = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
     values = [int(v) for v in np.unique(lab) if v != 0]
     if not values:
-        raise PoseshapeError(f"{p}: the label image is empty (every pixel is 0, the background); mark each "
-                             "object with its own non-zero value")
+        raise PoseshapeError(
+            f"{p}: the label image is empty (every pixel is 0, the background); mark each "
+            "object with its own non-zero value"
+        )
     if len(values) > MAX_OBJECTS:
-        raise PoseshapeError(f"{p}: {len(values)} distinct non-zero values, more than {MAX_OBJECTS} objects: not "
-                             "a label image (a JPEG's compression noise?); save the labels losslessly (PNG)")
+        raise PoseshapeError(
+            f"{p}: {len(values)} distinct non-zero values, more than {MAX_OBJECTS} objects: not "
+            "a label image (a JPEG's compression noise?); save the labels losslessly (PNG)"
+        )
     return [(v, f"#{v:06x}" if colors else None, torch.from_numpy(lab == v).float()[None]) for v in values]
 
 
@@ -198,8 +222,10 @@ def load_scene_input(image_path, mask_paths=None, labels_path=None) -> SceneInpu
     """
 
     if (not mask_paths) == (labels_path is None):
-        raise PoseshapeError("give the objects either as --mask M1 M2 ... (one file per object) or as "
-                             "--labels L (one label image), not " + ("both" if mask_paths else "neither"))
+        raise PoseshapeError(
+            "give the objects either as --mask M1 M2 ... (one file per object) or as "
+            "--labels L (one label image), not " + ("both" if mask_paths else "neither")
+        )
     ip = Path(image_path)
     image, _alpha = read_image(ip)  # an RGBA image's alpha is not an object here: the objects are the masks
     hw = tuple(image.shape[-2:])
@@ -219,8 +245,10 @@ def load_scene_input(image_path, mask_paths=None, labels_path=None) -> SceneInpu
 def _load_refine6dof(args):
 
     if args.method not in (None, "refine6dof"):
-        raise PoseshapeError(f"--method {args.method}: `poseshape scene` composes refine6dof predictions (cluster "
-                             "medoids placed by pinhole poses); use --method refine6dof or a refine6dof --checkpoint")
+        raise PoseshapeError(
+            f"--method {args.method}: `poseshape scene` composes refine6dof predictions (cluster "
+            "medoids placed by pinhole poses); use --method refine6dof or a refine6dof --checkpoint"
+        )
     predictor = load_predictor(checkpoint=args.checkpoint, method="refine6dof", device=args.device)
     if not predictor.capabilities.full_frame:  # pragma: no cover - refine6dof's predictor is full-frame
         raise PoseshapeError(f"{args.checkpoint}: the predictor does not see the full frame")
@@ -233,15 +261,17 @@ def _record(pred, i: int, masks_s: torch.Tensor, source: dict) -> dict:
     ex = pred.extras
     k = int(ex["label"][i])
     rec = dict(source)
-    rec.update({
-        "class": ex["medoid_names"][i],
-        "class_index": k,
-        "class_prob": float(ex["class_probs"][i, k]),
-        "R": pred.R[i].detach().cpu().double().tolist(),
-        "t_cam": pred.t[i].detach().cpu().double().tolist(),
-        "mask_iou": float(mask_iou(pred.silhouette[i:i + 1].detach().cpu() >= 0.5, masks_s[i:i + 1] >= 0.5)[0]),
-        "online": "online_loss" in ex,
-    })
+    rec.update(
+        {
+            "class": ex["medoid_names"][i],
+            "class_index": k,
+            "class_prob": float(ex["class_probs"][i, k]),
+            "R": pred.R[i].detach().cpu().double().tolist(),
+            "t_cam": pred.t[i].detach().cpu().double().tolist(),
+            "mask_iou": float(mask_iou(pred.silhouette[i : i + 1].detach().cpu() >= 0.5, masks_s[i : i + 1] >= 0.5)[0]),
+            "online": "online_loss" in ex,
+        }
+    )
     if "online_loss" in ex:
         curve = ex["online_loss"][:, i].detach().cpu().double()
         rec["online_loss"] = {"first": float(curve[0]), "last": float(curve[-1]), "steps": int(curve.numel() - 1)}
@@ -269,9 +299,12 @@ def run(args) -> int:
     print(f"refine6dof: {args.checkpoint or 'shipped default model'}; {len(crops)} object(s)", file=sys.stderr)
     encoder_input = getattr(getattr(predictor, "config", None), "input", "rgb")
     if encoder_input == "rgb" and len(crops) > 1 and not args.isolate:
-        print("warning: this encoder's input is the RGB image alone, the same for every object: their encoder "
-              "poses and classes are identical and only the online refinement separates them; drop --no-isolate "
-              "to give each object its own image", file=sys.stderr)
+        print(
+            "warning: this encoder's input is the RGB image alone, the same for every object: their encoder "
+            "poses and classes are identical and only the online refinement separates them; drop --no-isolate "
+            "to give each object its own image",
+            file=sys.stderr,
+        )
 
     masks_s = torch.stack(masks_s)
     with torch.no_grad():
@@ -291,9 +324,10 @@ def run(args) -> int:
         "K": pred.camera.K[0].detach().cpu().double().tolist(),
         "frames": {
             "camera": "OpenCV (x right, y down, z forward), object units: X_cam = R X_obj + t_cam; K in pixels of "
-                      "the S x S input, whose pixel (u, v) is input pixel (x0 + u side / S, y0 + v side / S)",
-            "scene": "glTF axes (x, -y, -z) of the camera frame" if out.suffix.lower() == ".glb"
-                     else "the camera frame",
+            "the S x S input, whose pixel (u, v) is input pixel (x0 + u side / S, y0 + v side / S)",
+            "scene": "glTF axes (x, -y, -z) of the camera frame"
+            if out.suffix.lower() == ".glb"
+            else "the camera frame",
         },
         "objects": [_record(pred, i, masks_s.cpu(), rec) for i, rec in enumerate(inp.records)],
     }
@@ -313,8 +347,12 @@ def run(args) -> int:
                 break
         raise
     for i, rec in enumerate(record["objects"]):
-        print(f"  object {i}: {rec['mask']}" + (f" label {rec['label_value']}" if "label_value" in rec else "")
-              + f" -> {rec['class']} (p {rec['class_prob']:.2f}, mask IoU {rec['mask_iou']:.2f})", file=sys.stderr)
+        print(
+            f"  object {i}: {rec['mask']}"
+            + (f" label {rec['label_value']}" if "label_value" in rec else "")
+            + f" -> {rec['class']} (p {rec['class_prob']:.2f}, mask IoU {rec['mask_iou']:.2f})",
+            file=sys.stderr,
+        )
     print(out)
     print(out_json)
     return 0

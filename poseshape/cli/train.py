@@ -22,14 +22,24 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("train", help="train a method (stages, resumable checkpoints, logs)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="train a method (stages, resumable checkpoints, logs)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("method", help="registered method name (see `poseshape train --list`)", nargs="?")
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     p.add_argument("--out", help="run directory (checkpoints, logs, config.yaml)")
     p.add_argument("--config", default=None, help="YAML file of config overrides")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value (repeatable), e.g. --set lr=1e-4")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value (repeatable), e.g. --set lr=1e-4",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="write last.pt every N steps")
@@ -41,7 +51,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     import sys
-
 
     if args.list:
         for name in list_methods():
@@ -60,9 +69,16 @@ def run(args) -> int:
     if not args.out:
         raise PoseshapeError("train: --out DIR is required (checkpoints and logs go there)")
 
-    trainer = Trainer(spec, config, out_dir=args.out, seed=args.seed, device=args.device,
-                      progress=False if args.no_progress else None,
-                      checkpoint_every=args.checkpoint_every, resume=not args.no_resume)
+    trainer = Trainer(
+        spec,
+        config,
+        out_dir=args.out,
+        seed=args.seed,
+        device=args.device,
+        progress=False if args.no_progress else None,
+        checkpoint_every=args.checkpoint_every,
+        resume=not args.no_resume,
+    )
     trainer.fit()
     if trainer.is_main:
         for stage, metrics in trainer.val_metrics.items():

@@ -28,7 +28,7 @@ def check_shape(x: torch.Tensor, name: str, shape: Sequence[int | None], batch: 
     nd = len(shape)
     if x.dim() < nd or (not batch and x.dim() != nd):
         raise ShapeError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
-    tail = x.shape[x.dim() - nd:]
+    tail = x.shape[x.dim() - nd :]
     for got, exp in zip(tail, shape):
         if exp is not None and got != exp:
             raise ShapeError(f"{name}: expected shape {want}, got {tuple(x.shape)}")

@@ -86,8 +86,7 @@ def config_to_dict(config: Any) -> Any:
 
 def _to_plain(x: Any, where: str) -> Any:
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return {f.name: _to_plain(getattr(x, f.name), f"{where}.{f.name}")
-                for f in dataclasses.fields(x)}
+        return {f.name: _to_plain(getattr(x, f.name), f"{where}.{f.name}") for f in dataclasses.fields(x)}
     if isinstance(x, enum.Enum):
         return _to_plain(x.value, where)
     if x is None or isinstance(x, (bool, int, float, str)):
@@ -130,8 +129,7 @@ def _from_dict(cls: type, data: Mapping[str, Any] | None, prefix: str) -> Any:
     data = {} if data is None else data
     if not isinstance(data, Mapping):
         raise ConfigError(
-            f"{prefix or 'config'}: expected a mapping for {cls.__name__}, "
-            f"got {type(data).__name__} {data!r}"
+            f"{prefix or 'config'}: expected a mapping for {cls.__name__}, got {type(data).__name__} {data!r}"
         )
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = _type_hints(cls)
@@ -275,8 +273,7 @@ def _coerce(value: Any, tp: Any, key: str, raw: str | None) -> Any:
         if not isinstance(value, Mapping):
             raise bad(" (expected a mapping such as {a: 1})")
         kt, vt = args if args else (Any, Any)
-        return {_coerce(k, kt, f"{key}[{k!r}]", None): _coerce(v, vt, f"{key}[{k!r}]", None)
-                for k, v in value.items()}
+        return {_coerce(k, kt, f"{key}[{k!r}]", None): _coerce(v, vt, f"{key}[{k!r}]", None) for k, v in value.items()}
     if isinstance(tp, type):
         if isinstance(value, tp):
             return value
@@ -427,8 +424,7 @@ def dump_yaml(config: Any, path: str | os.PathLike) -> Path:
     return atomic_write(p, text)
 
 
-def load_config(cls: type, path: str | os.PathLike | None = None,
-                overrides: Iterable[str] = ()) -> Any:
+def load_config(cls: type, path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> Any:
     """Defaults of ``cls``, then the YAML file ``path`` (if given), then ``--set`` overrides."""
     config = config_from_dict(cls, load_yaml(path) if path is not None else {})
     return apply_overrides(config, list(overrides))

@@ -201,8 +201,9 @@ def _remove_dirs(dirs: Iterable[Path]) -> None:
             pass
 
 
-def atomic_write_files(folder: str | os.PathLike, files: Mapping[str, bytes | str],
-                       keys: Iterable | None = None) -> dict:
+def atomic_write_files(
+    folder: str | os.PathLike, files: Mapping[str, bytes | str], keys: Iterable | None = None
+) -> dict:
     """Write ``{file name: bytes}`` into ``folder`` (created if missing), all or none.
 
     All files are first written to temporary files in ``folder``; only then is each renamed
@@ -254,8 +255,7 @@ def atomic_write_files(folder: str | os.PathLike, files: Mapping[str, bytes | st
     target = out
     try:
         for target, payload in zip(targets, payloads):
-            temps.append(_write_temp(target, lambda fh, b=payload: fh.write(b),
-                                     _final_mode(target, default_mode)))
+            temps.append(_write_temp(target, lambda fh, b=payload: fh.write(b), _final_mode(target, default_mode)))
         for k, target in enumerate(targets):
             if os.path.lexists(target):
                 bak = target.with_name(f".{target.name}.{secrets.token_hex(6)}.bak")

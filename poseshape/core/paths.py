@@ -46,7 +46,4 @@ def shared_data_status() -> tuple[Path, str | None]:
         return root, None
     origin = f"${DATA_ENV}" if os.environ.get(DATA_ENV) else f"the default (${DATA_ENV} unset)"
     what = "is not a directory" if root.exists() else "does not exist"
-    return root, (
-        f"shared data not found: {root} (from {origin}) {what}; "
-        f"set {DATA_ENV} to the shared data directory"
-    )
+    return root, (f"shared data not found: {root} (from {origin}) {what}; set {DATA_ENV} to the shared data directory")

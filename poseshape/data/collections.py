@@ -313,19 +313,20 @@ class _Store:
                     return Mesh(torch.from_numpy(z["verts"]), torch.from_numpy(z["faces"])), tr
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
                 warnings.warn(f"rebuilding damaged mesh cache entry {disk}: {exc}", stacklevel=3)
-        mesh, tr = load_mesh(
-            e.path, source=e.source, normalize=True, return_transform=True, dtype=torch.float64
-        )
+        mesh, tr = load_mesh(e.path, source=e.source, normalize=True, return_transform=True, dtype=torch.float64)
         if disk is not None:
             disk.parent.mkdir(parents=True, exist_ok=True)
-            atomic_save(disk, lambda fh: np.savez(
-                fh,
-                verts=mesh.verts.numpy(),
-                faces=mesh.faces.numpy(),
-                rotation=tr.rotation.numpy(),
-                center=tr.center.numpy(),
-                scale=np.float64(tr.scale),
-            ))
+            atomic_save(
+                disk,
+                lambda fh: np.savez(
+                    fh,
+                    verts=mesh.verts.numpy(),
+                    faces=mesh.faces.numpy(),
+                    rotation=tr.rotation.numpy(),
+                    center=tr.center.numpy(),
+                    scale=np.float64(tr.scale),
+                ),
+            )
         return mesh, tr
 
     def get(self, e: _Entry) -> tuple[Mesh, MeshTransform | None]:
@@ -406,10 +407,7 @@ class MeshCollection:
         else:
             entries = _scan_folder(root, source or "identity", singularize)
         if not entries:
-            raise FileFormatError(
-                f"no mesh files found in {root} (layout {layout!r}; expected "
-                f"{_LAYOUT_HINT[layout]})"
-            )
+            raise FileFormatError(f"no mesh files found in {root} (layout {layout!r}; expected {_LAYOUT_HINT[layout]})")
         self._init(
             root,
             layout,
@@ -448,14 +446,10 @@ class MeshCollection:
         ``categories=None`` uses all of :data:`poseshape.shapes.procedural.CATEGORIES`.
         The in-memory LRU applies; there is no disk cache (building is milliseconds).
         """
-        cats = (
-            list(CATEGORIES) if categories is None else [canonical_category(c) for c in categories]
-        )
+        cats = list(CATEGORIES) if categories is None else [canonical_category(c) for c in categories]
         unknown = [c for c in cats if c not in CATEGORIES]
         if unknown:
-            raise PoseshapeError(
-                f"unknown procedural categories {unknown}; known: {list(CATEGORIES)}"
-            )
+            raise PoseshapeError(f"unknown procedural categories {unknown}; known: {list(CATEGORIES)}")
         if int(per_category) < 1:
             raise PoseshapeError(f"per_category must be >= 1, got {per_category}")
         entries = [
@@ -493,14 +487,20 @@ class MeshCollection:
                 if key in seen:
                     raise PoseshapeError(
                         f"MeshCollection.concat: model {key[1]!r} of category {key[0]!r} is in two "
-                        f"collections ({seen[key]} and {e.path}); model ids must be unique per category")
+                        f"collections ({seen[key]} and {e.path}); model ids must be unique per category"
+                    )
                 seen[key] = e.path
                 entries.append(e)
         first = collections[0]
         layouts = {c.layout for c in collections}
         new = object.__new__(cls)
-        new._init(first.root, first.layout if len(layouts) == 1 else "mixed", entries, first._store,
-                  [s for c in collections for s in c.skipped])
+        new._init(
+            first.root,
+            first.layout if len(layouts) == 1 else "mixed",
+            entries,
+            first._store,
+            [s for c in collections for s in c.skipped],
+        )
         return new
 
     # -- listing ---------------------------------------------------------------------
@@ -680,14 +680,9 @@ class MeshCollection:
     def summary(self) -> str:
         """One line: layout, root, model and category counts, and skipped files."""
         where = f" at {self.root}" if self.root is not None else ""
-        txt = (
-            f"{self.layout} collection{where}: {len(self)} models in "
-            f"{len(self.categories)} categories"
-        )
+        txt = f"{self.layout} collection{where}: {len(self)} models in {len(self.categories)} categories"
         if self.skipped:
-            txt += f"; skipped {len(self.skipped)} unreadable file(s): " + ", ".join(
-                str(p) for p, _ in self.skipped
-            )
+            txt += f"; skipped {len(self.skipped)} unreadable file(s): " + ", ".join(str(p) for p, _ in self.skipped)
         return txt
 
     def __repr__(self) -> str:

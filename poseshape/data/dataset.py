@@ -41,8 +41,8 @@ import torch
 from torch.utils.data import Dataset
 
 from poseshape.core.errors import FileFormatError
-from poseshape.geometry.conventions import CONVENTIONS_VERSION
 from poseshape.data.synth import FORMAT_VERSION, read_shard, unpack_voxels
+from poseshape.geometry.conventions import CONVENTIONS_VERSION
 
 __all__ = ["Augment", "ShardDataset", "read_index"]
 
@@ -91,8 +91,15 @@ class Augment:
     pose still explains the mask exactly (up to resampling).
     """
 
-    def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2,
-                 crop_shift: float = 0.05, crop_scale: float = 0.1, seed: int = 0):
+    def __init__(
+        self,
+        brightness: float = 0.2,
+        contrast: float = 0.2,
+        saturation: float = 0.2,
+        crop_shift: float = 0.05,
+        crop_scale: float = 0.1,
+        seed: int = 0,
+    ):
         self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
         self.crop_shift, self.crop_scale, self.seed = crop_shift, crop_scale, seed
         self.epoch = 0
@@ -121,8 +128,9 @@ class Augment:
             grid = torch.stack([gx, gy], -1)[None]
 
             def warp(x, mode):
-                return torch.nn.functional.grid_sample(x[None], grid, mode=mode, padding_mode="zeros",
-                                                       align_corners=False)[0]
+                return torch.nn.functional.grid_sample(
+                    x[None], grid, mode=mode, padding_mode="zeros", align_corners=False
+                )[0]
 
             item["image"] = warp(item["image"], "bilinear")
             item["mask"] = warp(item["mask"], "nearest")
@@ -146,9 +154,16 @@ class ShardDataset(Dataset):
         keys: subset of item keys to return (default: all available).
     """
 
-    def __init__(self, root: str | Path, split: str | None = None, categories: Sequence[str] | None = None,
-                 augment=None, cache_shards: int = 4, allow_incomplete: bool = False,
-                 keys: Sequence[str] | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None = None,
+        categories: Sequence[str] | None = None,
+        augment=None,
+        cache_shards: int = 4,
+        allow_incomplete: bool = False,
+        keys: Sequence[str] | None = None,
+    ):
         self.root = Path(root)
         self.meta = read_index(self.root)
         self.categories: list[str] = list(self.meta["categories"])
@@ -182,7 +197,7 @@ class ShardDataset(Dataset):
         idx = np.concatenate(ranges) if ranges else np.zeros(0, np.int64)
         available = np.zeros(self.meta["num_samples"], bool)
         for s in shards:
-            available[s["first"]: s["first"] + s["count"]] = True
+            available[s["first"] : s["first"] + s["count"]] = True
         self.indices = idx[available[idx]] if len(idx) else idx
         self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
 

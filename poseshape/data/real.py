@@ -106,8 +106,11 @@ def _natural_key(p: Path) -> list:
 
 
 def _has(item: dict[str, Any]) -> dict[str, Any]:
-    item["has"] = frozenset(k for k in ("image", "mask", "R", "t", "K", "viewpoint", "voxels", "bbox",
-                                        "depth", "model_id", "category_name") if k in item)
+    item["has"] = frozenset(
+        k
+        for k in ("image", "mask", "R", "t", "K", "viewpoint", "voxels", "bbox", "depth", "model_id", "category_name")
+        if k in item
+    )
     return item
 
 
@@ -173,7 +176,9 @@ def parse_r2n2_metadata(path: str | Path) -> np.ndarray:
             continue
         parts = line.replace(",", " ").split()
         if len(parts) != 5:
-            raise FileFormatError(f"{path}:{n}: expected 5 numbers (azimuth elevation in-plane distance fov), got {len(parts)}")
+            raise FileFormatError(
+                f"{path}:{n}: expected 5 numbers (azimuth elevation in-plane distance fov), got {len(parts)}"
+            )
         try:
             row = [float(x) for x in parts]
         except ValueError:
@@ -186,8 +191,13 @@ def parse_r2n2_metadata(path: str | Path) -> np.ndarray:
     return np.asarray(rows, np.float64)
 
 
-def r2n2_camera(azimuth_deg: float, elevation_deg: float, inplane_deg: float, distance_ratio: float,
-                image_size: int | tuple[int, int] = 137) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def r2n2_camera(
+    azimuth_deg: float,
+    elevation_deg: float,
+    inplane_deg: float,
+    distance_ratio: float,
+    image_size: int | tuple[int, int] = 137,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """3D-R2N2 camera -> ``(R (3, 3), t (3,), K (3, 3))`` float64 in our conventions.
 
     See the module docstring. ``image_size`` is ``S`` or ``(H, W)`` of the render.
@@ -233,7 +243,9 @@ class R2N2Renderings:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise FileFormatError(f"{self.folder}: R2N2 rendering folder does not exist")
-        meta = next((self.folder / n for n in ("rendering_metadata.txt", "cameras.txt") if (self.folder / n).is_file()), None)
+        meta = next(
+            (self.folder / n for n in ("rendering_metadata.txt", "cameras.txt") if (self.folder / n).is_file()), None
+        )
         if meta is None:
             raise FileFormatError(f"{self.folder}: no rendering_metadata.txt or cameras.txt")
         self.cameras = parse_r2n2_metadata(meta)
@@ -244,7 +256,9 @@ class R2N2Renderings:
         else:
             self.images = sorted((p for p in self.folder.iterdir() if p.suffix.lower() == ".png"), key=_natural_key)
         if len(self.images) != len(self.cameras):
-            raise FileFormatError(f"{meta}: {len(self.cameras)} camera rows but {len(self.images)} images in {self.folder}")
+            raise FileFormatError(
+                f"{meta}: {len(self.cameras)} camera rows but {len(self.images)} images in {self.folder}"
+            )
         if self.folder.name == "rendering" and category is None:
             category, model_id = self.folder.parent.parent.name, self.folder.parent.name
         self.category, self.model_id = category, model_id
@@ -263,8 +277,17 @@ class R2N2Renderings:
         az, el, ip, dr, _fov = self.cameras[i]
         R, t, K = r2n2_camera(az, el, ip, dr, tuple(img.shape[-2:]))
         vp = torch.stack(pose_to_viewpoint(R, t))
-        item: dict[str, Any] = {"image": img, "mask": mask, "R": R.float(), "t": t.float(), "K": K.float(),
-                                "viewpoint": vp.float(), "source": "r2n2", "rendered": True, "path": str(path)}
+        item: dict[str, Any] = {
+            "image": img,
+            "mask": mask,
+            "R": R.float(),
+            "t": t.float(),
+            "K": K.float(),
+            "viewpoint": vp.float(),
+            "source": "r2n2",
+            "rendered": True,
+            "path": str(path),
+        }
         if self.category is not None:
             item["category_name"] = self.category
         if self.model_id is not None:
@@ -363,14 +386,27 @@ def read_pascal3d_record(path: str | Path) -> dict[str, Any]:
                     continue
                 vpd[k] = _num(v, path, f"viewpoint.{k}")
         cad = _field(o, "cad_index", path, None, required=False)
-        cad = None if cad is None or (isinstance(cad, np.ndarray) and cad.size == 0) else int(_num(cad, path, "cad_index"))
+        cad = (
+            None
+            if cad is None or (isinstance(cad, np.ndarray) and cad.size == 0)
+            else int(_num(cad, path, "cad_index"))
+        )
 
         def flag(name, o=o):
             v = _field(o, name, path, 0, required=False)
             return bool(np.asarray(v).size and np.asarray(v).ravel()[0])
 
-        out.append({"class": str(_field(o, "class", path)), "bbox": bbox, "viewpoint": vpd, "cad_index": cad,
-                    "truncated": flag("truncated"), "occluded": flag("occluded"), "difficult": flag("difficult")})
+        out.append(
+            {
+                "class": str(_field(o, "class", path)),
+                "bbox": bbox,
+                "viewpoint": vpd,
+                "cad_index": cad,
+                "truncated": flag("truncated"),
+                "occluded": flag("occluded"),
+                "difficult": flag("difficult"),
+            }
+        )
     return {"filename": filename, "size": size, "objects": out}
 
 
@@ -393,10 +429,17 @@ class Pascal3D:
     and no ``viewpoint``; their angles are given as ``viewpoint_angles`` (3,) instead.
     """
 
-    def __init__(self, root: str | Path, categories: Sequence[str] | None = None,
-                 subsets: Sequence[str] = ("pascal", "imagenet"), cad_root: str | Path | None = None,
-                 skip_truncated: bool = False, skip_occluded: bool = False, skip_difficult: bool = False,
-                 load_images: bool = True):
+    def __init__(
+        self,
+        root: str | Path,
+        categories: Sequence[str] | None = None,
+        subsets: Sequence[str] = ("pascal", "imagenet"),
+        cad_root: str | Path | None = None,
+        skip_truncated: bool = False,
+        skip_occluded: bool = False,
+        skip_difficult: bool = False,
+        load_images: bool = True,
+    ):
         self.root = Path(root)
         ann = self.root / "Annotations"
         if not ann.is_dir():
@@ -418,12 +461,17 @@ class Pascal3D:
                 for o in rec["objects"]:
                     if o["class"] != cat or o["viewpoint"] is None:
                         continue
-                    if (skip_truncated and o["truncated"]) or (skip_occluded and o["occluded"]) or \
-                            (skip_difficult and o["difficult"]):
+                    if (
+                        (skip_truncated and o["truncated"])
+                        or (skip_occluded and o["occluded"])
+                        or (skip_difficult and o["difficult"])
+                    ):
                         continue
                     self.items.append((f, rec["filename"], o, f"{cat}_{subset}"))
         if not self.items:
-            raise FileFormatError(f"{ann}: no objects with viewpoints found (categories {categories}, subsets {list(subsets)})")
+            raise FileFormatError(
+                f"{ann}: no objects with viewpoints found (categories {categories}, subsets {list(subsets)})"
+            )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -435,8 +483,9 @@ class Pascal3D:
         key = (cat, idx)
         if key not in self._cad_cache:
             path = self.cad_root / "CAD" / cat / f"{idx:02d}.off"
-            self._cad_cache[key] = load_mesh(path, source="pascal3d", normalize=True, return_transform=True)[1] \
-                if path.is_file() else None
+            self._cad_cache[key] = (
+                load_mesh(path, source="pascal3d", normalize=True, return_transform=True)[1] if path.is_file() else None
+            )
         return self._cad_cache[key]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -446,15 +495,21 @@ class Pascal3D:
         x1, y1, x2, y2 = o["bbox"]
         item: dict[str, Any] = {
             "bbox": torch.tensor([x1 - 1, y1 - 1, x2, y2], dtype=torch.float32),
-            "category_name": cat, "source": "pascal3d", "rendered": False,
-            "truncated": o["truncated"], "occluded": o["occluded"], "path": str(ann_path),
+            "category_name": cat,
+            "source": "pascal3d",
+            "rendered": False,
+            "truncated": o["truncated"],
+            "occluded": o["occluded"],
+            "path": str(ann_path),
         }
         if o["cad_index"] is not None:
             item["model_id"] = f"{o['cad_index']:02d}"
         angles = [math.radians(vp["azimuth"]), math.radians(vp["elevation"]), math.radians(vp.get("theta", 0.0))]
         d = vp.get("distance", 0.0)
         if d > 0 and "focal" in vp and "px" in vp and "py" in vp:
-            R, t = viewpoint_to_pose(*(torch.tensor(a, dtype=torch.float64) for a in angles), torch.tensor(d, dtype=torch.float64))
+            R, t = viewpoint_to_pose(
+                *(torch.tensor(a, dtype=torch.float64) for a in angles), torch.tensor(d, dtype=torch.float64)
+            )
             f = vp["focal"] * vp.get("viewport", 3000.0)
             item["K"] = torch.tensor([[f, 0, vp["px"] - 0.5], [0, f, vp["py"] - 0.5], [0, 0, 1.0]], dtype=torch.float32)
             item["R"] = R.float()
@@ -511,7 +566,9 @@ class Pix3D:
             R = np.asarray(e["rot_mat"], np.float64)
             t = np.asarray(e["trans_mat"], np.float64)
             if R.shape != (3, 3) or t.shape != (3,) or not (np.isfinite(R).all() and np.isfinite(t).all()):
-                raise FileFormatError(f"{self.json_path}: entry {n}: rot_mat must be 3x3 and trans_mat 3 finite numbers")
+                raise FileFormatError(
+                    f"{self.json_path}: entry {n}: rot_mat must be 3x3 and trans_mat 3 finite numbers"
+                )
             if np.abs(R @ R.T - np.eye(3)).max() > 1e-3:
                 raise FileFormatError(f"{self.json_path}: entry {n}: rot_mat is not a rotation")
             if len(e["img_size"]) != 2 or len(e["bbox"]) != 4 or not float(e["focal_length"]) > 0:
@@ -534,18 +591,26 @@ class Pix3D:
         t = flip @ torch.tensor(e["trans_mat"], dtype=torch.float64)
         f = float(e["focal_length"]) * W / 32.0
         item: dict[str, Any] = {
-            "R": R.float(), "t": t.float(),
+            "R": R.float(),
+            "t": t.float(),
             "K": torch.tensor([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]], dtype=torch.float32),
             "bbox": torch.tensor([float(x) for x in e["bbox"]], dtype=torch.float32),
-            "category_name": str(e["category"]), "model_id": str(e["model"]), "frame": "native",
-            "truncated": bool(e.get("truncated", False)), "occluded": bool(e.get("occluded", False)),
-            "source": "pix3d", "rendered": False, "path": str(self.root / e["img"]),
+            "category_name": str(e["category"]),
+            "model_id": str(e["model"]),
+            "frame": "native",
+            "truncated": bool(e.get("truncated", False)),
+            "occluded": bool(e.get("occluded", False)),
+            "source": "pix3d",
+            "rendered": False,
+            "path": str(self.root / e["img"]),
         }
         if self.load_images:
             item["image"] = read_rgb(self.root / e["img"])
             item["mask"] = _read_mask(self.root / e["mask"])
             if tuple(item["image"].shape[-2:]) != (H, W):
-                raise FileFormatError(f"{self.root / e['img']}: size {tuple(item['image'].shape[-2:])} != img_size {(H, W)}")
+                raise FileFormatError(
+                    f"{self.root / e['img']}: size {tuple(item['image'].shape[-2:])} != img_size {(H, W)}"
+                )
         return _has(item)
 
 
@@ -573,8 +638,9 @@ def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: in
         x0, y0 = v[:, 0], v[:, 1]
         x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
         # edges crossing each scanline (half-open in y), intersection abscissae
-        cross = ((y0[None] <= yc[:, None]) & (yc[:, None] < y1[None])) | \
-                ((y1[None] <= yc[:, None]) & (yc[:, None] < y0[None]))  # (H, E)
+        cross = ((y0[None] <= yc[:, None]) & (yc[:, None] < y1[None])) | (
+            (y1[None] <= yc[:, None]) & (yc[:, None] < y0[None])
+        )  # (H, E)
         with np.errstate(divide="ignore", invalid="ignore"):
             xi = x0[None] + (yc[:, None] - y0[None]) * (x1 - x0)[None] / (y1 - y0)[None]
         xi = np.where(cross, xi, np.inf)
@@ -650,8 +716,14 @@ class CocoMasks:
     ``annotation_id``, ``image_id`` and, with ``images_root``, ``image``.
     """
 
-    def __init__(self, annotations: str | Path, images_root: str | Path | None = None,
-                 categories: Sequence[str] | None = None, include_crowd: bool = False, min_area: float = 0.0):
+    def __init__(
+        self,
+        annotations: str | Path,
+        images_root: str | Path | None = None,
+        categories: Sequence[str] | None = None,
+        include_crowd: bool = False,
+        min_area: float = 0.0,
+    ):
         self.path = Path(annotations)
         try:
             data = json.loads(self.path.read_text())
@@ -662,13 +734,17 @@ class CocoMasks:
             self.imgs = {int(m["id"]): m for m in data["images"]}
             anns = list(data["annotations"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise FileFormatError(f"{self.path}: not COCO instances (needs images, annotations, categories: {exc})") from exc
+            raise FileFormatError(
+                f"{self.path}: not COCO instances (needs images, annotations, categories: {exc})"
+            ) from exc
         self.images_root = Path(images_root) if images_root is not None else None
         self.items = []
         for a in anns:
             if not isinstance(a, dict) or "segmentation" not in a or "image_id" not in a or "category_id" not in a:
-                raise FileFormatError(f"{self.path}: annotation {a.get('id') if isinstance(a, dict) else a!r} "
-                                      "lacks segmentation / image_id / category_id")
+                raise FileFormatError(
+                    f"{self.path}: annotation {a.get('id') if isinstance(a, dict) else a!r} "
+                    "lacks segmentation / image_id / category_id"
+                )
             if int(a["image_id"]) not in self.imgs or int(a["category_id"]) not in self.cats:
                 raise FileFormatError(f"{self.path}: annotation {a.get('id')} refers to an unknown image or category")
             if a.get("iscrowd", 0) and not include_crowd:
@@ -701,10 +777,14 @@ class CocoMasks:
                 raise TypeError(f"unknown segmentation type {type(seg).__name__}")
         except (ValueError, TypeError) as exc:
             raise FileFormatError(f"{self.path}: annotation {a.get('id')}: bad segmentation ({exc})") from exc
-        item: dict[str, Any] = {"mask": torch.from_numpy(m.astype(np.float32))[None],
-                                "category_name": self.cats[int(a["category_id"])],
-                                "annotation_id": a.get("id"), "image_id": int(a["image_id"]),
-                                "source": "coco", "rendered": False}
+        item: dict[str, Any] = {
+            "mask": torch.from_numpy(m.astype(np.float32))[None],
+            "category_name": self.cats[int(a["category_id"])],
+            "annotation_id": a.get("id"),
+            "image_id": int(a["image_id"]),
+            "source": "coco",
+            "rendered": False,
+        }
         if "bbox" in a:
             x, y, w, h = (float(v) for v in a["bbox"])
             item["bbox"] = torch.tensor([x, y, x + w, y + h], dtype=torch.float32)

@@ -147,12 +147,40 @@ FRAMINGS = ("crop", "fixed", "6dof")
 #: Keys every shard holds (``voxels`` unless ``voxel_res=0``; ``depth`` and
 #: ``posed_voxels`` are optional extras).
 SHARD_KEYS = (
-    "images", "masks", "R", "t", "K", "viewpoint", "category", "category_index", "model_id",
-    "model_index", "split", "sample_index", "conventions_version", "format_version",
-    "config_hash", "domain",
+    "images",
+    "masks",
+    "R",
+    "t",
+    "K",
+    "viewpoint",
+    "category",
+    "category_index",
+    "model_id",
+    "model_index",
+    "split",
+    "sample_index",
+    "conventions_version",
+    "format_version",
+    "config_hash",
+    "domain",
 )
-_PER_SAMPLE = ("images", "masks", "R", "t", "K", "viewpoint", "category", "category_index",
-               "model_id", "model_index", "split", "sample_index", "voxels", "depth", "posed_voxels")
+_PER_SAMPLE = (
+    "images",
+    "masks",
+    "R",
+    "t",
+    "K",
+    "viewpoint",
+    "category",
+    "category_index",
+    "model_id",
+    "model_index",
+    "split",
+    "sample_index",
+    "voxels",
+    "depth",
+    "posed_voxels",
+)
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -304,9 +332,11 @@ class RenderSummary:
     seconds: float
 
     def __str__(self) -> str:
-        s = (f"{self.num_samples} samples in {self.num_shards} shards at {self.out} "
-             f"({self.rendered_shards} rendered, {self.reused_shards} reused, "
-             f"{self.repaired_shards} re-rendered after failing verification) in {self.seconds:.1f} s")
+        s = (
+            f"{self.num_samples} samples in {self.num_shards} shards at {self.out} "
+            f"({self.rendered_shards} rendered, {self.reused_shards} reused, "
+            f"{self.repaired_shards} re-rendered after failing verification) in {self.seconds:.1f} s"
+        )
         if self.skipped_meshes:
             s += f"; skipped {len(self.skipped_meshes)} mesh file(s) that failed to parse"
         return s
@@ -355,8 +385,14 @@ def sample_viewpoints(config: PoseConfig, seed: int, n: int, views: int | None =
     return np.stack([sample_viewpoint(config, sample_rng(seed, i), i % views) for i in range(n)])
 
 
-def fit_intrinsics(verts: torch.Tensor, R: torch.Tensor, t: torch.Tensor, image_size: int,
-                   margin: float = 0.08, jitter: np.ndarray | None = None) -> torch.Tensor:
+def fit_intrinsics(
+    verts: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    image_size: int,
+    margin: float = 0.08,
+    jitter: np.ndarray | None = None,
+) -> torch.Tensor:
     """Intrinsics that make the object's projected bounding box fill a square image.
 
     Equivalent to rendering with any pinhole camera at the same pose, cropping the box
@@ -398,8 +434,9 @@ def fit_intrinsics(verts: torch.Tensor, R: torch.Tensor, t: torch.Tensor, image_
     return K
 
 
-def sample_camera(verts: torch.Tensor, config: SynthConfig, rngs: Sequence[np.random.Generator],
-                  views: Sequence[int]) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
+def sample_camera(
+    verts: torch.Tensor, config: SynthConfig, rngs: Sequence[np.random.Generator], views: Sequence[int]
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Camera of each sample: viewpoint ``(B, 4)``, ``R (B, 3, 3)``, ``t (B, 3)``, ``K (B, 3, 3)``.
 
     ``verts (V, 3)`` (object frame, float64 recommended) is needed by the crop and 6-DoF
@@ -415,7 +452,7 @@ def sample_camera(verts: torch.Tensor, config: SynthConfig, rngs: Sequence[np.ra
         ground = float(verts[:, 1].min())
         ang = 2 * math.pi * (extra[:, 0] + 1) / 2
         # uniform over the annulus area
-        r2 = pc.min_camera_distance ** 2 + (pc.max_camera_distance ** 2 - pc.min_camera_distance ** 2) * (extra[:, 1] + 1) / 2
+        r2 = pc.min_camera_distance**2 + (pc.max_camera_distance**2 - pc.min_camera_distance**2) * (extra[:, 1] + 1) / 2
         rad = np.sqrt(r2)
         eye = np.stack([rad * np.sin(ang), np.full(B, ground + pc.camera_height), rad * np.cos(ang)], -1)
         target = np.stack([extra[:, 2] * pc.target_area / 2, np.full(B, ground), extra[:, 3] * pc.target_area / 2], -1)
@@ -437,8 +474,9 @@ def sample_camera(verts: torch.Tensor, config: SynthConfig, rngs: Sequence[np.ra
 # ----------------------------------------------------------------------------- rendering
 
 
-def _raster(verts: torch.Tensor, faces: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
-            K: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _raster(
+    verts: torch.Tensor, faces: torch.Tensor, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Hard-rasterise ``B`` views of one mesh -> face index, depth, barycentrics, mask.
 
     Uses :mod:`poseshape.render.fastraster`, a compiled loop whose result is bit-identical to
@@ -480,10 +518,16 @@ def _voxelize(mesh_verts: np.ndarray, faces: np.ndarray, res: int) -> np.ndarray
     return (v.reshape(res, res, res) > 0.5).cpu().numpy()
 
 
-def render_views(model: ModelRecord, model_index: int, sample_indices: Sequence[int], config: SynthConfig,
-                 category_index: int, voxels: np.ndarray | None = None,
-                 backgrounds: Sequence[Path] | None = None,
-                 face_normals: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+def render_views(
+    model: ModelRecord,
+    model_index: int,
+    sample_indices: Sequence[int],
+    config: SynthConfig,
+    category_index: int,
+    voxels: np.ndarray | None = None,
+    backgrounds: Sequence[Path] | None = None,
+    face_normals: torch.Tensor | None = None,
+) -> dict[str, np.ndarray]:
     """Render samples ``sample_indices`` (all of model ``model_index``) in one batched raster.
 
     Args:
@@ -567,8 +611,9 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=1))
 
 
-def read_shard(path: str | Path, expect_conventions: int | None = CONVENTIONS_VERSION,
-               keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+def read_shard(
+    path: str | Path, expect_conventions: int | None = CONVENTIONS_VERSION, keys: Iterable[str] | None = None
+) -> dict[str, np.ndarray]:
     """Load a shard fully into memory, validating it.
 
     Raises:
@@ -595,7 +640,9 @@ def read_shard(path: str | Path, expect_conventions: int | None = CONVENTIONS_VE
     if missing:
         raise FileFormatError(f"{path}: not a poseshape shard, missing keys {missing}")
     if int(data["format_version"]) != FORMAT_VERSION:
-        raise FileFormatError(f"{path}: shard format version {int(data['format_version'])}, this code reads {FORMAT_VERSION}")
+        raise FileFormatError(
+            f"{path}: shard format version {int(data['format_version'])}, this code reads {FORMAT_VERSION}"
+        )
     if expect_conventions is not None and int(data["conventions_version"]) != expect_conventions:
         raise FileFormatError(
             f"{path}: written under conventions version {int(data['conventions_version'])}, but this code "
@@ -624,10 +671,15 @@ def verify_shard(path: Path, first: int, count: int, config_hash: str) -> str | 
 # ----------------------------------------------------------------------------- collections
 
 
-def load_models(meshes, categories: Sequence[str] | None = None, split: str | None = None,
-                seed: int = 0, models_per_category: int | None = None, split_seed: int = 0,
-                split_fractions: Sequence[float] = (0.8, 0.1, 0.1)
-                ) -> tuple[list[ModelRecord], list[dict[str, str]]]:
+def load_models(
+    meshes,
+    categories: Sequence[str] | None = None,
+    split: str | None = None,
+    seed: int = 0,
+    models_per_category: int | None = None,
+    split_seed: int = 0,
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+) -> tuple[list[ModelRecord], list[dict[str, str]]]:
     """Load the (normalised) meshes of a collection, labelled with their split.
 
     Args:
@@ -654,8 +706,7 @@ def load_models(meshes, categories: Sequence[str] | None = None, split: str | No
     if isinstance(meshes, colls.MeshCollection):
         coll = meshes.filter(categories) if categories else meshes
     elif str(meshes) == "procedural":
-        coll = colls.MeshCollection.procedural(categories=categories, per_category=models_per_category or 10,
-                                               seed=seed)
+        coll = colls.MeshCollection.procedural(categories=categories, per_category=models_per_category or 10, seed=seed)
     else:
         root = Path(meshes)
         if not root.is_dir():
@@ -677,9 +728,16 @@ def load_models(meshes, categories: Sequence[str] | None = None, split: str | No
         except FileFormatError as exc:
             skipped.append({"path": str(ref.path), "error": str(exc)})
             continue
-        records.append(ModelRecord(ref.category, str(ref.model_id), split_of[i],
-                                   mesh.verts.detach().to(torch.float32).numpy(),
-                                   mesh.faces.numpy().astype(np.int64), str(ref.path or "")))
+        records.append(
+            ModelRecord(
+                ref.category,
+                str(ref.model_id),
+                split_of[i],
+                mesh.verts.detach().to(torch.float32).numpy(),
+                mesh.faces.numpy().astype(np.int64),
+                str(ref.path or ""),
+            )
+        )
     if not records:
         where = f"{meshes}" + (f" (categories {list(categories)})" if categories else "")
         where += f" (split {split})" if split else ""
@@ -694,15 +752,29 @@ def load_models(meshes, categories: Sequence[str] | None = None, split: str | No
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(models: list[ModelRecord], config: SynthConfig, categories: list[str], out: str,
-                 config_hash: str, num_samples: int, threads: int | None) -> None:
+def _init_worker(
+    models: list[ModelRecord],
+    config: SynthConfig,
+    categories: list[str],
+    out: str,
+    config_hash: str,
+    num_samples: int,
+    threads: int | None,
+) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
 
     _STATE.clear()
-    _STATE.update(models=models, config=config, cat_index={c: i for i, c in enumerate(categories)},
-                  out=Path(out), config_hash=config_hash, num_samples=num_samples,
-                  cache=OrderedDict(), backgrounds=list_background_images(config.backgrounds) if config.backgrounds else None)
+    _STATE.update(
+        models=models,
+        config=config,
+        cat_index={c: i for i, c in enumerate(categories)},
+        out=Path(out),
+        config_hash=config_hash,
+        num_samples=num_samples,
+        cache=OrderedDict(),
+        backgrounds=list_background_images(config.backgrounds) if config.backgrounds else None,
+    )
 
 
 def _model_cache(m: int) -> tuple[np.ndarray | None, torch.Tensor]:
@@ -732,12 +804,26 @@ def _render_shard(shard: int) -> tuple[int, int]:
         j = min(hi, (m + 1) * cfg.views)
         rec = _STATE["models"][m]
         vox, fn = _model_cache(m)
-        parts.append(render_views(rec, m, list(range(i, j)), cfg, _STATE["cat_index"][rec.category],
-                                  voxels=vox, backgrounds=_STATE["backgrounds"], face_normals=fn))
+        parts.append(
+            render_views(
+                rec,
+                m,
+                list(range(i, j)),
+                cfg,
+                _STATE["cat_index"][rec.category],
+                voxels=vox,
+                backgrounds=_STATE["backgrounds"],
+                face_normals=fn,
+            )
+        )
         i = j
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    arrays.update(conventions_version=np.int64(CONVENTIONS_VERSION), format_version=np.int64(FORMAT_VERSION),
-                  config_hash=np.array(_STATE["config_hash"]), domain=np.array(cfg.domain))
+    arrays.update(
+        conventions_version=np.int64(CONVENTIONS_VERSION),
+        format_version=np.int64(FORMAT_VERSION),
+        config_hash=np.array(_STATE["config_hash"]),
+        domain=np.array(cfg.domain),
+    )
     write_npz_atomic(_STATE["out"] / shard_name(shard), arrays, compress=cfg.compress)
     return shard, hi - lo
 
@@ -752,12 +838,22 @@ def _config_hash(config: SynthConfig, models: list[ModelRecord]) -> str:
     return h.hexdigest()[:16]
 
 
-def render_dataset(meshes, out: str | Path, config: SynthConfig | None = None, *, workers: int = 1,
-                   categories: Sequence[str] | None = None, split: str | None = None,
-                   models_per_category: int | None = None, split_seed: int = 0,
-                   split_fractions: Sequence[float] = (0.8, 0.1, 0.1), progress: bool = True,
-                   overwrite: bool = False, start_method: str | None = None,
-                   on_shard: Callable[[int], None] | None = None) -> RenderSummary:
+def render_dataset(
+    meshes,
+    out: str | Path,
+    config: SynthConfig | None = None,
+    *,
+    workers: int = 1,
+    categories: Sequence[str] | None = None,
+    split: str | None = None,
+    models_per_category: int | None = None,
+    split_seed: int = 0,
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    progress: bool = True,
+    overwrite: bool = False,
+    start_method: str | None = None,
+    on_shard: Callable[[int], None] | None = None,
+) -> RenderSummary:
     """Render a mesh collection to shards in ``out`` (see the module docstring for the format).
 
     Args:
@@ -782,8 +878,9 @@ def render_dataset(meshes, out: str | Path, config: SynthConfig | None = None, *
     t0 = time.perf_counter()
     config = config or SynthConfig()
     out = Path(out)
-    models, skipped = load_models(meshes, categories, split, config.seed, models_per_category, split_seed,
-                                   split_fractions)
+    models, skipped = load_models(
+        meshes, categories, split, config.seed, models_per_category, split_seed, split_fractions
+    )
     for s in skipped:
         log.warning("skipped mesh %s: %s", s["path"], s["error"])
     cats = sorted({m.category for m in models})
@@ -814,16 +911,36 @@ def render_dataset(meshes, out: str | Path, config: SynthConfig | None = None, *
     shards = [{"file": shard_name(s), "first": s * P, "count": min(P, N - s * P)} for s in range(n_shards)]
     model_list, splits = [], {}
     for mi, r in enumerate(models):
-        model_list.append({"category": r.category, "model_id": r.model_id, "split": r.split,
-                           "first": mi * config.views, "views": config.views, "path": r.path})
+        model_list.append(
+            {
+                "category": r.category,
+                "model_id": r.model_id,
+                "split": r.split,
+                "first": mi * config.views,
+                "views": config.views,
+                "path": r.path,
+            }
+        )
         splits[r.split] = splits.get(r.split, 0) + config.views
     index = {
-        "format": "poseshape-shards", "format_version": FORMAT_VERSION,
-        "conventions_version": CONVENTIONS_VERSION, "rendered": True, "domain": config.domain,
-        "config": config.to_dict(), "config_hash": chash, "num_samples": N,
-        "samples_per_shard": P, "image_size": config.image_size, "voxel_res": config.voxel_res,
-        "posed_voxel_res": config.posed_voxel_res, "categories": cats, "splits": splits,
-        "shards": shards, "models": model_list, "skipped": skipped, "complete": False,
+        "format": "poseshape-shards",
+        "format_version": FORMAT_VERSION,
+        "conventions_version": CONVENTIONS_VERSION,
+        "rendered": True,
+        "domain": config.domain,
+        "config": config.to_dict(),
+        "config_hash": chash,
+        "num_samples": N,
+        "samples_per_shard": P,
+        "image_size": config.image_size,
+        "voxel_res": config.voxel_res,
+        "posed_voxel_res": config.posed_voxel_res,
+        "categories": cats,
+        "splits": splits,
+        "shards": shards,
+        "models": model_list,
+        "skipped": skipped,
+        "complete": False,
     }
     _write_json_atomic(index_path, index)
 
@@ -864,8 +981,9 @@ def render_dataset(meshes, out: str | Path, config: SynthConfig | None = None, *
                 torch.set_num_threads(threads)
         else:
             ctx = mp.get_context(start_method) if start_method else None
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
-                                     initializer=_init_worker, initargs=(*init_args, 1)) as ex:
+            with ProcessPoolExecutor(
+                max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker, initargs=(*init_args, 1)
+            ) as ex:
                 futs = [ex.submit(_render_shard, s) for s in todo]
                 for f in as_completed(futs):
                     s, n = f.result()

@@ -104,8 +104,7 @@ def unwrap_module(module: nn.Module) -> nn.Module:
             return module
 
 
-_SAFE_LEAVES = (bool, int, float, str, bytes, type(None), torch.Tensor, torch.Size,
-                torch.dtype, torch.device)
+_SAFE_LEAVES = (bool, int, float, str, bytes, type(None), torch.Tensor, torch.Size, torch.dtype, torch.device)
 
 
 def _check_safe(x: Any, where: str) -> None:
@@ -115,8 +114,10 @@ def _check_safe(x: Any, where: str) -> None:
     if isinstance(x, (dict, OrderedDict)):
         for k, v in x.items():
             if not isinstance(k, (str, int, float, bool, type(None))):
-                raise CheckpointError(f"{where}: dict key {k!r} of type {type(k).__name__} "
-                                      "cannot be stored (weights_only-safe keys: str, int, float)")
+                raise CheckpointError(
+                    f"{where}: dict key {k!r} of type {type(k).__name__} "
+                    "cannot be stored (weights_only-safe keys: str, int, float)"
+                )
             _check_safe(v, f"{where}[{k!r}]")
         return
     if isinstance(x, (list, tuple)) and type(x) in (list, tuple):
@@ -137,8 +138,7 @@ def _state_dict(obj: Any, where: str) -> Any:
         return obj.state_dict()
     if isinstance(obj, Mapping):
         return obj
-    raise CheckpointError(f"{where}: expected a module/optimizer/scheduler or a state dict, "
-                          f"got {type(obj).__name__}")
+    raise CheckpointError(f"{where}: expected a module/optimizer/scheduler or a state dict, got {type(obj).__name__}")
 
 
 def _unpickling_detail(msg: str) -> str:
@@ -261,8 +261,7 @@ def load_checkpoint(
                 f"{p}: refused: the file holds Python objects other than tensors and plain "
                 f"containers, which weights_only loading does not execute ({detail})"
             ) from None
-        raise CheckpointError(f"{p}: corrupt or truncated checkpoint, or not a torch.save "
-                              f"file ({detail})") from None
+        raise CheckpointError(f"{p}: corrupt or truncated checkpoint, or not a torch.save file ({detail})") from None
     except Exception as e:  # noqa: BLE001 - zip/EOF/unpickling errors of truncated or foreign files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{p}: corrupt or truncated checkpoint ({type(e).__name__}: {first})") from None
@@ -270,8 +269,9 @@ def load_checkpoint(
         raise CheckpointError(f"{p}: not a poseshape checkpoint (no 'format_version' entry)")
     fmt = data["format_version"]
     if fmt not in _SUPPORTED_FORMATS:
-        raise CheckpointError(f"{p}: unknown checkpoint format_version {fmt!r}; this poseshape "
-                              f"reads {list(_SUPPORTED_FORMATS)}")
+        raise CheckpointError(
+            f"{p}: unknown checkpoint format_version {fmt!r}; this poseshape reads {list(_SUPPORTED_FORMATS)}"
+        )
     missing = [k for k in ("method", "config", "models", "conventions_version") if k not in data]
     if missing:
         raise CheckpointError(f"{p}: checkpoint lacks the entries {missing}")
@@ -286,14 +286,24 @@ def load_checkpoint(
         )
     ver = data.get("poseshape_version", "")
     if ver != _package_version():
-        warnings.warn(f"{p}: written by poseshape {ver or 'unknown'}, this is "
-                      f"{_package_version()}; loading anyway (same format and conventions)",
-                      CheckpointVersionWarning, stacklevel=2)
+        warnings.warn(
+            f"{p}: written by poseshape {ver or 'unknown'}, this is "
+            f"{_package_version()}; loading anyway (same format and conventions)",
+            CheckpointVersionWarning,
+            stacklevel=2,
+        )
     return Checkpoint(
-        path=p, method=method, config=data["config"], models=data["models"],
-        optimizers=data.get("optimizers", {}), schedulers=data.get("schedulers", {}),
-        trainer_state=data.get("trainer_state", {}), extra=data.get("extra", {}),
-        format_version=fmt, poseshape_version=ver, conventions_version=conv,
+        path=p,
+        method=method,
+        config=data["config"],
+        models=data["models"],
+        optimizers=data.get("optimizers", {}),
+        schedulers=data.get("schedulers", {}),
+        trainer_state=data.get("trainer_state", {}),
+        extra=data.get("extra", {}),
+        format_version=fmt,
+        poseshape_version=ver,
+        conventions_version=conv,
     )
 
 
@@ -307,8 +317,7 @@ def restore_models(models: Mapping[str, nn.Module], checkpoint: Checkpoint, stri
     names, stored = set(models), set(checkpoint.models)
     if names - stored or (strict and stored - names):
         raise CheckpointError(
-            f"{checkpoint.path}: modules differ: checkpoint has {sorted(stored)}, the method "
-            f"builds {sorted(names)}"
+            f"{checkpoint.path}: modules differ: checkpoint has {sorted(stored)}, the method builds {sorted(names)}"
         )
     for name, module in models.items():
         try:
@@ -331,27 +340,34 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, overrides:
     ck = load_checkpoint(src)
     config = ck.config
     if overrides:
-
         try:
             config = apply_overrides(config_from_dict(get_method(ck.method).config_cls, config), list(overrides))
         except ConfigError as e:
             raise CheckpointError(f"{src}: cannot apply {list(overrides)}: {e}") from None
-    return save_checkpoint(dst, method=ck.method, config=config, models=ck.models,
-                           extra={"exported_from": str(Path(src).name), **ck.extra})
+    return save_checkpoint(
+        dst, method=ck.method, config=config, models=ck.models, extra={"exported_from": str(Path(src).name), **ck.extra}
+    )
 
 
 def _main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m poseshape.engine.checkpoint",
-                                description="Inspect or export poseshape checkpoints.")
+    p = argparse.ArgumentParser(
+        prog="python -m poseshape.engine.checkpoint", description="Inspect or export poseshape checkpoints."
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("export", help="keep only method, config and weights (for shipping)")
     e.add_argument("src")
     e.add_argument("dst")
-    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="change a stored config value (repeatable), e.g. data.test=")
+    e.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a stored config value (repeatable), e.g. data.test=",
+    )
     s = sub.add_parser("show", help="print a checkpoint's method, versions and modules")
     s.add_argument("path")
     args = p.parse_args(argv)
@@ -362,8 +378,10 @@ def _main(argv: list[str] | None = None) -> int:
         else:
             ck = load_checkpoint(args.path)
             n = sum(t.numel() for sd in ck.models.values() for t in sd.values() if hasattr(t, "numel"))
-            print(f"{ck.path}: method={ck.method} poseshape={ck.poseshape_version} "
-                  f"conventions={ck.conventions_version} modules={sorted(ck.models)} params={n}")
+            print(
+                f"{ck.path}: method={ck.method} poseshape={ck.poseshape_version} "
+                f"conventions={ck.conventions_version} modules={sorted(ck.models)} params={n}"
+            )
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

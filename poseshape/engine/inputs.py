@@ -41,8 +41,9 @@ def _open(path: str | os.PathLike, what: str):
     try:
         img = Image.open(p)
     except UnidentifiedImageError:
-        raise FileFormatError(f"{p}: cannot read the {what}: not an image format Pillow "
-                              "recognises (PNG, JPEG, BMP, TIFF, WebP, ...)") from None
+        raise FileFormatError(
+            f"{p}: cannot read the {what}: not an image format Pillow recognises (PNG, JPEG, BMP, TIFF, WebP, ...)"
+        ) from None
     except Image.DecompressionBombError as e:
         raise FileFormatError(f"{p}: {what} is too large to decode safely ({e})") from None
     except OSError as e:
@@ -67,8 +68,10 @@ def open_sized(path: str | os.PathLike, what: str, like_hw: tuple[int, int] | No
     img = _open(p, what)
     if like_hw is not None and (img.height, img.width) != tuple(like_hw):
         of = f" {Path(image_path)}" if image_path is not None else ""
-        raise ShapeError(f"{p}: the {what} is {img.width}x{img.height} pixels but the image{of} is "
-                         f"{like_hw[1]}x{like_hw[0]}; a {what} must have its image's size")
+        raise ShapeError(
+            f"{p}: the {what} is {img.width}x{img.height} pixels but the image{of} is "
+            f"{like_hw[1]}x{like_hw[0]}; a {what} must have its image's size"
+        )
     return img
 
 
@@ -106,9 +109,11 @@ def read_image(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor | No
     if grey is not None:
         rgb = np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=-1)
     else:
-        has_alpha = img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-            img.mode == "P" and "transparency" in img.info) or (
-            img.mode in ("L", "RGB") and "transparency" in img.info)
+        has_alpha = (
+            img.mode in ("RGBA", "LA", "PA", "La", "RGBa")
+            or (img.mode == "P" and "transparency" in img.info)
+            or (img.mode in ("L", "RGB") and "transparency" in img.info)
+        )
         try:
             img = img.convert("RGBA" if has_alpha else "RGB")
         except (ValueError, OSError) as e:
@@ -117,22 +122,24 @@ def read_image(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor | No
         if has_alpha:
             rgb, al = a[..., :3], a[..., 3]
             if al.max() <= 0.0:
-                raise PoseshapeError(f"{p}: the image's alpha channel is fully transparent (no "
-                                     "visible object); give an image with visible pixels or a --mask")
+                raise PoseshapeError(
+                    f"{p}: the image's alpha channel is fully transparent (no "
+                    "visible object); give an image with visible pixels or a --mask"
+                )
             rgb = rgb * al[..., None] + (1.0 - al[..., None])
             if al.min() < 1.0:
                 alpha = torch.from_numpy((al >= 0.5).astype(np.float32))[None]
                 if not alpha.any():
-                    raise PoseshapeError(f"{p}: the image's alpha mask is empty (no pixel at least "
-                                         "half opaque)")
+                    raise PoseshapeError(f"{p}: the image's alpha mask is empty (no pixel at least half opaque)")
         else:
             rgb = a
     image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().clamp_(0, 1)
     return image, alpha
 
 
-def read_mask(path: str | os.PathLike, like_hw: tuple[int, int] | None = None, *,
-              image_path: str | os.PathLike | None = None) -> torch.Tensor:
+def read_mask(
+    path: str | os.PathLike, like_hw: tuple[int, int] | None = None, *, image_path: str | os.PathLike | None = None
+) -> torch.Tensor:
     """Read an object mask file of any mode as ``(1, H, W)`` float32 {0, 1}.
 
     Values are brought to [0, 1] (8-bit / 255, 16-bit / 65535; integer files holding only
@@ -175,8 +182,10 @@ def read_mask(path: str | os.PathLike, like_hw: tuple[int, int] | None = None, *
             lum = np.asarray(img.convert("L"))
             fg = lum >= 1 if lum.max() <= 1 else lum >= 128
     if not fg.any():
-        raise PoseshapeError(f"{p}: the mask is empty (no foreground pixel); the object must be "
-                             "marked with values >= 0.5 (e.g. white on black)")
+        raise PoseshapeError(
+            f"{p}: the mask is empty (no foreground pixel); the object must be "
+            "marked with values >= 0.5 (e.g. white on black)"
+        )
     return torch.from_numpy(np.ascontiguousarray(fg).astype(np.float32))[None]
 
 
@@ -202,8 +211,9 @@ def _as_mask(mask, hw: tuple[int, int], name: str = "mask") -> torch.Tensor:
     return (m.float() >= 0.5).float()
 
 
-def crop_to_square(image: torch.Tensor, mask: torch.Tensor | None, size: int, margin: float = 0.1,
-                   full_frame: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int, int]]:
+def crop_to_square(
+    image: torch.Tensor, mask: torch.Tensor | None, size: int, margin: float = 0.1, full_frame: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int, int]]:
     """The square crop a predictor sees, resized to ``size x size``.
 
     With a mask, the square is centred on the mask's bounding box (pixel extents) and its
@@ -256,17 +266,19 @@ def crop_to_square(image: torch.Tensor, mask: torch.Tensor | None, size: int, ma
     mcanvas = torch.zeros(1, side, side, dtype=img.dtype) if m is not None else None
     ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, W), min(y0 + side, H)
     if ix1 > ix0 and iy1 > iy0:
-        canvas[:, iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = img[:, iy0:iy1, ix0:ix1]
+        canvas[:, iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = img[:, iy0:iy1, ix0:ix1]
         if mcanvas is not None:
-            mcanvas[:, iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = m[:, iy0:iy1, ix0:ix1]
+            mcanvas[:, iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = m[:, iy0:iy1, ix0:ix1]
     crop, crop_mask = canvas, mcanvas
     if side != size:
         aa = side > size
-        crop = F.interpolate(canvas[None], size=(size, size), mode="bilinear", align_corners=False,
-                             antialias=aa)[0].clamp_(0, 1)
+        crop = F.interpolate(canvas[None], size=(size, size), mode="bilinear", align_corners=False, antialias=aa)[
+            0
+        ].clamp_(0, 1)
         if mcanvas is not None:
-            crop_mask = F.interpolate(mcanvas[None], size=(size, size), mode="bilinear",
-                                      align_corners=False, antialias=aa)[0]
+            crop_mask = F.interpolate(
+                mcanvas[None], size=(size, size), mode="bilinear", align_corners=False, antialias=aa
+            )[0]
     if crop_mask is not None:
         crop_mask = (crop_mask >= 0.5).to(img.dtype)
     return crop.contiguous(), crop_mask, (int(x0), int(y0), int(side))
@@ -293,7 +305,9 @@ def uncrop(x: torch.Tensor, box, hw: tuple[int, int]) -> torch.Tensor:
         ShapeError: ``x`` is not ``(C, h, w)``, or a bad box / size.
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
-        raise ShapeError(f"x: expected shape (C, h, w), got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        raise ShapeError(
+            f"x: expected shape (C, h, w), got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+        )
     x0, y0, side = _check_box(box)
     H, W = (int(v) for v in hw)
     if H < 1 or W < 1:

@@ -80,24 +80,34 @@ def _glb(mesh: Mesh, R: torch.Tensor, t: torch.Tensor) -> bytes:
     if not mesh.num_faces:
         return _empty_glb()
     scene = trimesh.Scene()
-    scene.add_geometry(_trimesh(mesh.verts, mesh.faces), node_name="object", geom_name="canonical_mesh",
-                       transform=T)
+    scene.add_geometry(_trimesh(mesh.verts, mesh.faces), node_name="object", geom_name="canonical_mesh", transform=T)
     return scene.export(file_type="glb")
 
 
 def _empty_glb() -> bytes:
     """A valid glTF 2.0 binary with one empty scene (trimesh refuses to export none)."""
-    js = json.dumps({"asset": {"version": "2.0", "generator": "poseshape"}, "scene": 0,
-                     "scenes": [{"nodes": []}]}).encode()
+    js = json.dumps(
+        {"asset": {"version": "2.0", "generator": "poseshape"}, "scene": 0, "scenes": [{"nodes": []}]}
+    ).encode()
     js += b" " * (-len(js) % 4)
     total = 12 + 8 + len(js)
-    return (b"glTF" + (2).to_bytes(4, "little") + total.to_bytes(4, "little")
-            + len(js).to_bytes(4, "little") + b"JSON" + js)
+    return (
+        b"glTF" + (2).to_bytes(4, "little") + total.to_bytes(4, "little") + len(js).to_bytes(4, "little") + b"JSON" + js
+    )
 
 
-def write_prediction(pred, i: int, folder: str | os.PathLike, image=None, mask=None, *,
-                     method: str | None = None, info: Mapping[str, Any] | None = None,
-                     box=None, views_size: int = 256) -> dict[str, Path]:
+def write_prediction(
+    pred,
+    i: int,
+    folder: str | os.PathLike,
+    image=None,
+    mask=None,
+    *,
+    method: str | None = None,
+    info: Mapping[str, Any] | None = None,
+    box=None,
+    views_size: int = 256,
+) -> dict[str, Path]:
     """Write item ``i`` of a prediction into ``folder`` (created): the files of :data:`FILE_NAMES`,
     all or none (a failure leaves earlier files of the same names as they were).
 
@@ -135,7 +145,7 @@ def write_prediction(pred, i: int, folder: str | os.PathLike, image=None, mask=N
             raise ShapeError(f"image: expected shape (3, {H}, {W}) (the camera's image size), got {tuple(img.shape)}")
     m = None
     if mask is not None:
-        m = (torch.as_tensor(mask).float().reshape(1, *torch.as_tensor(mask).shape[-2:]) >= 0.5)
+        m = torch.as_tensor(mask).float().reshape(1, *torch.as_tensor(mask).shape[-2:]) >= 0.5
         if tuple(m.shape[-2:]) != (H, W):
             raise ShapeError(f"mask: expected size ({H}, {W}) (the image's), got {tuple(m.shape[-2:])}")
     if info is None:
@@ -164,26 +174,27 @@ def write_prediction(pred, i: int, folder: str | os.PathLike, image=None, mask=N
         record["frame_extent"] = float(one.extras["frame_extent"])
     if m is not None:
         record["mask_iou"] = float(mask_iou(sil[None] >= 0.5, m[0][None])[0])
-    extras = _small_extras({k: v for k, v in one.extras.items() if k not in ("warnings", "frame_extent", "record", "box")})
+    extras = _small_extras(
+        {k: v for k, v in one.extras.items() if k not in ("warnings", "frame_extent", "record", "box")}
+    )
     if extras:
         record["extras"] = extras
     if info:
         record.update({str(k): v for k, v in info.items()})
     record["frames"] = {
         "camera": "OpenCV (x right, y down, z forward); X_cam = R X_obj + t in object units; pixels from "
-                  "'camera' (K in the input image's pixels)",
+        "'camera' (K in the input image's pixels)",
         "mesh.obj": "posed mesh in the viewer frame (x right, y up, z toward the viewer) = diag(1,-1,-1) X_cam",
         "mesh.glb": "canonical mesh (object frame: +Y up, front +Z) under node 'object' with matrix "
-                    "diag(1,-1,-1) [R | t]",
+        "diag(1,-1,-1) [R | t]",
         "posed_voxels.npz": "aligned (Q,Q,Q) over the object frame's unit cube; posed (P,P,P) in the method's "
-                            "posed frame; (d,h,w) = (z,y,x)",
+        "posed frame; (d,h,w) = (z,y,x)",
     }
     record["files"] = dict(FILE_NAMES)
     if warnings:
         record["warnings"] = warnings
 
-    arrays = {"R": R.numpy(), "t": t.numpy(), "K": cam.K[0].double().numpy(),
-              "camera_kind": np.array(cam.kind)}
+    arrays = {"R": R.numpy(), "t": t.numpy(), "K": cam.K[0].double().numpy(), "camera_kind": np.array(cam.kind)}
     if one.voxels is not None:
         arrays["aligned"] = one.voxels[0, 0].detach().float().numpy()
     if one.posed_voxels is not None:

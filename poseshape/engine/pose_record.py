@@ -48,23 +48,33 @@ def pose_record(R: torch.Tensor, t: torch.Tensor, camera: Camera, **fields: Any)
     az, el, th, dist = pose_to_viewpoint(R64, view_t)
     rec: dict[str, Any] = {"schema": SCHEMA}
     rec.update(fields)
-    rec.update({
-        "R": R64.tolist(),
-        "t": t64.tolist(),
-        "camera": camera.to_dict(0),
-        "axis_angle": w.tolist(),
-        "rotation_angle_deg": math.degrees(float(w.norm())),
-        "viewpoint": {"azimuth": float(az), "elevation": float(el), "theta": float(th),
-                      "azimuth_deg": math.degrees(float(az)), "elevation_deg": math.degrees(float(el)),
-                      "theta_deg": math.degrees(float(th)),
-                      "distance": float(dist) if camera.is_pinhole else None,
-                      "convention": "PASCAL3D+ (radians and degrees)"},
-    })
+    rec.update(
+        {
+            "R": R64.tolist(),
+            "t": t64.tolist(),
+            "camera": camera.to_dict(0),
+            "axis_angle": w.tolist(),
+            "rotation_angle_deg": math.degrees(float(w.norm())),
+            "viewpoint": {
+                "azimuth": float(az),
+                "elevation": float(el),
+                "theta": float(th),
+                "azimuth_deg": math.degrees(float(az)),
+                "elevation_deg": math.degrees(float(el)),
+                "theta_deg": math.degrees(float(th)),
+                "distance": float(dist) if camera.is_pinhole else None,
+                "convention": "PASCAL3D+ (radians and degrees)",
+            },
+        }
+    )
     if not camera.is_pinhole:
         K = camera.K[0].detach().cpu().double()
         s = float(K[0, 0])
-        rec["weak_perspective"] = {"scale": s, "t2": [s * float(t64[0]) + float(K[0, 2]), s * float(t64[1]) + float(K[1, 2])],
-                                   "formula": "input pixel (u, v) = scale * (R X_obj)[:2] + t2"}
+        rec["weak_perspective"] = {
+            "scale": s,
+            "t2": [s * float(t64[0]) + float(K[0, 2]), s * float(t64[1]) + float(K[1, 2])],
+            "formula": "input pixel (u, v) = scale * (R X_obj)[:2] + t2",
+        }
     return rec
 
 
@@ -107,8 +117,10 @@ def read_pose(path: str | os.PathLike, image_size: tuple[int, int] | None = None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise FileFormatError(f"{p}: not a valid pose JSON file ({e})") from None
     if not isinstance(rec, dict) or "R" not in rec:
-        raise FileFormatError(f"{p}: a pose file needs 'R' (3x3) and a camera ('camera', 'K' + 't', or "
-                              "'weak_perspective': {'scale', 't2'})")
+        raise FileFormatError(
+            f"{p}: a pose file needs 'R' (3x3) and a camera ('camera', 'K' + 't', or "
+            "'weak_perspective': {'scale', 't2'})"
+        )
     schema = rec.get("schema")
     if schema is not None and schema != SCHEMA:
         raise FileFormatError(f"{p}: pose schema {schema!r} is not {SCHEMA!r} (written by another poseshape?)")
@@ -137,8 +149,9 @@ def read_pose(path: str | os.PathLike, image_size: tuple[int, int] | None = None
             raise FileFormatError(f"{p}: 'weak_perspective' needs 'scale' and 't2' (2 numbers)") from None
         if not (math.isfinite(s) and s > 0 and len(t2) == 2 and all(map(math.isfinite, t2))):
             raise FileFormatError(f"{p}: 'weak_perspective' scale must be > 0 and t2 finite")
-        cam = Camera.weak_perspective(torch.tensor([s], dtype=torch.float64),
-                                      torch.tensor([t2], dtype=torch.float64), hw or (1, 1))
+        cam = Camera.weak_perspective(
+            torch.tensor([s], dtype=torch.float64), torch.tensor([t2], dtype=torch.float64), hw or (1, 1)
+        )
         t = torch.zeros(3, dtype=torch.float64)
     else:
         raise FileFormatError(f"{p}: no camera: give 'camera', 'K' + 't', or 'weak_perspective'")

@@ -157,23 +157,42 @@ class Prediction:
         """``extras`` of item ``i`` as a batch of one: per-item tensors ``(B, ...)`` -> ``(1, ...)``
         and per-item lists of length ``B`` -> ``[x_i]``; everything else as it is."""
         i, B = self._check_index(i), len(self)
-        return {k: (v[i:i + 1] if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == B
-                    else [v[i]] if isinstance(v, list) and len(v) == B else v) for k, v in self.extras.items()}
+        return {
+            k: (
+                v[i : i + 1]
+                if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == B
+                else [v[i]]
+                if isinstance(v, list) and len(v) == B
+                else v
+            )
+            for k, v in self.extras.items()
+        }
 
     def item(self, i: int) -> Prediction:
         """Item ``i`` as a prediction of one."""
         i = self._check_index(i)
 
         def sl(x):
-            return None if x is None else x[i:i + 1]
+            return None if x is None else x[i : i + 1]
 
         def li(x):
             return None if x is None else [x[i]]
 
-        return Prediction(R=self.R[i:i + 1], t=self.t[i:i + 1], camera=self.camera[i], meshes=li(self.meshes),
-                          voxels=sl(self.voxels), posed_voxels=sl(self.posed_voxels), silhouette=sl(self.silhouette),
-                          category=li(self.category), model_id=li(self.model_id), confidence=sl(self.confidence),
-                          image=li(self.image), mask=li(self.mask), extras=self.item_extras(i))
+        return Prediction(
+            R=self.R[i : i + 1],
+            t=self.t[i : i + 1],
+            camera=self.camera[i],
+            meshes=li(self.meshes),
+            voxels=sl(self.voxels),
+            posed_voxels=sl(self.posed_voxels),
+            silhouette=sl(self.silhouette),
+            category=li(self.category),
+            model_id=li(self.model_id),
+            confidence=sl(self.confidence),
+            image=li(self.image),
+            mask=li(self.mask),
+            extras=self.item_extras(i),
+        )
 
     def replace(self, **changes) -> Prediction:
         """A copy with some fields changed (validated again)."""
@@ -181,6 +200,7 @@ class Prediction:
 
     def to(self, device: str | torch.device) -> Prediction:
         """A copy with every tensor (meshes and ``extras`` included) on ``device``."""
+
         def mv(x):
             if isinstance(x, torch.Tensor):
                 return x.to(device)
@@ -190,9 +210,18 @@ class Prediction:
                 return [mv(v) for v in x]
             return x
 
-        return replace(self, R=mv(self.R), t=mv(self.t), camera=self.camera.to(device), meshes=mv(self.meshes),
-                       voxels=mv(self.voxels), posed_voxels=mv(self.posed_voxels), silhouette=mv(self.silhouette),
-                       confidence=mv(self.confidence), extras={k: mv(v) for k, v in self.extras.items()})
+        return replace(
+            self,
+            R=mv(self.R),
+            t=mv(self.t),
+            camera=self.camera.to(device),
+            meshes=mv(self.meshes),
+            voxels=mv(self.voxels),
+            posed_voxels=mv(self.posed_voxels),
+            silhouette=mv(self.silhouette),
+            confidence=mv(self.confidence),
+            extras={k: mv(v) for k, v in self.extras.items()},
+        )
 
     # ---------------------------------------------------------------- shapes
     def canonical_mesh(self, i: int, threshold: float = 0.5) -> Mesh:
@@ -221,8 +250,8 @@ class Prediction:
         H, W = cam.image_size
         if m.num_faces == 0:
             return torch.zeros(1, H, W)
-        R = self.R[i:i + 1].detach().cpu().double()
-        t = self.t[i:i + 1].detach().cpu().double()
+        R = self.R[i : i + 1].detach().cpu().double()
+        t = self.t[i : i + 1].detach().cpu().double()
         return camera_silhouette(m.verts.double(), m.faces, R, t, cam)[0].float()
 
     # ---------------------------------------------------------------- records
@@ -239,5 +268,7 @@ class Prediction:
 
     def __repr__(self) -> str:
         ang = ", ".join(f"{math.degrees(float(a)):.1f}" for a in self.viewpoint(0)) if len(self) else ""
-        return (f"Prediction(items={len(self)}, shapes={self.shape_kinds}, camera={self.camera.kind}, "
-                f"category={self.category}, viewpoint[0]_deg=({ang}))")
+        return (
+            f"Prediction(items={len(self)}, shapes={self.shape_kinds}, camera={self.camera.kind}, "
+            f"category={self.category}, viewpoint[0]_deg=({ang}))"
+        )

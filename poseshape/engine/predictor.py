@@ -56,7 +56,9 @@ class Capabilities:
 
     def __post_init__(self) -> None:
         if not set(self.shape_kinds) <= set(SHAPE_KINDS) or not self.shape_kinds:
-            raise PoseshapeError(f"Capabilities.shape_kinds: expected a subset of {SHAPE_KINDS}, got {self.shape_kinds}")
+            raise PoseshapeError(
+                f"Capabilities.shape_kinds: expected a subset of {SHAPE_KINDS}, got {self.shape_kinds}"
+            )
         if self.camera not in CAMERA_KINDS:
             raise PoseshapeError(f"Capabilities.camera: expected one of {CAMERA_KINDS}, got {self.camera!r}")
         if not self.crop_margin >= 0:
@@ -100,8 +102,9 @@ class Predictor(abc.ABC):
         """The default settings of :meth:`refine` for this method."""
         return RefineConfig()
 
-    def refine(self, pred: Prediction, i: int, mask: torch.Tensor,
-               config: RefineConfig | None = None) -> tuple[Prediction, RefineResult]:
+    def refine(
+        self, pred: Prediction, i: int, mask: torch.Tensor, config: RefineConfig | None = None
+    ) -> tuple[Prediction, RefineResult]:
         """Align item ``i``'s pose to ``mask`` (``(1, H, H)``: the mask of the square the
         prediction's camera sees, any resolution). Default: the engine's generic
         :func:`poseshape.engine.refine.refine_prediction`."""
@@ -134,8 +137,9 @@ def default_checkpoint(method: str) -> Path:
     return PACKAGE_ROOT / "assets" / f"{method}.pt"
 
 
-def load_predictor(checkpoint: str | os.PathLike | None = None, method: str | None = None,
-                   device: str | torch.device | None = None) -> Predictor:
+def load_predictor(
+    checkpoint: str | os.PathLike | None = None, method: str | None = None, device: str | torch.device | None = None
+) -> Predictor:
     """Build a trained method's :class:`Predictor`.
 
     Args:

@@ -70,8 +70,9 @@ def load_input(image, mask=None) -> InputItem:
     return InputItem(img, alpha, "alpha" if alpha is not None else None, ip, None)
 
 
-def predictor_square(predictor, image: torch.Tensor, mask: torch.Tensor | None, name: str = "mask"
-                     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int, int]]:
+def predictor_square(
+    predictor, image: torch.Tensor, mask: torch.Tensor | None, name: str = "mask"
+) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int, int]]:
     """The ``S x S`` square ``predictor`` sees (``S = predictor.image_size``), and its box.
 
     A ``full_frame`` predictor (``refine6dof``: the translation is predicted in the uncropped
@@ -88,13 +89,16 @@ def predictor_square(predictor, image: torch.Tensor, mask: torch.Tensor | None, 
     """
     caps = predictor.capabilities
     if caps.needs_mask and mask is None:
-        raise PoseshapeError(f"{name}: method {predictor.method!r} needs an object mask (--mask, or an RGBA "
-                             "image's alpha)")
+        raise PoseshapeError(
+            f"{name}: method {predictor.method!r} needs an object mask (--mask, or an RGBA image's alpha)"
+        )
     S = int(predictor.image_size)
     crop, crop_mask, box = crop_to_square(image, mask, size=S, margin=caps.crop_margin, full_frame=caps.full_frame)
     if caps.full_frame and crop_mask is not None and not bool(crop_mask.any()):
-        raise PoseshapeError(f"{name}: the object is too small for the model: its mask keeps no pixel when the "
-                             f"whole {box[2]}x{box[2]} frame is resized to the model's {S}x{S} input")
+        raise PoseshapeError(
+            f"{name}: the object is too small for the model: its mask keeps no pixel when the "
+            f"whole {box[2]}x{box[2]} frame is resized to the model's {S}x{S} input"
+        )
     return crop, crop_mask, box
 
 
@@ -110,30 +114,40 @@ def _refine_settings(predictor, refine) -> RefineConfig | None:
 
 def _one(predictor, item: InputItem, cfg: RefineConfig | None) -> Prediction:
     if cfg is not None and item.mask is None:
-        raise PoseshapeError(f"{item.image_path or 'image'}: refinement needs an object mask (--mask, or an RGBA "
-                             "image's alpha)")
+        raise PoseshapeError(
+            f"{item.image_path or 'image'}: refinement needs an object mask (--mask, or an RGBA image's alpha)"
+        )
     if cfg is not None and not predictor.capabilities.refinable:
         raise PoseshapeError(f"method {predictor.method!r} cannot refine its predictions; drop --refine")
     caps = predictor.capabilities
     crop, crop_mask, box = predictor_square(predictor, item.image, item.mask, item.name)
     with torch.no_grad():
         pred = predictor.predict(crop[None], crop_mask[None] if crop_mask is not None else None)
-    info = {"image": str(item.image_path) if item.image_path else None,
-            "mask": str(item.mask_path) if item.mask_path else None,
-            "mask_source": item.mask_source, "crop_size": int(predictor.image_size)}
+    info = {
+        "image": str(item.image_path) if item.image_path else None,
+        "mask": str(item.mask_path) if item.mask_path else None,
+        "mask_source": item.mask_source,
+        "crop_size": int(predictor.image_size),
+    }
     if caps.full_frame:
         info["full_frame"] = True  # the box is the whole image padded to a square
     if cfg is not None:
         # the same square at the refinement's resolution (full frame: at its own, capped,
         # since the object is small in it); refine_pose crops around the mask itself
         size = max(cfg.render_size, min(int(box[2]), 512)) if caps.full_frame else cfg.render_size
-        _, rmask, rbox = crop_to_square(item.image, item.mask, size=size, margin=caps.crop_margin,
-                                        full_frame=caps.full_frame)
+        _, rmask, rbox = crop_to_square(
+            item.image, item.mask, size=size, margin=caps.crop_margin, full_frame=caps.full_frame
+        )
         assert tuple(rbox) == tuple(box)
         pred, res = predictor.refine(pred, 0, rmask, cfg)
-        info["refine"] = {"iou_before": float(res.iou_init[0]), "iou": float(res.iou[0]),
-                          "start": int(res.start[0]), "starts": int(res.starts_R.shape[1]), "steps": cfg.steps,
-                          "iou_frame": "refinement crop of the mask square (hard raster)"}
+        info["refine"] = {
+            "iou_before": float(res.iou_init[0]),
+            "iou": float(res.iou[0]),
+            "start": int(res.start[0]),
+            "starts": int(res.starts_R.shape[1]),
+            "steps": cfg.steps,
+            "iou_frame": "refinement crop of the mask square (hard raster)",
+        }
         if "refine_scale" in pred.extras:
             info["refine"]["scale_factor"] = float(pred.extras["refine_scale"])
         if "refine_aspect" in pred.extras:
@@ -142,8 +156,9 @@ def _one(predictor, item: InputItem, cfg: RefineConfig | None) -> Prediction:
     extras = dict(pred.extras)
     extras["record"] = info
     extras["box"] = tuple(box)
-    return pred.replace(camera=pred.camera.uncrop(box, (H, W)), silhouette=None, image=[item.image],
-                        mask=[item.mask], extras=extras)
+    return pred.replace(
+        camera=pred.camera.uncrop(box, (H, W)), silhouette=None, image=[item.image], mask=[item.mask], extras=extras
+    )
 
 
 def reconstruct(predictor, image, mask=None, *, refine=None):
@@ -172,8 +187,7 @@ def reconstruct(predictor, image, mask=None, *, refine=None):
     return [_one(predictor, load_input(im, m), cfg) for im, m in zip(images, masks)]
 
 
-def reconstruct_image(predictor, image_path, mask_path, out_dir, *, item: InputItem | None = None,
-                      refine=None) -> dict:
+def reconstruct_image(predictor, image_path, mask_path, out_dir, *, item: InputItem | None = None, refine=None) -> dict:
     """Reconstruct one image file and write its files into ``out_dir``
     (:func:`reconstruct` then :func:`poseshape.engine.output.write_prediction`).
 

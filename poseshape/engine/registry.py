@@ -253,8 +253,7 @@ class MethodSpec:
         if not self.name or not isinstance(self.name, str):
             raise PoseshapeError(f"MethodSpec.name must be a non-empty string, got {self.name!r}")
         if not (dataclasses.is_dataclass(self.config_cls) and isinstance(self.config_cls, type)):
-            raise PoseshapeError(f"method {self.name!r}: config_cls must be a dataclass type, "
-                                 f"got {self.config_cls!r}")
+            raise PoseshapeError(f"method {self.name!r}: config_cls must be a dataclass type, got {self.config_cls!r}")
         if not callable(self.build):
             raise PoseshapeError(f"method {self.name!r}: build must be callable")
 
@@ -283,19 +282,22 @@ class MethodSpec:
     def build_models(self, config: Any) -> dict[str, nn.Module]:
         """Call ``build(config)`` and check it returned ``{str: nn.Module}``."""
         models = self.build(config)
-        if not isinstance(models, Mapping) or not models or not all(
-            isinstance(k, str) and isinstance(v, nn.Module) for k, v in models.items()
+        if (
+            not isinstance(models, Mapping)
+            or not models
+            or not all(isinstance(k, str) and isinstance(v, nn.Module) for k, v in models.items())
         ):
-            raise PoseshapeError(f"method {self.name!r}: build(config) must return a non-empty "
-                                 f"dict of {{name: nn.Module}}, got {type(models).__name__}")
+            raise PoseshapeError(
+                f"method {self.name!r}: build(config) must return a non-empty "
+                f"dict of {{name: nn.Module}}, got {type(models).__name__}"
+            )
         return dict(models)
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
 
 
-def register_method(spec: MethodSpec | str | None = None, /, *, replace: bool = False,
-                    **fields: Any) -> Any:
+def register_method(spec: MethodSpec | str | None = None, /, *, replace: bool = False, **fields: Any) -> Any:
     """Register a method.
 
     Three spellings::
@@ -334,8 +336,7 @@ def register_method(spec: MethodSpec | str | None = None, /, *, replace: bool = 
 
 def _add(spec: MethodSpec, replace: bool) -> MethodSpec:
     if spec.name in _REGISTRY and not replace and _REGISTRY[spec.name] is not spec:
-        raise PoseshapeError(f"method {spec.name!r} is already registered "
-                             "(pass replace=True to override it)")
+        raise PoseshapeError(f"method {spec.name!r} is already registered (pass replace=True to override it)")
     _REGISTRY[spec.name] = spec
     return spec
 

@@ -19,8 +19,9 @@ from poseshape.core.io import atomic_write
 __all__ = ["format_table", "results_rows", "write_report"]
 
 
-def format_table(results: dict[str, dict[str, Any]], columns: Sequence[tuple[str, str, str]],
-                 markdown: bool = False) -> str:
+def format_table(
+    results: dict[str, dict[str, Any]], columns: Sequence[tuple[str, str, str]], markdown: bool = False
+) -> str:
     """Format ``{row label: {metric: value}}`` as a plain-text (or Markdown) table."""
     heads = ["", *[h for _, h, _ in columns]]
     body = []
@@ -46,8 +47,13 @@ def results_rows(result: dict[str, Any], prefix: str = "") -> dict[str, dict[str
     return rows
 
 
-def write_report(results: dict[str, Any], out: str | os.PathLike, *, rows: dict[str, dict[str, Any]] | None = None,
-                 columns: Sequence[tuple[str, str, str]]) -> tuple[Path, Path]:
+def write_report(
+    results: dict[str, Any],
+    out: str | os.PathLike,
+    *,
+    rows: dict[str, dict[str, Any]] | None = None,
+    columns: Sequence[tuple[str, str, str]],
+) -> tuple[Path, Path]:
     """Write ``{label: result}`` to ``out.json`` and the table to ``out.md`` (atomic).
 
     ``rows``: the table's rows (default: :func:`results_rows` of each result with

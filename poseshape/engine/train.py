@@ -121,10 +121,14 @@ def get_rng_state() -> dict[str, Any]:
     version, internal, gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
-                   "gauss": gauss},
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
@@ -135,8 +139,9 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     """Restore states captured by :func:`get_rng_state`."""
     torch.set_rng_state(state["torch"].cpu())
     n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
@@ -178,8 +183,9 @@ class _BatchStream:
     and fast-forwarded on resume.
     """
 
-    def __init__(self, data: Any, stage: Stage, stage_index: int, seed: int, rank: int,
-                 world_size: int, pin_memory: bool) -> None:
+    def __init__(
+        self, data: Any, stage: Stage, stage_index: int, seed: int, rank: int, world_size: int, pin_memory: bool
+    ) -> None:
         self.data, self.stage, self.si = data, stage, stage_index
         self.seed, self.rank, self.world_size, self.pin = seed, rank, world_size, pin_memory
         self.map_style = _is_map_dataset(data)
@@ -194,11 +200,14 @@ class _BatchStream:
             if self.steps_per_epoch == 0:
                 raise PoseshapeError(
                     f"stage {stage.name!r}: {self.per_rank} samples per process < batch_size "
-                    f"{bs} with drop_last=True: no batch to train on")
+                    f"{bs} with drop_last=True: no batch to train on"
+                )
         else:
             if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
-                raise PoseshapeError(f"stage {stage.name!r}: data() must return a map-style "
-                                     f"Dataset or an iterable of batches, got {type(data).__name__}")
+                raise PoseshapeError(
+                    f"stage {stage.name!r}: data() must return a map-style "
+                    f"Dataset or an iterable of batches, got {type(data).__name__}"
+                )
             try:
                 self.steps_per_epoch = len(data)
             except TypeError:
@@ -222,14 +231,18 @@ class _BatchStream:
                 total = self.per_rank * self.world_size
                 if total > self.n:
                     perm = torch.cat([perm, perm[: total - self.n]])
-                perm = perm[self.rank::self.world_size]
+                perm = perm[self.rank :: self.world_size]
             bs = self.stage.batch_size
-            batches = [perm[i * bs:(i + 1) * bs].tolist()
-                       for i in range(self.index, self.steps_per_epoch)]
-            wg = torch.Generator().manual_seed(derive_seed(self.seed, "workers", self.si,
-                                                           self.epoch, self.rank))
-            loader = DataLoader(self.data, batch_sampler=batches, num_workers=self.stage.num_workers,
-                                collate_fn=self.stage.collate_fn, pin_memory=self.pin, generator=wg)
+            batches = [perm[i * bs : (i + 1) * bs].tolist() for i in range(self.index, self.steps_per_epoch)]
+            wg = torch.Generator().manual_seed(derive_seed(self.seed, "workers", self.si, self.epoch, self.rank))
+            loader = DataLoader(
+                self.data,
+                batch_sampler=batches,
+                num_workers=self.stage.num_workers,
+                collate_fn=self.stage.collate_fn,
+                pin_memory=self.pin,
+                generator=wg,
+            )
             return iter(loader)
         it = iter(self.data)
         for k in range(self.index):  # fast-forward to the resume point
@@ -238,7 +251,8 @@ class _BatchStream:
             except StopIteration:
                 raise PoseshapeError(
                     f"stage {self.stage.name!r}: cannot resume at batch {self.index} of epoch "
-                    f"{self.epoch}: the training data now yields only {k} batches") from None
+                    f"{self.epoch}: the training data now yields only {k} batches"
+                ) from None
         return it
 
     def next(self) -> Any:
@@ -324,8 +338,7 @@ def _scalar(v: Any, name: str) -> float:
         return float(v.detach().item())
     if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
         return float(v)
-    raise PoseshapeError(f"step/validate output {name!r} must be a number or scalar tensor, "
-                         f"got {type(v).__name__}")
+    raise PoseshapeError(f"step/validate output {name!r} must be a number or scalar tensor, got {type(v).__name__}")
 
 
 _TB_NOTICE_SHOWN = False
@@ -338,8 +351,10 @@ def _make_tb_writer(path: Path, purge_step: int | None) -> Any:
     except ImportError:
         if not _TB_NOTICE_SHOWN:
             _TB_NOTICE_SHOWN = True
-            log.warning("tensorboard is not installed: TensorBoard logging is off "
-                        "(pip install tensorboard); CSV logs are written as usual")
+            log.warning(
+                "tensorboard is not installed: TensorBoard logging is off "
+                "(pip install tensorboard); CSV logs are written as usual"
+            )
         return None
     return SummaryWriter(str(path), purge_step=purge_step)
 
@@ -386,8 +401,10 @@ class Trainer:
         self.spec = method if isinstance(method, MethodSpec) else get_method(method)
         self.config = self.spec.default_config() if config is None else config
         if not isinstance(self.config, self.spec.config_cls):
-            raise PoseshapeError(f"config for method {self.spec.name!r} must be a "
-                                 f"{self.spec.config_cls.__name__}, got {type(self.config).__name__}")
+            raise PoseshapeError(
+                f"config for method {self.spec.name!r} must be a "
+                f"{self.spec.config_cls.__name__}, got {type(self.config).__name__}"
+            )
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.seed = int(seed)
         self.requested_device = device
@@ -475,14 +492,14 @@ class Trainer:
         self.models = self.spec.build_models(self.config)
         for m in self.models.values():
             m.to(self.device)
-        self._orig_requires_grad = {n: [p.requires_grad for p in m.parameters()]
-                                    for n, m in self.models.items()}
+        self._orig_requires_grad = {n: [p.requires_grad for p in m.parameters()] for n, m in self.models.items()}
         stages = self.spec.get_stages(self.config)
         for s in stages:
             unknown = [n for n in (s.train or []) if n not in self.models]
             if unknown:
-                raise PoseshapeError(f"stage {s.name!r} trains {unknown}, which build() does not "
-                                     f"create; modules: {sorted(self.models)}")
+                raise PoseshapeError(
+                    f"stage {s.name!r} trains {unknown}, which build() does not create; modules: {sorted(self.models)}"
+                )
         self._stage_names = [s.name for s in stages]
 
         ckpt = self._load_resume_checkpoint()
@@ -498,9 +515,12 @@ class Trainer:
             if len(rngs) == self.world_size:
                 rng = rngs[self.rank]
             else:
-                warnings.warn(f"{ckpt.path}: saved with {len(rngs)} process(es), now "
-                              f"{self.world_size}: RNG streams and data shards are re-derived, "
-                              "so the run will not match an uninterrupted one exactly", stacklevel=2)
+                warnings.warn(
+                    f"{ckpt.path}: saved with {len(rngs)} process(es), now "
+                    f"{self.world_size}: RNG streams and data shards are re-derived, "
+                    "so the run will not match an uninterrupted one exactly",
+                    stacklevel=2,
+                )
                 seed_everything(derive_seed(self.seed, "rank", self.rank, self._global_step))
         elif self.rank > 0:
             seed_everything(derive_seed(self.seed, "rank", self.rank))
@@ -510,16 +530,16 @@ class Trainer:
                 stale.unlink(missing_ok=True)
             dump_yaml(self.config, self.out_dir / "config.yaml")
             if self.tensorboard:
-                self._tb = _make_tb_writer(self.out_dir / "tb",
-                                           self._global_step if ckpt is not None else None)
+                self._tb = _make_tb_writer(self.out_dir / "tb", self._global_step if ckpt is not None else None)
 
         if ckpt is not None and start_stage < len(stages) and start_step == 0 and rng is not None:
             set_rng_state(rng)  # saved at a stage boundary: before that stage's set-up
             rng = None
         for si in range(start_stage, len(stages)):
             resuming = ckpt is not None and si == start_stage and start_step > 0
-            self._run_stage(si, stages[si], start_step if resuming else 0,
-                            ckpt if resuming else None, rng if resuming else None)
+            self._run_stage(
+                si, stages[si], start_step if resuming else 0, ckpt if resuming else None, rng if resuming else None
+            )
         if ckpt is not None and start_stage >= len(stages) and self.is_main:
             log.info("%s: training already finished; nothing to do", ckpt.path)
         for n, m in self.models.items():
@@ -544,32 +564,46 @@ class Trainer:
         if diff:
             raise CheckpointError(
                 f"{path}: the run in {self.out_dir} used another config (differs in: "
-                f"{', '.join(diff)}); use another out_dir, or resume=False to start over")
+                f"{', '.join(diff)}); use another out_dir, or resume=False to start over"
+            )
         if int(ts.get("seed", self.seed)) != self.seed:
-            raise CheckpointError(f"{path}: the run used seed {ts.get('seed')}, not {self.seed}; "
-                                  "use another out_dir or the same seed")
+            raise CheckpointError(
+                f"{path}: the run used seed {ts.get('seed')}, not {self.seed}; use another out_dir or the same seed"
+            )
         if list(ts.get("stage_names", self._stage_names)) != self._stage_names:
-            raise CheckpointError(f"{path}: stages {ts.get('stage_names')} differ from the "
-                                  f"method's {self._stage_names}")
+            raise CheckpointError(
+                f"{path}: stages {ts.get('stage_names')} differ from the method's {self._stage_names}"
+            )
         return ckpt
 
     # ------------------------------------------------------------------ one stage
-    def _run_stage(self, si: int, stage: Stage, start_step: int, ckpt: Checkpoint | None,
-                   rng: Mapping[str, Any] | None) -> None:
+    def _run_stage(
+        self, si: int, stage: Stage, start_step: int, ckpt: Checkpoint | None, rng: Mapping[str, Any] | None
+    ) -> None:
         cfg = self.config
-        ctx = StageContext(config=cfg, stage=stage.name, stage_index=si, step=start_step,
-                           device=self.device, seed=self.seed, rank=self.rank,
-                           world_size=self.world_size, out_dir=self.out_dir)
+        ctx = StageContext(
+            config=cfg,
+            stage=stage.name,
+            stage_index=si,
+            step=start_step,
+            device=self.device,
+            seed=self.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+            out_dir=self.out_dir,
+        )
         out = stage.data(cfg, ctx)
-        train_data, val_data = (out if isinstance(out, tuple) and len(out) == 2 else (out, None))
-        stream = _BatchStream(train_data, stage, si, self.seed, self.rank, self.world_size,
-                              pin_memory=self.device.type == "cuda")
+        train_data, val_data = out if isinstance(out, tuple) and len(out) == 2 else (out, None)
+        stream = _BatchStream(
+            train_data, stage, si, self.seed, self.rank, self.world_size, pin_memory=self.device.type == "cuda"
+        )
         if stage.iterations is not None:
             total = stage.iterations
         else:
             if stream.steps_per_epoch is None:
-                raise PoseshapeError(f"stage {stage.name!r}: epochs= needs training data with "
-                                     "len(); give iterations= instead")
+                raise PoseshapeError(
+                    f"stage {stage.name!r}: epochs= needs training data with len(); give iterations= instead"
+                )
             total = stage.epochs * stream.steps_per_epoch
         ctx.total_steps = total
 
@@ -583,8 +617,10 @@ class Trainer:
             step_models[n] = m
             if trained and self.distributed and any(p.requires_grad for p in m.parameters()):
                 step_models[n] = nn.parallel.DistributedDataParallel(
-                    m, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                    find_unused_parameters=stage.find_unused_parameters)
+                    m,
+                    device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                    find_unused_parameters=stage.find_unused_parameters,
+                )
         optimizer = stage.optimizer({n: self.models[n] for n in train_names}, cfg)
         scheduler = stage.scheduler(optimizer, cfg) if stage.scheduler is not None else None
         params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -596,8 +632,9 @@ class Trainer:
                 if scheduler is not None:
                     scheduler.load_state_dict(ckpt.schedulers["scheduler"])
             except (KeyError, ValueError) as e:
-                raise CheckpointError(f"{ckpt.path}: cannot restore the optimiser/scheduler of "
-                                      f"stage {stage.name!r}: {e}") from None
+                raise CheckpointError(
+                    f"{ckpt.path}: cannot restore the optimiser/scheduler of stage {stage.name!r}: {e}"
+                ) from None
             stream.seek(int(ts.get("epoch", 0)), int(ts.get("batch_in_epoch", 0)))
         if rng is not None:
             stream._it = stream._epoch_iter()  # fast-forward iterables before the RNG restore
@@ -606,30 +643,32 @@ class Trainer:
         train_log = val_log = None
         if self.is_main and self.out_dir is not None:
             stem = f"{si}_{stage.name}"
-            train_log = _CsvLog(self.out_dir / "logs" / f"train_{stem}.csv", _FIXED_TRAIN_COLUMNS,
-                                start_step)
+            train_log = _CsvLog(self.out_dir / "logs" / f"train_{stem}.csv", _FIXED_TRAIN_COLUMNS, start_step)
             if stage.validate is not None:
-                val_log = _CsvLog(self.out_dir / "logs" / f"val_{stem}.csv", _FIXED_VAL_COLUMNS,
-                                  start_step)
+                val_log = _CsvLog(self.out_dir / "logs" / f"val_{stem}.csv", _FIXED_VAL_COLUMNS, start_step)
         show = self.progress if self.progress is not None else sys.stderr.isatty()
-        bar = _progress_bar(total, start_step, f"[{si + 1}/{len(self._stage_names)}] {stage.name}",
-                            disable=not (show and self.is_main))
+        bar = _progress_bar(
+            total, start_step, f"[{si + 1}/{len(self._stage_names)}] {stage.name}", disable=not (show and self.is_main)
+        )
         last_val_step = -1
         try:
             for step in range(start_step, total):
                 ctx.step = step
-                batch = move_to_device(stream.next(), self.device,
-                                       non_blocking=self.device.type == "cuda")
+                batch = move_to_device(stream.next(), self.device, non_blocking=self.device.type == "cuda")
                 ctx.epoch = stream.batch_epoch
                 optimizer.zero_grad(set_to_none=True)
                 outputs = stage.step(step_models, batch, ctx)
                 if not isinstance(outputs, Mapping) or "loss" not in outputs:
-                    raise PoseshapeError(f"stage {stage.name!r}: step() must return a dict with "
-                                         f"a 'loss' entry, got {type(outputs).__name__}")
+                    raise PoseshapeError(
+                        f"stage {stage.name!r}: step() must return a dict with "
+                        f"a 'loss' entry, got {type(outputs).__name__}"
+                    )
                 loss = outputs["loss"]
                 if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
-                    raise PoseshapeError(f"stage {stage.name!r}: 'loss' must be a scalar tensor "
-                                         "that requires grad (does it depend on a trained module?)")
+                    raise PoseshapeError(
+                        f"stage {stage.name!r}: 'loss' must be a scalar tensor "
+                        "that requires grad (does it depend on a trained module?)"
+                    )
                 loss.backward()
                 if stage.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, stage.grad_clip)
@@ -642,8 +681,7 @@ class Trainer:
                 if done % self.log_every == 0 or done == total:
                     row = {k: _scalar(v, k) for k, v in outputs.items()}
                     if not math.isfinite(row["loss"]):
-                        raise PoseshapeError(f"stage {stage.name!r} step {done}: loss is "
-                                             f"{row['loss']} (diverged)")
+                        raise PoseshapeError(f"stage {stage.name!r} step {done}: loss is {row['loss']} (diverged)")
                     self._log_train(train_log, stage, done, lr, row)
                     bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
                 bar.update(1)
@@ -684,26 +722,38 @@ class Trainer:
                     if b.is_floating_point() or b.dtype in (torch.int64, torch.int32):
                         dist.broadcast(b, src=0)
 
-    def _log_train(self, train_log: _CsvLog | None, stage: Stage, done: int,
-                   lr: float, row: dict[str, float]) -> None:
+    def _log_train(self, train_log: _CsvLog | None, stage: Stage, done: int, lr: float, row: dict[str, float]) -> None:
         if not self.is_main:
             return
         if train_log is not None:
-            train_log.write({"stage": stage.name, "step": done, "global_step": self._global_step,
-                             "time": round(self._elapsed(), 6), "lr": lr, **row})
+            train_log.write(
+                {
+                    "stage": stage.name,
+                    "step": done,
+                    "global_step": self._global_step,
+                    "time": round(self._elapsed(), 6),
+                    "lr": lr,
+                    **row,
+                }
+            )
         if self._tb is not None:
             for k, v in row.items():
                 self._tb.add_scalar(f"{stage.name}/{k}", v, self._global_step)
             self._tb.add_scalar(f"{stage.name}/lr", lr, self._global_step)
 
-    def _validate(self, stage: Stage, si: int, val_data: Any, ctx: StageContext, done: int,
-                  val_log: _CsvLog | None) -> None:
+    def _validate(
+        self, stage: Stage, si: int, val_data: Any, ctx: StageContext, done: int, val_log: _CsvLog | None
+    ) -> None:
         if stage.validate is None or val_data is None or not self.is_main:
             return
         if _is_map_dataset(val_data):
-            batches: Iterable = DataLoader(val_data, batch_size=stage.val_batch_size or stage.batch_size,
-                                           shuffle=False, collate_fn=stage.collate_fn,
-                                           num_workers=stage.num_workers)
+            batches: Iterable = DataLoader(
+                val_data,
+                batch_size=stage.val_batch_size or stage.batch_size,
+                shuffle=False,
+                collate_fn=stage.collate_fn,
+                num_workers=stage.num_workers,
+            )
         else:
             batches = val_data
         device_batches = (move_to_device(b, self.device) for b in batches)
@@ -720,39 +770,66 @@ class Trainer:
         metrics = {k: _scalar(v, k) for k, v in dict(result or {}).items()}
         self.val_metrics[stage.name] = metrics
         if val_log is not None:
-            val_log.write({"stage": stage.name, "step": done, "global_step": self._global_step,
-                           "time": round(self._elapsed(), 6), **metrics})
+            val_log.write(
+                {
+                    "stage": stage.name,
+                    "step": done,
+                    "global_step": self._global_step,
+                    "time": round(self._elapsed(), 6),
+                    **metrics,
+                }
+            )
         if self._tb is not None:
             for k, v in metrics.items():
                 self._tb.add_scalar(f"{stage.name}/val/{k}", v, self._global_step)
         if stage.best_metric is not None:
             if stage.best_metric not in metrics:
-                raise PoseshapeError(f"stage {stage.name!r}: best_metric {stage.best_metric!r} "
-                                     f"is not among the validation metrics {sorted(metrics)}")
+                raise PoseshapeError(
+                    f"stage {stage.name!r}: best_metric {stage.best_metric!r} "
+                    f"is not among the validation metrics {sorted(metrics)}"
+                )
             v = metrics[stage.best_metric]
             old = self._best.get(stage.name)
             better = old is None or (v < old if stage.best_mode == "min" else v > old)
             if better and math.isfinite(v):
                 self._best[stage.name] = v
                 if self.out_dir is not None:
-                    save_checkpoint(self.out_dir / f"best_{stage.name}.pt", method=self.spec.name,
-                                    config=self.config, models=self.models,
-                                    trainer_state=self._trainer_state(si, done, None, rng=[]),
-                                    extra={"best_metric": stage.best_metric, "best_value": v})
+                    save_checkpoint(
+                        self.out_dir / f"best_{stage.name}.pt",
+                        method=self.spec.name,
+                        config=self.config,
+                        models=self.models,
+                        trainer_state=self._trainer_state(si, done, None, rng=[]),
+                        extra={"best_metric": stage.best_metric, "best_value": v},
+                    )
 
-    def _trainer_state(self, si: int, step: int, stream: _BatchStream | None,
-                       rng: list) -> dict[str, Any]:
+    def _trainer_state(self, si: int, step: int, stream: _BatchStream | None, rng: list) -> dict[str, Any]:
         epoch, index = stream.position() if stream is not None else (0, 0)
         return {
-            "stage_index": si, "stage_name": self._stage_names[si] if si < len(self._stage_names) else "",
-            "step": step, "global_step": self._global_step, "stage_names": list(self._stage_names),
-            "done": si >= len(self._stage_names), "seed": self.seed, "world_size": self.world_size,
-            "epoch": epoch, "batch_in_epoch": index, "elapsed": self._elapsed(),
-            "best": dict(self._best), "rng": rng,
+            "stage_index": si,
+            "stage_name": self._stage_names[si] if si < len(self._stage_names) else "",
+            "step": step,
+            "global_step": self._global_step,
+            "stage_names": list(self._stage_names),
+            "done": si >= len(self._stage_names),
+            "seed": self.seed,
+            "world_size": self.world_size,
+            "epoch": epoch,
+            "batch_in_epoch": index,
+            "elapsed": self._elapsed(),
+            "best": dict(self._best),
+            "rng": rng,
         }
 
-    def _save(self, name: str, si: int, step: int, stream: _BatchStream | None,
-              optimizer: torch.optim.Optimizer | None, scheduler: Any) -> None:
+    def _save(
+        self,
+        name: str,
+        si: int,
+        step: int,
+        stream: _BatchStream | None,
+        optimizer: torch.optim.Optimizer | None,
+        scheduler: Any,
+    ) -> None:
         if self.out_dir is None:
             return
         state = get_rng_state()
@@ -765,7 +842,10 @@ class Trainer:
         if not self.is_main:
             return
         save_checkpoint(
-            self.out_dir / name, method=self.spec.name, config=self.config, models=self.models,
+            self.out_dir / name,
+            method=self.spec.name,
+            config=self.config,
+            models=self.models,
             optimizers={"optimizer": optimizer} if optimizer is not None else {},
             schedulers={"scheduler": scheduler} if scheduler is not None else {},
             trainer_state=self._trainer_state(si, step, stream, rngs),
@@ -777,13 +857,13 @@ def _progress_bar(total: int, initial: int, desc: str, disable: bool) -> Any:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return contextlib.nullcontext()
-    return tqdm(total=total, initial=initial, desc=desc, disable=disable, dynamic_ncols=True,
-                leave=True)
+    return tqdm(total=total, initial=initial, desc=desc, disable=disable, dynamic_ncols=True, leave=True)
 
 
 # --------------------------------------------------------------------------- inference
-def load_trained(path: str | os.PathLike, method: str | None = None,
-                 device: str | torch.device = "cpu") -> tuple[MethodSpec, Any, dict[str, nn.Module]]:
+def load_trained(
+    path: str | os.PathLike, method: str | None = None, device: str | torch.device = "cpu"
+) -> tuple[MethodSpec, Any, dict[str, nn.Module]]:
     """Rebuild a method's modules from a checkpoint, in ``eval()`` mode on ``device``.
 
     Returns:

@@ -138,9 +138,7 @@ def quaternion_anchors(
         q = _dedup_rotations(q, tol)
         q = np.where(q[:, :1] < 0, -q, q)
     elif dedup != "none":
-        raise PoseshapeError(
-            f"dedup: expected 'rotation', 'quaternion', 'exact' or 'none', got {dedup!r}"
-        )
+        raise PoseshapeError(f"dedup: expected 'rotation', 'quaternion', 'exact' or 'none', got {dedup!r}")
     return torch.as_tensor(q, dtype=dtype, device=device)
 
 
@@ -261,9 +259,7 @@ def random_quaternions(
     return q.to(dtype=dtype, device=device)
 
 
-def nearest_anchor(
-    q: torch.Tensor, anchors: torch.Tensor, chunk: int = 65536
-) -> torch.Tensor:
+def nearest_anchor(q: torch.Tensor, anchors: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
     """Index of the nearest anchor (smallest geodesic distance) for each rotation.
 
     ``q`` (..., 4), ``anchors`` (A, 4) unit quaternions -> ``int64`` (...,). Uses
@@ -394,8 +390,7 @@ class TranslationAnchors:
         """Anchor centres ``t_a`` (M, 3), in index order."""
         like = torch.zeros((), dtype=dtype, device=device)
         low, size, _ = self._tensors(like)
-        axes = [low[k] + (torch.arange(self.counts[k], dtype=dtype, device=device) + 0.5) * size[k]
-                for k in range(3)]
+        axes = [low[k] + (torch.arange(self.counts[k], dtype=dtype, device=device) + 0.5) * size[k] for k in range(3)]
         g = torch.meshgrid(*axes, indexing="ij")
         return torch.stack(g, -1).reshape(-1, 3)
 
@@ -417,8 +412,7 @@ class TranslationAnchors:
         index = torch.as_tensor(index, device=residual.device)
         if index.shape != residual.shape[:-1]:
             raise ShapeError(
-                f"index: expected shape {tuple(residual.shape[:-1])} to match residual, "
-                f"got {tuple(index.shape)}"
+                f"index: expected shape {tuple(residual.shape[:-1])} to match residual, got {tuple(index.shape)}"
             )
         if bool(((index < 0) | (index >= self.num_anchors)).any()):
             raise ShapeError(f"index: values must lie in [0, {self.num_anchors})")

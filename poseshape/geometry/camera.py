@@ -308,7 +308,9 @@ def _normalize(v: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return v / v.norm(dim=-1, keepdim=True).clamp(min=eps)
 
 
-def look_at(eye: torch.Tensor, target: torch.Tensor | None = None, up=(0.0, 1.0, 0.0)) -> tuple[torch.Tensor, torch.Tensor]:
+def look_at(
+    eye: torch.Tensor, target: torch.Tensor | None = None, up=(0.0, 1.0, 0.0)
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Object-to-camera pose of an OpenCV camera at ``eye`` looking at ``target``.
 
     Args:
@@ -364,7 +366,10 @@ def viewpoint_to_pose(azimuth, elevation, theta, distance) -> tuple[torch.Tensor
         ``(R (..., 3, 3), t (..., 3))`` with ``X_cam = R @ X_obj + t`` (OpenCV camera,
         object +Y up / front +Z); ``t = (0, 0, distance)``.
     """
-    ref = next((v for v in (azimuth, elevation, theta, distance) if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
+    ref = next(
+        (v for v in (azimuth, elevation, theta, distance) if isinstance(v, torch.Tensor) and v.is_floating_point()),
+        None,
+    )
     a = _as_tensor(azimuth, "azimuth", ref)
     e = _as_tensor(elevation, "elevation", ref)
     th = _as_tensor(theta, "theta", ref)
@@ -381,7 +386,9 @@ def viewpoint_to_pose(azimuth, elevation, theta, distance) -> tuple[torch.Tensor
     return R, t
 
 
-def pose_to_viewpoint(R: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def pose_to_viewpoint(
+    R: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Inverse of :func:`viewpoint_to_pose`.
 
     Args:
@@ -501,8 +508,13 @@ class Camera:
             principal: ``(B, 2)`` (or ``(2,)``) pixel position of the camera axis.
             image_size: ``(H, W)``.
         """
-        s = torch.as_tensor(scale, dtype=torch.get_default_dtype()) if not isinstance(scale, torch.Tensor) \
-            else scale.to(torch.get_default_dtype()) if not scale.is_floating_point() else scale
+        s = (
+            torch.as_tensor(scale, dtype=torch.get_default_dtype())
+            if not isinstance(scale, torch.Tensor)
+            else scale.to(torch.get_default_dtype())
+            if not scale.is_floating_point()
+            else scale
+        )
         c = torch.as_tensor(principal, dtype=s.dtype, device=s.device)
         s = s.reshape(-1)
         c = c.reshape(-1, 2)
@@ -532,7 +544,7 @@ class Camera:
 
     def __getitem__(self, i) -> Camera:
         """Camera(s) ``i`` (an int keeps a batch of one; a slice or index tensor selects)."""
-        K = self.K[i:i + 1] if isinstance(i, int) else self.K[i]
+        K = self.K[i : i + 1] if isinstance(i, int) else self.K[i]
         return Camera(K, self.image_size, self.kind)
 
     def to(self, device=None, dtype=None) -> Camera:
@@ -631,7 +643,8 @@ class Camera:
         """Inverse of :meth:`to_dict` (a batch of one). Raises ShapeError on a bad record."""
         try:
             size = rec["image_size"]
-            return cls(torch.tensor(rec["K"], dtype=torch.float64), (int(size["height"]), int(size["width"])),
-                       str(rec["kind"]))
+            return cls(
+                torch.tensor(rec["K"], dtype=torch.float64), (int(size["height"]), int(size["width"])), str(rec["kind"])
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise ShapeError(f"camera record: missing or bad field ({type(e).__name__}: {e})") from None

@@ -76,6 +76,4 @@ def source_rotation(source: str) -> np.ndarray:
     try:
         return SOURCE_TO_OBJECT[source].copy()
     except KeyError:
-        raise ValueError(
-            f"unknown data source {source!r}; known: {sorted(SOURCE_TO_OBJECT)}"
-        ) from None
+        raise ValueError(f"unknown data source {source!r}; known: {sorted(SOURCE_TO_OBJECT)}") from None

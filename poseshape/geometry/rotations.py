@@ -98,8 +98,7 @@ def _tanhc_sq(x2: torch.Tensor) -> torch.Tensor:
     big = torch.tanh(x) / x
     ser = _series(
         x2,
-        (1.0, -1 / 3, 2 / 15, -17 / 315, 62 / 2835, -1382 / 155925, 21844 / 6081075,
-         -929569 / 638512875),
+        (1.0, -1 / 3, 2 / 15, -17 / 315, 62 / 2835, -1382 / 155925, 21844 / 6081075, -929569 / 638512875),
     )
     return torch.where(small, ser, big)
 
@@ -219,9 +218,15 @@ def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
     s = 2.0 / n2
     r = torch.stack(
         [
-            1 - s * (y * y + z * z), s * (x * y - w * z), s * (x * z + w * y),
-            s * (x * y + w * z), 1 - s * (x * x + z * z), s * (y * z - w * x),
-            s * (x * z - w * y), s * (y * z + w * x), 1 - s * (x * x + y * y),
+            1 - s * (y * y + z * z),
+            s * (x * y - w * z),
+            s * (x * z + w * y),
+            s * (x * y + w * z),
+            1 - s * (x * x + z * z),
+            s * (y * z - w * x),
+            s * (x * z - w * y),
+            s * (y * z + w * x),
+            1 - s * (x * x + y * y),
         ],
         -1,
     )
@@ -233,9 +238,7 @@ def _matrix_to_quaternion(R: torch.Tensor) -> torch.Tensor:
     m10, m11, m12 = R[..., 1, 0], R[..., 1, 1], R[..., 1, 2]
     m20, m21, m22 = R[..., 2, 0], R[..., 2, 1], R[..., 2, 2]
     # d_k = 4 q_k^2 for k = w, x, y, z; they sum to 4 so the largest is >= 1.
-    d = torch.stack(
-        [1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1
-    )
+    d = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
     # Row k holds 4 q_k * q (Shepperd 1978).
     rows = torch.stack(
         [
@@ -333,8 +336,18 @@ _AXES = {"X": 0, "Y": 1, "Z": 2}
 
 #: The 12 supported (intrinsic) axis orders: 6 Tait-Bryan and 6 proper Euler.
 EULER_CONVENTIONS: tuple[str, ...] = (
-    "XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX",
-    "XYX", "XZX", "YXY", "YZY", "ZXZ", "ZYZ",
+    "XYZ",
+    "XZY",
+    "YXZ",
+    "YZX",
+    "ZXY",
+    "ZYX",
+    "XYX",
+    "XZX",
+    "YXY",
+    "YZY",
+    "ZXZ",
+    "ZYZ",
 )
 
 
@@ -346,9 +359,7 @@ def _parse_convention(convention: str) -> tuple[int, int, int, bool]:
                 " (lower case = extrinsic is not supported: extrinsic 'abc' with angles "
                 "(p, q, r) equals intrinsic 'CBA' with angles (r, q, p))"
             )
-        raise PoseshapeError(
-            f"convention: expected one of {EULER_CONVENTIONS} (intrinsic), got {convention!r}{hint}"
-        )
+        raise PoseshapeError(f"convention: expected one of {EULER_CONVENTIONS} (intrinsic), got {convention!r}{hint}")
     i, j, k = (_AXES[c] for c in convention)
     proper = i == k
     if proper:
@@ -413,16 +424,14 @@ def matrix_to_euler_angles(R: torch.Tensor, convention: str) -> torch.Tensor:
     if proper:
         sb2 = m(i, j) ** 2 + m(i, k) ** 2
         lock = sb2 < tol * tol
-        sb = torch.where(lock, torch.zeros_like(sb2),
-                         torch.sqrt(torch.where(lock, torch.ones_like(sb2), sb2)))
+        sb = torch.where(lock, torch.zeros_like(sb2), torch.sqrt(torch.where(lock, torch.ones_like(sb2), sb2)))
         b = torch.atan2(sb, m(i, i))
         a = _safe_atan2(m(j, i), -s * m(k, i), lock)
         c = _safe_atan2(m(i, j), s * m(i, k), lock)
     else:
         cb2 = m(i, i) ** 2 + m(i, j) ** 2
         lock = cb2 < tol * tol
-        cb = torch.where(lock, torch.zeros_like(cb2),
-                         torch.sqrt(torch.where(lock, torch.ones_like(cb2), cb2)))
+        cb = torch.where(lock, torch.zeros_like(cb2), torch.sqrt(torch.where(lock, torch.ones_like(cb2), cb2)))
         b = torch.atan2(s * m(i, k), cb)
         a = _safe_atan2(-s * m(j, k), m(k, k), lock)
         c = _safe_atan2(-s * m(i, j), m(i, i), lock)

@@ -65,8 +65,9 @@ def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ShapeError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def reprojection_bce(silhouette: torch.Tensor, mask: torch.Tensor, reduction: str = "mean",
-                     eps: float = EPS) -> torch.Tensor:
+def reprojection_bce(
+    silhouette: torch.Tensor, mask: torch.Tensor, reduction: str = "mean", eps: float = EPS
+) -> torch.Tensor:
     """Paper 000, eq. 4: ``-1/Q^2 sum_j [m_j log s_j + (1 - m_j) log(1 - s_j)]`` per image.
 
     Args:
@@ -82,8 +83,9 @@ def reprojection_bce(silhouette: torch.Tensor, mask: torch.Tensor, reduction: st
     return _reduce(bce.flatten(1).mean(1), reduction)
 
 
-def reprojection_iou(silhouette: torch.Tensor, mask: torch.Tensor, reduction: str = "mean",
-                     eps: float = EPS) -> torch.Tensor:
+def reprojection_iou(
+    silhouette: torch.Tensor, mask: torch.Tensor, reduction: str = "mean", eps: float = EPS
+) -> torch.Tensor:
     """Soft-IoU loss ``1 - sum(s m) / sum(s + m - s m)`` per image, in [0, 1].
 
     ``silhouette`` and ``mask``: ``(B, 1, H, W)`` in [0, 1]. An image where both are empty
@@ -103,8 +105,9 @@ def voxel_l2(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") 
     return _reduce(((pred - target.to(pred.dtype)) ** 2).flatten(1).sum(1), reduction)
 
 
-def weighted_voxel_bce(pred: torch.Tensor, target: torch.Tensor, pos_weight: float = 1.0,
-                       reduction: str = "mean", eps: float = EPS) -> torch.Tensor:
+def weighted_voxel_bce(
+    pred: torch.Tensor, target: torch.Tensor, pos_weight: float = 1.0, reduction: str = "mean", eps: float = EPS
+) -> torch.Tensor:
     """Voxel BCE averaged over the voxels of each grid, occupied voxels weighted by ``pos_weight``.
 
     ``pred`` ``(B, 1, D, H, W)`` occupancy in [0, 1]; ``target`` the same shape in [0, 1].
@@ -119,14 +122,15 @@ def weighted_voxel_bce(pred: torch.Tensor, target: torch.Tensor, pos_weight: flo
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """``KL(N(mu, diag(exp(logvar))) || N(0, I))`` summed over the code: ``(B, L)`` -> scalar."""
     _same_shape(mu, logvar, "mu", "logvar")
-    kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar)
+    kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar)
     return _reduce(kl.flatten(1).sum(1), reduction)
 
 
 def gan_d_loss(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> torch.Tensor:
     """Discriminator loss ``-log D(real) - log(1 - D(fake))`` on logits ``(B,)`` or ``(B, 1)``."""
-    return (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
-            + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
+    return F.binary_cross_entropy_with_logits(
+        logit_real, torch.ones_like(logit_real)
+    ) + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
 
 
 def gan_g_loss(logit_fake: torch.Tensor) -> torch.Tensor:
@@ -134,15 +138,15 @@ def gan_g_loss(logit_fake: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
 
 
-def feature_matching_l2(feat_real: torch.Tensor, feat_fake: torch.Tensor,
-                        reduction: str = "mean") -> torch.Tensor:
+def feature_matching_l2(feat_real: torch.Tensor, feat_fake: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Squared L2 between feature maps ``(B, ...)``, summed per sample (paper 000, App. I.b)."""
     _same_shape(feat_real, feat_fake, "feat_real", "feat_fake")
     return _reduce(((feat_real - feat_fake) ** 2).flatten(1).sum(1), reduction)
 
 
-def wgan_gp_penalty(critic, real: torch.Tensor, fake: torch.Tensor, weight: float = 10.0,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+def wgan_gp_penalty(
+    critic, real: torch.Tensor, fake: torch.Tensor, weight: float = 10.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """WGAN-GP: ``weight * E[(||grad_x critic(x_hat)||_2 - 1)^2]`` on random interpolates.
 
     Args:
@@ -158,9 +162,13 @@ def wgan_gp_penalty(critic, real: torch.Tensor, fake: torch.Tensor, weight: floa
     return weight * ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
-def anchor_losses(logits: torch.Tensor, residual_pred: torch.Tensor, anchor_index: torch.Tensor,
-                  residual_gt: torch.Tensor, huber_delta: float = 1.0
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def anchor_losses(
+    logits: torch.Tensor,
+    residual_pred: torch.Tensor,
+    anchor_index: torch.Tensor,
+    residual_gt: torch.Tensor,
+    huber_delta: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Paper 004's anchor classification and residual regression.
 
     Args:
@@ -174,8 +182,7 @@ def anchor_losses(logits: torch.Tensor, residual_pred: torch.Tensor, anchor_inde
         ``(cross_entropy, huber)`` scalars.
     """
     if logits.dim() != 2 or anchor_index.shape != logits.shape[:1]:
-        raise ShapeError(f"logits (B, A) / anchor_index (B,): got {tuple(logits.shape)} / "
-                         f"{tuple(anchor_index.shape)}")
+        raise ShapeError(f"logits (B, A) / anchor_index (B,): got {tuple(logits.shape)} / {tuple(anchor_index.shape)}")
     ce = F.cross_entropy(logits, anchor_index)
     if residual_pred.dim() == 3:
         idx = anchor_index.view(-1, 1, 1).expand(-1, 1, residual_pred.shape[-1])

@@ -293,7 +293,7 @@ def nearest_sq_dist(p: torch.Tensor, q: torch.Tensor, chunk_size: int | None = N
         qd = q.detach() - centre
         q2 = (qd * qd).sum(-1)  # (B, M)
         for start in range(0, n, chunk_size):
-            pc = p.detach()[:, start:start + chunk_size] - centre
+            pc = p.detach()[:, start : start + chunk_size] - centre
             d = (pc * pc).sum(-1, keepdim=True) + q2[:, None, :] - 2.0 * torch.bmm(pc, qd.transpose(1, 2))
             idx_parts.append(d.argmin(-1))
     idx = torch.cat(idx_parts, 1)  # (B, N)
@@ -673,7 +673,7 @@ def _voxel_iou_scorer(pred: torch.Tensor, gt: torch.Tensor, threshold: float, mo
         # chunk over candidates so that at most ~per grids are rotated at once
         step = max(1, per // max(1, b))
         for s in range(0, k, step):
-            Rc = R[:, s:s + step].to(p.dtype)
+            Rc = R[:, s : s + step].to(p.dtype)
             kc = Rc.shape[1]
             v = p[:, None].expand(b, kc, *p.shape[1:]).reshape(b * kc, 1, *p.shape[1:])
             rot = _rotate_voxels_unchecked(v, Rc.reshape(b * kc, 3, 3), mode)[:, 0]
@@ -694,7 +694,7 @@ def _chamfer_scorer(p: torch.Tensor, q: torch.Tensor):
         step = max(1, (1 << 24) // max(1, b * n * 3 + b * m * 3))
         out = []
         for s in range(0, k, step):
-            Rc = R[:, s:s + step].to(p.dtype)
+            Rc = R[:, s : s + step].to(p.dtype)
             kc = Rc.shape[1]
             pr = torch.einsum("bnj,bkij->bkni", p, Rc).reshape(b * kc, n, 3)
             qq = q[:, None].expand(b, kc, m, 3).reshape(b * kc, m, 3)
@@ -803,7 +803,7 @@ def _anchor_spacing(R: torch.Tensor) -> float:
     flat = R.reshape(k, 9).double()
     nn = []
     for s in range(0, k, 1024):
-        tr = flat[s:s + 1024] @ flat.T  # trace(R_i^T R_j)
+        tr = flat[s : s + 1024] @ flat.T  # trace(R_i^T R_j)
         tr[torch.arange(tr.shape[0]), torch.arange(s, s + tr.shape[0])] = -1.0
         nn.append(torch.arccos(((tr.max(1).values - 1) / 2).clamp(-1, 1)))
     return float(torch.cat(nn).median())
@@ -830,7 +830,7 @@ def _refine(
         deltas = axis_angle_to_matrix(dirs[None] * steps[:, None, None]).to(R.dtype)  # (B, 6, 3, 3)
         cand = deltas @ R[:, None]
         sc = score_fn(cand)
-        cbest, cidx = (sc.max(1) if maximize else sc.min(1))
+        cbest, cidx = sc.max(1) if maximize else sc.min(1)
         better = cbest > best if maximize else cbest < best
         R = torch.where(better[:, None, None], cand[torch.arange(b), cidx], R)
         best = torch.where(better, cbest, best)
@@ -895,8 +895,16 @@ def align_rotation_voxels(
     p, g = _validate_voxel_pair(pred, gt)
     dtype = p.dtype if p.is_floating_point() else torch.float32
     return _rotation_search(
-        _voxel_iou_scorer(p, g, threshold, mode), p.shape[0], rotations, num_anchors,
-        refine, refine_iters, refine_step, True, dtype, p.device,
+        _voxel_iou_scorer(p, g, threshold, mode),
+        p.shape[0],
+        rotations,
+        num_anchors,
+        refine,
+        refine_iters,
+        refine_step,
+        True,
+        dtype,
+        p.device,
     )
 
 
@@ -923,6 +931,14 @@ def align_rotation_points(
     """
     p, q = _validate_point_pair(p, q)
     return _rotation_search(
-        _chamfer_scorer(p, q), p.shape[0], rotations, num_anchors,
-        refine, refine_iters, refine_step, False, p.dtype, p.device,
+        _chamfer_scorer(p, q),
+        p.shape[0],
+        rotations,
+        num_anchors,
+        refine,
+        refine_iters,
+        refine_step,
+        False,
+        p.dtype,
+        p.device,
     )

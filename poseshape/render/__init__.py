@@ -33,9 +33,26 @@ RGB shading and backgrounds for synthetic data live in :mod:`poseshape.render.sh
 from __future__ import annotations
 
 from poseshape.render.mesh_hard import Fragments, HardRasterizer, rasterize, rasterize_dense
-from poseshape.render.mesh_soft import SoftSilhouetteRenderer, cpp_available, render_silhouette, render_silhouette_dense, sigma_ndc_to_px2
+from poseshape.render.mesh_soft import (
+    SoftSilhouetteRenderer,
+    cpp_available,
+    render_silhouette,
+    render_silhouette_dense,
+    sigma_ndc_to_px2,
+)
 from poseshape.render.raster_common import DEFAULT_CHUNK_SIZE, parse_image_size
-from poseshape.render.voxel import BOUNDING_RADIUS, SelfConsistencyLoss, VoxelPoser, VoxelProjector, max_projection, pose_voxels, project_voxels, projection_iou_loss, ray_consistency_loss, self_consistency_loss
+from poseshape.render.voxel import (
+    BOUNDING_RADIUS,
+    SelfConsistencyLoss,
+    VoxelPoser,
+    VoxelProjector,
+    max_projection,
+    pose_voxels,
+    project_voxels,
+    projection_iou_loss,
+    ray_consistency_loss,
+    self_consistency_loss,
+)
 
 __all__ = [
     "BOUNDING_RADIUS",

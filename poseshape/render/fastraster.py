@@ -159,12 +159,17 @@ def _build():
         from torch.utils.cpp_extension import load_inline
 
         return load_inline(
-            name="poseshape_data_hard_raster_v1", cpp_sources=[_CPP], functions=["hard_raster"],
-            extra_cflags=["-O3", "-ffp-contract=off", "-fno-fast-math"], verbose=False,
+            name="poseshape_data_hard_raster_v1",
+            cpp_sources=[_CPP],
+            functions=["hard_raster"],
+            extra_cflags=["-O3", "-ffp-contract=off", "-fno-fast-math"],
+            verbose=False,
         )
     except Exception as exc:  # noqa: BLE001 - any build problem means: use mesh_hard itself
-        warnings.warn(f"poseshape.data: C++ hard rasteriser unavailable, using poseshape.render.mesh_hard "
-                      f"({str(exc)[:300]})", stacklevel=3)
+        warnings.warn(
+            f"poseshape.data: C++ hard rasteriser unavailable, using poseshape.render.mesh_hard ({str(exc)[:300]})",
+            stacklevel=3,
+        )
         return None
 
 

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from poseshape.render.raster_common import DEFAULT_CHUNK_SIZE, parse_image_size, plan_pairs, prepare_inputs, project_faces
+from poseshape.render.raster_common import (
+    DEFAULT_CHUNK_SIZE,
+    parse_image_size,
+    plan_pairs,
+    prepare_inputs,
+    project_faces,
+)
 
 
 @dataclass
@@ -183,13 +189,17 @@ def rasterize_dense(
     zz = z.reshape(B * F, 1, 3).expand(B * F, H * W, 3).reshape(-1, 3)
     lam, ok = _screen_bary(v, px, py)
     inside = (ok & (lam >= 0).all(-1)).view(B, F, H * W) & valid[..., None]
-    depth = torch.where(inside, _depth(lam, zz, cam.perspective).view(B, F, H * W),
-                        torch.full((), float("inf"), dtype=dt, device=dev))
+    depth = torch.where(
+        inside, _depth(lam, zz, cam.perspective).view(B, F, H * W), torch.full((), float("inf"), dtype=dt, device=dev)
+    )
     zbuf = depth.amin(1) if F else torch.full((B, H * W), float("inf"), dtype=dt, device=dev)
     win = inside & (depth == zbuf[:, None])
     fidx = torch.arange(F, device=dev).view(1, F, 1)
-    first = torch.where(win, fidx, torch.full_like(fidx, F)).amin(1) if F else \
-        torch.zeros(B, H * W, dtype=torch.long, device=dev)
+    first = (
+        torch.where(win, fidx, torch.full_like(fidx, F)).amin(1)
+        if F
+        else torch.zeros(B, H * W, dtype=torch.long, device=dev)
+    )
     hit = first < F
     bary = torch.zeros(B, H * W, 3, dtype=dt, device=dev)
     if hit.any():
@@ -216,8 +226,9 @@ class HardRasterizer(nn.Module):
         self.znear, self.chunk_size = znear, chunk_size
 
     def forward(self, verts, faces, R, t, K=None, scale=None) -> Fragments:
-        return rasterize(verts, faces, R, t, K, self.image_size, scale=scale, znear=self.znear,
-                         chunk_size=self.chunk_size)
+        return rasterize(
+            verts, faces, R, t, K, self.image_size, scale=scale, znear=self.znear, chunk_size=self.chunk_size
+        )
 
     def extra_repr(self) -> str:
         return f"image_size={self.image_size}"

@@ -59,7 +59,14 @@ import torch
 from torch import nn
 
 from poseshape.core.errors import ShapeError
-from poseshape.render.raster_common import DEFAULT_CHUNK_SIZE, PairPlan, parse_image_size, plan_pairs, prepare_inputs, project_faces
+from poseshape.render.raster_common import (
+    DEFAULT_CHUNK_SIZE,
+    PairPlan,
+    parse_image_size,
+    plan_pairs,
+    prepare_inputs,
+    project_faces,
+)
 
 MODES = ("softras", "edge")
 BACKENDS = ("auto", "torch", "cpp")
@@ -80,12 +87,14 @@ def _cpp_ext():
 
         src = Path(__file__).with_name("_cpp") / "soft_raster.cpp"
         return load(
-            name="poseshape_soft_raster_v1", sources=[str(src)], extra_cflags=["-O3", "-fopenmp"],
-            extra_ldflags=["-fopenmp"], verbose=False,
+            name="poseshape_soft_raster_v1",
+            sources=[str(src)],
+            extra_cflags=["-O3", "-fopenmp"],
+            extra_ldflags=["-fopenmp"],
+            verbose=False,
         )
     except Exception as exc:  # noqa: BLE001 - any build problem means: use the fallback
-        warnings.warn(f"poseshape: C++ soft rasteriser unavailable, using PyTorch ({str(exc)[:300]})",
-                      stacklevel=3)
+        warnings.warn(f"poseshape: C++ soft rasteriser unavailable, using PyTorch ({str(exc)[:300]})", stacklevel=3)
         return None
 
 
@@ -160,8 +169,7 @@ class _SoftRaster(torch.autograd.Function):
         H, W = plan.H, plan.W
         flat = face_xy.reshape(-1, 3, 2)
         if ext is not None:
-            S = ext.soft_forward(flat.contiguous(), *_plan_args(plan), B, H, W, plan.F,
-                                 MODES.index(mode), sigma_px2)
+            S = ext.soft_forward(flat.contiguous(), *_plan_args(plan), B, H, W, plan.F, MODES.index(mode), sigma_px2)
         else:
             S = face_xy.new_zeros(B * H * W)
             for f, pix, jj, ii in plan.chunks(chunk):
@@ -180,8 +188,17 @@ class _SoftRaster(torch.autograd.Function):
         flat = face_xy.detach().reshape(-1, 3, 2)
         if ctx.ext is not None:
             plan = ctx.plan
-            grad = ctx.ext.soft_backward(flat.contiguous(), *_plan_args(plan), gS.contiguous(), ctx.B,
-                                         plan.H, plan.W, plan.F, MODES.index(mode), ctx.sigma)
+            grad = ctx.ext.soft_backward(
+                flat.contiguous(),
+                *_plan_args(plan),
+                gS.contiguous(),
+                ctx.B,
+                plan.H,
+                plan.W,
+                plan.F,
+                MODES.index(mode),
+                ctx.sigma,
+            )
             return grad.view_as(face_xy), None, None, None, None, None, None
         grad = torch.zeros_like(flat)
         for f, pix, jj, ii in ctx.plan.chunks(ctx.chunk):
@@ -285,8 +302,18 @@ def render_silhouette(
 
 
 def render_silhouette_dense(
-    verts, faces, R, t, K=None, *, scale=None, image_size=128, sigma=1e-4, mode="softras",
-    sigma_units="ndc", znear=1e-3,
+    verts,
+    faces,
+    R,
+    t,
+    K=None,
+    *,
+    scale=None,
+    image_size=128,
+    sigma=1e-4,
+    mode="softras",
+    sigma_units="ndc",
+    znear=1e-3,
 ) -> torch.Tensor:
     """Naive reference: every face against every pixel, plain autograd, no culling.
 
@@ -313,9 +340,17 @@ class SoftSilhouetteRenderer(nn.Module):
     ``forward(verts, faces, R, t, K=None, scale=None) -> (B, 1, H, W)``.
     """
 
-    def __init__(self, image_size=128, sigma: float = 1e-4, mode: str = "softras",
-                 sigma_units: str = "ndc", eps: float = 1e-5, znear: float = 1e-3,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE, backend: str = "auto") -> None:
+    def __init__(
+        self,
+        image_size=128,
+        sigma: float = 1e-4,
+        mode: str = "softras",
+        sigma_units: str = "ndc",
+        eps: float = 1e-5,
+        znear: float = 1e-3,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        backend: str = "auto",
+    ) -> None:
         super().__init__()
         _check_mode(mode, sigma, sigma_units, eps)
         self.backend = backend
@@ -325,9 +360,20 @@ class SoftSilhouetteRenderer(nn.Module):
 
     def forward(self, verts, faces, R, t, K=None, scale=None) -> torch.Tensor:
         return render_silhouette(
-            verts, faces, R, t, K, scale=scale, image_size=self.image_size, sigma=self.sigma,
-            mode=self.mode, sigma_units=self.sigma_units, eps=self.eps, znear=self.znear,
-            chunk_size=self.chunk_size, backend=self.backend,
+            verts,
+            faces,
+            R,
+            t,
+            K,
+            scale=scale,
+            image_size=self.image_size,
+            sigma=self.sigma,
+            mode=self.mode,
+            sigma_units=self.sigma_units,
+            eps=self.eps,
+            znear=self.znear,
+            chunk_size=self.chunk_size,
+            backend=self.backend,
         )
 
     def extra_repr(self) -> str:

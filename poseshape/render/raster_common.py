@@ -113,9 +113,7 @@ def prepare_inputs(verts, faces, R, t, K=None, scale=None):
     faces = faces.long()
     V = verts.shape[-2]
     if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= V):
-        raise ShapeError(
-            f"faces: indices must lie in [0, {V}), got range [{int(faces.min())}, {int(faces.max())}]"
-        )
+        raise ShapeError(f"faces: indices must lie in [0, {V}), got range [{int(faces.min())}, {int(faces.max())}]")
     dtype, dev = verts.dtype, verts.device
     R = torch.as_tensor(R, dtype=dtype, device=dev)
     t = torch.as_tensor(t, dtype=dtype, device=dev)
@@ -134,8 +132,11 @@ def prepare_inputs(verts, faces, R, t, K=None, scale=None):
         scale = torch.as_tensor(scale, dtype=dtype, device=dev)
         if scale.dim() > 1:
             raise ShapeError(f"scale: expected a float or shape (B,), got {tuple(scale.shape)}")
-    sizes = {verts.shape[0] if verts.dim() == 3 else 1, R.shape[0] if R.dim() == 3 else 1,
-             t.shape[0] if t.dim() == 2 else 1}
+    sizes = {
+        verts.shape[0] if verts.dim() == 3 else 1,
+        R.shape[0] if R.dim() == 3 else 1,
+        t.shape[0] if t.dim() == 2 else 1,
+    }
     if K is not None and K.dim() == 3:
         sizes.add(K.shape[0])
     if scale is not None and scale.dim() == 1:
@@ -264,7 +265,16 @@ def plan_pairs(xy: torch.Tensor, valid: torch.Tensor, H: int, W: int, radius: fl
         n = n[keep]
         end = torch.cumsum(n, 0)
         plan = PairPlan(
-            face=keep, i0=i0.reshape(-1)[keep], j0=j0.reshape(-1)[keep], w=w.reshape(-1)[keep],
-            h=h.reshape(-1)[keep], count=n, end=end, total=int(end[-1]) if end.numel() else 0, F=F, H=H, W=W,
+            face=keep,
+            i0=i0.reshape(-1)[keep],
+            j0=j0.reshape(-1)[keep],
+            w=w.reshape(-1)[keep],
+            h=h.reshape(-1)[keep],
+            count=n,
+            end=end,
+            total=int(end[-1]) if end.numel() else 0,
+            F=F,
+            H=H,
+            W=W,
         )
     return plan

@@ -146,8 +146,9 @@ def domain_style(domain: str | DomainStyle) -> DomainStyle:
 # ----------------------------------------------------------------------------- textures
 
 
-def random_color(rng: np.random.Generator, sat: tuple[float, float] = (0.3, 1.0),
-                 val: tuple[float, float] = (0.35, 1.0)) -> np.ndarray:
+def random_color(
+    rng: np.random.Generator, sat: tuple[float, float] = (0.3, 1.0), val: tuple[float, float] = (0.35, 1.0)
+) -> np.ndarray:
     """A random RGB colour ``(3,)`` in [0, 1] (uniform hue, saturation/value in ranges)."""
     h = rng.uniform(0.0, 1.0)
     s = rng.uniform(*sat)
@@ -217,8 +218,7 @@ def albedo(points: torch.Tensor, appearance: Appearance) -> torch.Tensor:
             raise ShapeError("appearance.lattice: the noise texture needs a (G, G, G) lattice")
         lat = torch.as_tensor(appearance.lattice, dtype=points.dtype, device=points.device)
         flat = points.reshape(1, 1, 1, -1, 3) * 2.0  # unit cube -> [-1, 1]; (x, y, z) order
-        val = F.grid_sample(lat[None, None], flat, mode="bilinear", padding_mode="border",
-                            align_corners=True)
+        val = F.grid_sample(lat[None, None], flat, mode="bilinear", padding_mode="border", align_corners=True)
         w = val.reshape(*points.shape[:-1], 1)
     else:
         raise ShapeError(f"appearance.kind: expected one of {TEXTURE_KINDS}, got {appearance.kind!r}")
@@ -258,13 +258,18 @@ def sample_lights(rng: np.random.Generator, domain: str | DomainStyle = "render"
         d = np.array([math.sin(az) * math.cos(el), -math.sin(el), -math.cos(az) * math.cos(el)])
         dirs.append(d / np.linalg.norm(d))
         tint = 1.0 + rng.uniform(-style.light_tint, style.light_tint, size=3)
-        cols.append(rng.uniform(*style.light_intensity) * tint / n ** 0.5)
+        cols.append(rng.uniform(*style.light_intensity) * tint / n**0.5)
     amb = rng.uniform(*style.ambient) * (1.0 + rng.uniform(-style.light_tint, style.light_tint, size=3) * 0.5)
     return Lights(np.asarray(dirs, np.float32), np.asarray(cols, np.float32), np.asarray(amb, np.float32))
 
 
-def lambertian(normals: torch.Tensor, albedo_rgb: torch.Tensor, light_dirs: torch.Tensor,
-               light_colors: torch.Tensor, ambient: torch.Tensor) -> torch.Tensor:
+def lambertian(
+    normals: torch.Tensor,
+    albedo_rgb: torch.Tensor,
+    light_dirs: torch.Tensor,
+    light_colors: torch.Tensor,
+    ambient: torch.Tensor,
+) -> torch.Tensor:
     """Lambertian shading ``albedo * (ambient + sum_l c_l max(0, n . l_l))``, clipped to [0, 1].
 
     Args:
@@ -288,8 +293,9 @@ def lambertian(normals: torch.Tensor, albedo_rgb: torch.Tensor, light_dirs: torc
 # ----------------------------------------------------------------------------- geometry
 
 
-def interpolate_faces(values: torch.Tensor, faces: torch.Tensor, face_index: torch.Tensor,
-                      bary: torch.Tensor) -> torch.Tensor:
+def interpolate_faces(
+    values: torch.Tensor, faces: torch.Tensor, face_index: torch.Tensor, bary: torch.Tensor
+) -> torch.Tensor:
     """Barycentric interpolation of per-vertex ``values`` at rasterised pixels.
 
     Args:
@@ -314,8 +320,9 @@ def interpolate_faces(values: torch.Tensor, faces: torch.Tensor, face_index: tor
     return out.reshape(B, H, W, -1)
 
 
-def pixel_normals(face_normals_obj: torch.Tensor, face_index: torch.Tensor, R: torch.Tensor,
-                  points_cam: torch.Tensor | None = None) -> torch.Tensor:
+def pixel_normals(
+    face_normals_obj: torch.Tensor, face_index: torch.Tensor, R: torch.Tensor, points_cam: torch.Tensor | None = None
+) -> torch.Tensor:
     """Flat-shading camera-frame normals per pixel, flipped toward the camera (two-sided).
 
     Args:
@@ -337,8 +344,13 @@ def pixel_normals(face_normals_obj: torch.Tensor, face_index: torch.Tensor, R: t
     return n_cam * (face_index >= 0).unsqueeze(-1).reshape(B, *face_index.shape[1:], 1)
 
 
-def shade(points_obj: torch.Tensor, normals_cam: torch.Tensor, mask: torch.Tensor,
-          appearance: Appearance, lights: Sequence[Lights]) -> torch.Tensor:
+def shade(
+    points_obj: torch.Tensor,
+    normals_cam: torch.Tensor,
+    mask: torch.Tensor,
+    appearance: Appearance,
+    lights: Sequence[Lights],
+) -> torch.Tensor:
     """Shade rasterised pixels.
 
     Args:
@@ -364,9 +376,13 @@ def shade(points_obj: torch.Tensor, normals_cam: torch.Tensor, mask: torch.Tenso
     amb = np.stack([li.ambient for li in lights])
     dt, dev = points_obj.dtype, points_obj.device
     a = albedo(points_obj, appearance)
-    rgb = lambertian(normals_cam, a, torch.as_tensor(dirs, dtype=dt, device=dev)[:, None, None],
-                     torch.as_tensor(cols, dtype=dt, device=dev)[:, None, None],
-                     torch.as_tensor(amb, dtype=dt, device=dev)[:, None, None])
+    rgb = lambertian(
+        normals_cam,
+        a,
+        torch.as_tensor(dirs, dtype=dt, device=dev)[:, None, None],
+        torch.as_tensor(cols, dtype=dt, device=dev)[:, None, None],
+        torch.as_tensor(amb, dtype=dt, device=dev)[:, None, None],
+    )
     rgb = rgb * mask.unsqueeze(-1).to(dt)
     return rgb.permute(0, 3, 1, 2).contiguous()
 
@@ -374,14 +390,15 @@ def shade(points_obj: torch.Tensor, normals_cam: torch.Tensor, mask: torch.Tenso
 # ----------------------------------------------------------------------------- backgrounds
 
 
-def value_noise_2d(rng: np.random.Generator, size: tuple[int, int], cells: int = 4,
-                   octaves: int = 3, persistence: float = 0.5) -> np.ndarray:
+def value_noise_2d(
+    rng: np.random.Generator, size: tuple[int, int], cells: int = 4, octaves: int = 3, persistence: float = 0.5
+) -> np.ndarray:
     """Fractal value noise ``(H, W)`` float32 in [0, 1]: bicubic-upsampled random lattices."""
     H, W = size
     total = np.zeros((H, W), np.float32)
     amp, norm = 1.0, 0.0
     for o in range(octaves):
-        c = cells * 2 ** o
+        c = cells * 2**o
         lat = torch.from_numpy(rng.uniform(0, 1, size=(1, 1, c + 1, c + 1)).astype(np.float32))
         up = F.interpolate(lat, size=(H, W), mode="bicubic", align_corners=True)[0, 0].numpy()
         total += amp * up
@@ -407,8 +424,9 @@ def gradient_background(rng: np.random.Generator, size: tuple[int, int]) -> np.n
         cx, cy = rng.uniform(-0.5, 0.5, size=2)
         w = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
     w = (w - w.min()) / max(float(w.max() - w.min()), 1e-6)
-    return _mix(w.astype(np.float32), random_color(rng, (0.0, 0.8), (0.1, 1.0)),
-                random_color(rng, (0.0, 0.8), (0.1, 1.0)))
+    return _mix(
+        w.astype(np.float32), random_color(rng, (0.0, 0.8), (0.1, 1.0)), random_color(rng, (0.0, 0.8), (0.1, 1.0))
+    )
 
 
 def noise_background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
@@ -472,8 +490,12 @@ def image_background(rng: np.random.Generator, size: tuple[int, int], files: Seq
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def random_background(rng: np.random.Generator, size: tuple[int, int], domain: str | DomainStyle = "render",
-                      images: Sequence[Path] | None = None) -> np.ndarray:
+def random_background(
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    domain: str | DomainStyle = "render",
+    images: Sequence[Path] | None = None,
+) -> np.ndarray:
     """A random background ``(3, H, W)`` float32 in [0, 1] with the domain's statistics.
 
     When ``images`` (a list from :func:`list_background_images`) is given, half of the

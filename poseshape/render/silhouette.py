@@ -31,13 +31,15 @@ def raster_camera(t: torch.Tensor, camera: Camera) -> tuple[torch.Tensor, torch.
     return tp, None, s
 
 
-def camera_silhouette(verts: torch.Tensor, faces: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
-                      camera: Camera) -> torch.Tensor:
+def camera_silhouette(
+    verts: torch.Tensor, faces: torch.Tensor, R: torch.Tensor, t: torch.Tensor, camera: Camera
+) -> torch.Tensor:
     """Hard silhouette ``(B, 1, H, W)`` {0, 1} of object-frame ``verts (V, 3)`` / ``faces (F, 3)``
     under poses ``R (B, 3, 3)``, ``t (B, 3)`` at the camera's image size (not differentiable)."""
     if R.dim() != 3 or t.dim() != 2 or R.shape[0] != t.shape[0]:
-        raise ShapeError(f"camera_silhouette: expected R (B, 3, 3) and t (B, 3), got {tuple(R.shape)}, "
-                         f"{tuple(t.shape)}")
+        raise ShapeError(
+            f"camera_silhouette: expected R (B, 3, 3) and t (B, 3), got {tuple(R.shape)}, {tuple(t.shape)}"
+        )
     cam = camera.expand(R.shape[0]) if len(camera) == 1 else camera
     tp, K, s = raster_camera(t.to(verts.dtype), cam)
     with torch.no_grad():

@@ -49,8 +49,8 @@ from torch.utils.checkpoint import checkpoint
 from poseshape.core.checks import check_finite
 from poseshape.core.errors import ShapeError
 from poseshape.geometry.camera import pixels_to_rays
-from poseshape.shapes.voxels import warp_voxels
 from poseshape.render.raster_common import split_camera
+from poseshape.shapes.voxels import warp_voxels
 
 __all__ = [
     "BOUNDING_RADIUS",
@@ -118,9 +118,7 @@ def _image_size(image_size) -> tuple[int, int]:
         try:
             hw = tuple(int(s) for s in image_size)
         except TypeError:
-            raise ShapeError(
-                f"image_size: expected an int or (H, W), got {image_size!r}"
-            ) from None
+            raise ShapeError(f"image_size: expected an int or (H, W), got {image_size!r}") from None
     if len(hw) != 2 or min(hw) < 1:
         raise ShapeError(f"image_size: expected positive (H, W), got {image_size!r}")
     return hw
@@ -185,8 +183,9 @@ def pose_voxels(
         raise ShapeError(f"extent: expected a positive finite number, got {extent!r}")
     # warp_voxels maps unit cube -> unit cube, out(x) = in(R'^T (x - t')); a posed cube of
     # side `extent` is x = Y / extent, i.e. R' = extent R and t' = t / extent.
-    return warp_voxels(voxels.expand(B, *voxels.shape[1:]), extent * Rb.expand(B, 3, 3),
-                       tb.expand(B, 3) / extent, out_size=out)
+    return warp_voxels(
+        voxels.expand(B, *voxels.shape[1:]), extent * Rb.expand(B, 3, 3), tb.expand(B, 3) / extent, out_size=out
+    )
 
 
 def max_projection(posed: torch.Tensor) -> torch.Tensor:
@@ -230,16 +229,16 @@ class _Camera:
         if self.pinhole:
             tb = _batched(t, "t", (3,), voxels)
             Kb = _batched(K, "K", (3, 3), voxels)
-            sizes = [("voxels", voxels.shape[0]), ("R", Rb.shape[0]), ("t", tb.shape[0]),
-                     ("K", Kb.shape[0])]
-            if torch.linalg.det(Kb[:, :2, :2]).abs().min() <= 0 or (Kb[:, 2] != Kb.new_tensor(
-                    [0.0, 0.0, 1.0])).any():
-                raise ShapeError("K: expected intrinsics [[fx, s, cx], [0, fy, cy], [0, 0, 1]]"
-                                 " with non-zero focal lengths")
+            sizes = [("voxels", voxels.shape[0]), ("R", Rb.shape[0]), ("t", tb.shape[0]), ("K", Kb.shape[0])]
+            if torch.linalg.det(Kb[:, :2, :2]).abs().min() <= 0 or (Kb[:, 2] != Kb.new_tensor([0.0, 0.0, 1.0])).any():
+                raise ShapeError(
+                    "K: expected intrinsics [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with non-zero focal lengths"
+                )
         else:
             if not isinstance(t, torch.Tensor) or t.shape[-1:] not in ((2,), (3,)):
-                raise ShapeError(f"t: expected shape (B, 2|3) or (2|3,) for weak perspective, "
-                                 f"got {tuple(getattr(t, 'shape', ()))}")
+                raise ShapeError(
+                    f"t: expected shape (B, 2|3) or (2|3,) for weak perspective, got {tuple(getattr(t, 'shape', ()))}"
+                )
             tb = _batched(t, "t", (t.shape[-1],), voxels)[:, :2]
             sb = torch.as_tensor(scale, device=voxels.device, dtype=voxels.dtype)
             if sb.dim() > 1 or (sb.dim() == 1 and sb.shape[0] < 1):
@@ -248,8 +247,7 @@ class _Camera:
             check_finite(sb, "scale")
             if (sb == 0).any():
                 raise ShapeError("scale: must be non-zero")
-            sizes = [("voxels", voxels.shape[0]), ("R", Rb.shape[0]), ("t", tb.shape[0]),
-                     ("scale", sb.shape[0])]
+            sizes = [("voxels", voxels.shape[0]), ("R", Rb.shape[0]), ("t", tb.shape[0]), ("scale", sb.shape[0])]
         self.B = B = _batch_size(sizes)
         self.voxels = voxels.expand(B, *voxels.shape[1:])
         self.R = Rb.expand(B, 3, 3)
@@ -290,10 +288,12 @@ class _Camera:
             valid = None
         P = pix.shape[0]
         # grid_sample's normalised coordinates are 2 * X_obj; one fused op builds all samples
-        grid = torch.addcmul((2.0 * base).unsqueeze(2), offs.view(1, 1, n, 1),
-                             (2.0 * step).unsqueeze(2))  # (b, P, N, 3)
-        occ = F.grid_sample(voxels, grid.view(b, 1, P, n, 3), mode="bilinear",
-                            padding_mode="zeros", align_corners=False).view(b, P, n)
+        grid = torch.addcmul(
+            (2.0 * base).unsqueeze(2), offs.view(1, 1, n, 1), (2.0 * step).unsqueeze(2)
+        )  # (b, P, N, 3)
+        occ = F.grid_sample(
+            voxels, grid.view(b, 1, P, n, 3), mode="bilinear", padding_mode="zeros", align_corners=False
+        ).view(b, P, n)
         if valid is not None:
             occ = occ * valid.to(occ.dtype)
         return occ
@@ -326,10 +326,10 @@ def _run_chunked(
     rows = []
     for b0 in range(0, B, bc):
         parts = []
-        sl = [x[b0:b0 + bc] for x in tens]
+        sl = [x[b0 : b0 + bc] for x in tens]
         for p0 in range(0, npix, pc):
-            pix = cam.pix[p0:p0 + pc]
-            ex = [e[b0:b0 + bc, p0:p0 + pc] for e in extras]
+            pix = cam.pix[p0 : p0 + pc]
+            ex = [e[b0 : b0 + bc, p0 : p0 + pc] for e in extras]
             if need_grad and multi:
                 res = checkpoint(chunk, pix, *sl, *ex, use_reentrant=False)
             else:
@@ -421,8 +421,7 @@ def _check_mask(mask: torch.Tensor, name: str = "mask") -> None:
     if not isinstance(mask, torch.Tensor):
         raise ShapeError(f"{name}: expected a torch.Tensor, got {type(mask).__name__}")
     if mask.dim() != 4 or mask.shape[1] != 1 or min(mask.shape[2:], default=0) < 1:
-        raise ShapeError(f"{name}: expected shape (B, 1, H, W) with H, W >= 1, "
-                         f"got {tuple(mask.shape)}")
+        raise ShapeError(f"{name}: expected shape (B, 1, H, W) with H, W >= 1, got {tuple(mask.shape)}")
     check_finite(mask, name)
 
 
@@ -510,8 +509,7 @@ def projection_iou_loss(
     _check_mask(proj, "proj")
     _check_mask(mask)
     if proj.shape != mask.shape:
-        raise ShapeError(f"proj and mask: shapes differ, {tuple(proj.shape)} vs "
-                         f"{tuple(mask.shape)}")
+        raise ShapeError(f"proj and mask: shapes differ, {tuple(proj.shape)} vs {tuple(mask.shape)}")
     m = mask.to(proj)
     inter = (proj * m).flatten(1).sum(1)
     union = (proj + m + (inter.new_tensor(1.0) if literal else -1.0) * proj * m).flatten(1).sum(1)
@@ -583,9 +581,15 @@ class VoxelProjector(nn.Module):
         max_points: memory bound per chunk.
     """
 
-    def __init__(self, mode: str = "absorption", image_size: int | Sequence[int] = 64,
-                 n_samples: int = 64, K: torch.Tensor | None = None,
-                 scale: float | None = None, max_points: int = DEFAULT_MAX_POINTS):
+    def __init__(
+        self,
+        mode: str = "absorption",
+        image_size: int | Sequence[int] = 64,
+        n_samples: int = 64,
+        K: torch.Tensor | None = None,
+        scale: float | None = None,
+        max_points: int = DEFAULT_MAX_POINTS,
+    ):
         super().__init__()
         if mode not in _MODES:
             raise ShapeError(f"mode: expected one of {_MODES}, got {mode!r}")
@@ -596,21 +600,43 @@ class VoxelProjector(nn.Module):
     def forward(self, voxels, R, t, K=None, scale=None):
         if K is None and scale is None:
             K, scale = self.K, self.scale
-        return project_voxels(voxels, R, t, K, scale=scale, image_size=self.image_size,
-                              mode=self.mode, n_samples=self.n_samples,
-                              max_points=self.max_points)
+        return project_voxels(
+            voxels,
+            R,
+            t,
+            K,
+            scale=scale,
+            image_size=self.image_size,
+            mode=self.mode,
+            n_samples=self.n_samples,
+            max_points=self.max_points,
+        )
 
 
 class SelfConsistencyLoss(nn.Module):
     """Module form of :func:`self_consistency_loss` (paper 001's weights by default)."""
 
-    def __init__(self, n_samples: int = 64, lambda_ray: float = 10.0, lambda_proj: float = 0.25,
-                 max_points: int = DEFAULT_MAX_POINTS):
+    def __init__(
+        self,
+        n_samples: int = 64,
+        lambda_ray: float = 10.0,
+        lambda_proj: float = 0.25,
+        max_points: int = DEFAULT_MAX_POINTS,
+    ):
         super().__init__()
         self.n_samples, self.lambda_ray, self.lambda_proj = n_samples, lambda_ray, lambda_proj
         self.max_points = max_points
 
     def forward(self, voxels, R, t, K=None, mask=None, scale=None):
-        return self_consistency_loss(voxels, R, t, K, mask, scale=scale,
-                                     n_samples=self.n_samples, lambda_ray=self.lambda_ray,
-                                     lambda_proj=self.lambda_proj, max_points=self.max_points)
+        return self_consistency_loss(
+            voxels,
+            R,
+            t,
+            K,
+            mask,
+            scale=scale,
+            n_samples=self.n_samples,
+            lambda_ray=self.lambda_ray,
+            lambda_proj=self.lambda_proj,
+            max_points=self.max_points,
+        )

@@ -95,7 +95,11 @@ class Meshes:
         self.num_faces_per_mesh = torch.tensor([m.num_faces for m in meshes], device=device)
         self.verts_offsets = torch.cumsum(self.num_verts_per_mesh, 0) - self.num_verts_per_mesh
         self.faces_offsets = torch.cumsum(self.num_faces_per_mesh, 0) - self.num_faces_per_mesh
-        dtype = torch.promote_types(meshes[0].verts.dtype, torch.float32) if len({m.verts.dtype for m in meshes}) > 1 else meshes[0].verts.dtype
+        dtype = (
+            torch.promote_types(meshes[0].verts.dtype, torch.float32)
+            if len({m.verts.dtype for m in meshes}) > 1
+            else meshes[0].verts.dtype
+        )
         self.verts_packed = torch.cat([m.verts.to(device=device, dtype=dtype) for m in meshes], 0)
         self.faces_packed = torch.cat(
             [m.faces.to(device) + int(o) for m, o in zip(meshes, self.verts_offsets.tolist())], 0
@@ -434,7 +438,7 @@ def _read_off_triangles(path):
         return None
     try:
         verts = np.array(body[: 3 * nv], dtype=np.float64).reshape(nv, 3)
-        f = np.array(body[3 * nv:], dtype=np.int64).reshape(nf, 4)
+        f = np.array(body[3 * nv :], dtype=np.int64).reshape(nf, 4)
     except ValueError as exc:
         raise FileFormatError(f"{path}: corrupt OFF data ({exc})") from None
     if nf and not (f[:, 0] == 3).all():
@@ -521,9 +525,7 @@ def save_mesh(mesh: Mesh, path) -> None:
     ext = p.suffix.lower()
     if ext not in _MESH_EXTS:
         raise FileFormatError(f"{p}: unsupported mesh format {ext!r} (expected .obj, .off or .ply)")
-    tm = trimesh.Trimesh(
-        mesh.verts.detach().cpu().double().numpy(), mesh.faces.detach().cpu().numpy(), process=False
-    )
+    tm = trimesh.Trimesh(mesh.verts.detach().cpu().double().numpy(), mesh.faces.detach().cpu().numpy(), process=False)
     data = tm.export(file_type=_MESH_EXTS[ext])
     if isinstance(data, str):
         data = data.encode()

@@ -99,9 +99,7 @@ def _box(center: Sequence[float], extents: Sequence[float], rot: np.ndarray | No
 
 def _cyl(p0: Sequence[float], p1: Sequence[float], radius: float, sections: int = _SECTIONS):
     """Solid cylinder of ``radius`` from point ``p0`` to ``p1``."""
-    return trimesh.creation.cylinder(
-        radius=float(radius), segment=np.array([p0, p1], float), sections=sections
-    )
+    return trimesh.creation.cylinder(radius=float(radius), segment=np.array([p0, p1], float), sections=sections)
 
 
 def _ellipsoid(center: Sequence[float], radii: Sequence[float], subdivisions: int = 2):
@@ -247,9 +245,7 @@ def _build_chair(p: Params) -> list[trimesh.Trimesh]:
             tip = [0.95 * spoke * np.cos(a), foot_h / 2, 0.95 * spoke * np.sin(a)]
             parts.append(_cyl([tip[0], 0, tip[2]], [tip[0], foot_h * 1.4, tip[2]], 0.02, 10))
     else:
-        raise PoseshapeError(
-            f"chair: legs must be 'four', 'three' or 'pedestal', got {p['legs']!r}"
-        )
+        raise PoseshapeError(f"chair: legs must be 'four', 'three' or 'pedestal', got {p['legs']!r}")
     # back: a slab hinged at the seat's rear edge, leaning toward -Z by back_slant
     bt, bh, sl = p["back_thickness"], p["back_height"], p["back_slant"]
     back = trimesh.creation.box(extents=[w, bh + t, bt])
@@ -311,9 +307,7 @@ def _build_table(p: Params) -> list[trimesh.Trimesh]:
             corners = [(np.cos(a), np.sin(a)) for a in np.pi / 4 + np.arange(4) * np.pi / 2]
             corners = [(0.33 * w * cx, 0.33 * w * cz) for cx, cz in corners]
         else:
-            corners = [
-                (sx * (w / 2 - 2 * r), sz * (d / 2 - 2 * r)) for sx in (-1, 1) for sz in (-1, 1)
-            ]
+            corners = [(sx * (w / 2 - 2 * r), sz * (d / 2 - 2 * r)) for sx in (-1, 1) for sz in (-1, 1)]
         for x, z in corners:
             parts.append(_cyl([x, 0, z], [x, h - tt / 2, z], r, sections=12))
         if p["apron"]:
@@ -330,18 +324,10 @@ def _build_table(p: Params) -> list[trimesh.Trimesh]:
                         )
                     )
             else:
-                parts.append(
-                    _box([0, h - tt - ah / 2 + 0.005, d / 2 - 2 * r], [w - 4 * r, ah, 0.02])
-                )
-                parts.append(
-                    _box([0, h - tt - ah / 2 + 0.005, -d / 2 + 2 * r], [w - 4 * r, ah, 0.02])
-                )
-                parts.append(
-                    _box([w / 2 - 2 * r, h - tt - ah / 2 + 0.005, 0], [0.02, ah, d - 4 * r])
-                )
-                parts.append(
-                    _box([-w / 2 + 2 * r, h - tt - ah / 2 + 0.005, 0], [0.02, ah, d - 4 * r])
-                )
+                parts.append(_box([0, h - tt - ah / 2 + 0.005, d / 2 - 2 * r], [w - 4 * r, ah, 0.02]))
+                parts.append(_box([0, h - tt - ah / 2 + 0.005, -d / 2 + 2 * r], [w - 4 * r, ah, 0.02]))
+                parts.append(_box([w / 2 - 2 * r, h - tt - ah / 2 + 0.005, 0], [0.02, ah, d - 4 * r]))
+                parts.append(_box([-w / 2 + 2 * r, h - tt - ah / 2 + 0.005, 0], [0.02, ah, d - 4 * r]))
     elif p["legs"] == "pedestal":
         col = max(0.04, 2 * r)
         parts.append(_cyl([0, 0.02, 0], [0, h - tt / 2, 0], col))
@@ -399,11 +385,7 @@ def _build_sofa(p: Params) -> list[trimesh.Trimesh]:
     for k in range(n):  # seat cushions with a small gap between them
         x = -inner / 2 + (k + 0.5) * cw
         parts.append(_box([x, sh - 0.065, back_t / 2 + 0.01], [cw - 0.02, 0.13, D - back_t - 0.02]))
-    parts.append(
-        _box(
-            [0, lh + (base_h + 0.12 + bh) / 2, -D / 2 + back_t / 2], [L, base_h + 0.12 + bh, back_t]
-        )
-    )
+    parts.append(_box([0, lh + (base_h + 0.12 + bh) / 2, -D / 2 + back_t / 2], [L, base_h + 0.12 + bh, back_t]))
     if style != "none":
         # arms stay clearly below the top of the back
         top = sh + min({"box": 0.22, "rolled": 0.17, "low": 0.06}[style], bh - 0.15)
@@ -522,17 +504,14 @@ def _build_car(p: Params) -> list[trimesh.Trimesh]:
         bed_start = cz - clen / 2 - 0.05
         parts.append(
             _extrude_x(
-                [(z, y) for z, y in profile if z >= bed_start - 0.2]
-                + [(bed_start - 0.2, y0), (bed_start - 0.2, y1)],
+                [(z, y) for z, y in profile if z >= bed_start - 0.2] + [(bed_start - 0.2, y0), (bed_start - 0.2, y1)],
                 -W / 2,
                 W / 2,
             )
         )
         bed_len = bed_start + L / 2
         floor_y = y0 + 0.45 * bh
-        parts.append(
-            _box([0, (y0 + floor_y) / 2, -L / 2 + bed_len / 2], [W, floor_y - y0, bed_len])
-        )
+        parts.append(_box([0, (y0 + floor_y) / 2, -L / 2 + bed_len / 2], [W, floor_y - y0, bed_len]))
         wall_t = 0.06
         for sx in (-1, 1):
             parts.append(
@@ -687,9 +666,7 @@ def _build_aeroplane(p: Params) -> list[trimesh.Trimesh]:
                 le = root_le - f * half * np.tan(sweep)
                 y = wy + f * half * np.tan(p["dihedral"]) - thick / 2 - 0.9 * er
                 parts.append(_cyl([x, y, le + 0.35 * el], [x, y, le - 0.65 * el], er, sections=16))
-                parts.append(
-                    _box([x, y + 0.6 * er, le - 0.25 * el], [0.15 * er, 1.5 * er, 0.5 * el])
-                )
+                parts.append(_box([x, y + 0.6 * er, le - 0.25 * el], [0.15 * er, 1.5 * er, 0.5 * el]))
     return parts
 
 
@@ -709,9 +686,7 @@ _MONITOR_DEFAULTS: Params = {
 def _sample_monitor(rng: np.random.Generator) -> Params:
     crt = bool(rng.random() < 0.2)
     return {
-        "aspect": float(_choice(rng, [4 / 3, 16 / 10, 16 / 9, 21 / 9], p=[0.3, 0.25, 0.35, 0.1]))
-        if not crt
-        else 4 / 3,
+        "aspect": float(_choice(rng, [4 / 3, 16 / 10, 16 / 9, 21 / 9], p=[0.3, 0.25, 0.35, 0.1])) if not crt else 4 / 3,
         "screen_width": _u(rng, 0.4, 0.8),
         "depth": _u(rng, 0.3, 0.45) if crt else _u(rng, 0.02, 0.06),
         "crt": crt,
@@ -758,16 +733,12 @@ def _build_monitor(p: Params) -> list[trimesh.Trimesh]:
     zc = -dep / 2 if not p["crt"] else -dep * 0.4  # the stand's column sits behind the screen
     if stand == "pedestal":
         parts.append(_box([0, base_t / 2, zc], [0.45 * sw, base_t, max(0.18, 0.5 * dep + 0.12)]))
-        parts.append(
-            _box([0, (base_t + cy) / 2, zc - 0.04], [0.08 * sw + 0.02, cy - base_t / 2, 0.03])
-        )
+        parts.append(_box([0, (base_t + cy) / 2, zc - 0.04], [0.08 * sw + 0.02, cy - base_t / 2, 0.03]))
     elif stand == "feet":
         for sx in (-1, 1):
             x = sx * 0.38 * sw
             parts.append(_box([x, base_t / 2, zc], [0.05, base_t, max(0.2, dep + 0.1)]))
-            parts.append(
-                _box([x, (base_t + cy - 0.3 * sh) / 2, zc - 0.01], [0.03, cy - 0.3 * sh, 0.03])
-            )
+            parts.append(_box([x, (base_t + cy - 0.3 * sh) / 2, zc - 0.01], [0.03, cy - 0.3 * sh, 0.03]))
     elif stand == "arm":  # a desk-clamp arm: a post behind the screen and a horizontal link
         parts.append(_cyl([0, 0, zc - 0.25], [0, cy, zc - 0.25], 0.02, 12))
         parts.append(_cyl([0, 0, zc - 0.25], [0, base_t, zc - 0.25], 0.08, 20))
@@ -820,9 +791,7 @@ def _build_bench(p: Params) -> list[trimesh.Trimesh]:
     else:
         for sx in (-1, 1):
             for sz in (-1, 1):
-                parts.append(
-                    _box([sx * (L / 2 - 0.06), top / 2, sz * (D / 2 - 0.04)], [0.05, top, 0.05])
-                )
+                parts.append(_box([sx * (L / 2 - 0.06), top / 2, sz * (D / 2 - 0.04)], [0.05, top, 0.05]))
     if p["back"]:
         bh = p["back_height"]
         back = trimesh.creation.box(extents=[L, bh, 0.04])
@@ -830,9 +799,7 @@ def _build_bench(p: Params) -> list[trimesh.Trimesh]:
         back.apply_translation([0, h + t + 0.05 + bh / 2, -D / 2 + 0.02])
         parts.append(back)
         for sx in (-1, 1):
-            parts.append(
-                _box([sx * (L / 2 - 0.1), h + t + 0.05, -D / 2 + 0.02], [0.05, 0.16, 0.04])
-            )
+            parts.append(_box([sx * (L / 2 - 0.1), h + t + 0.05, -D / 2 + 0.02], [0.05, 0.16, 0.04]))
     return parts
 
 
@@ -848,9 +815,7 @@ _LAMP_DEFAULTS: Params = {
 
 def _sample_lamp(rng: np.random.Generator) -> Params:
     kind = _choice(rng, ["floor", "table", "desk"], p=[0.35, 0.35, 0.3])
-    height = {"floor": _u(rng, 1.3, 1.8), "table": _u(rng, 0.4, 0.7), "desk": _u(rng, 0.4, 0.6)}[
-        kind
-    ]
+    height = {"floor": _u(rng, 1.3, 1.8), "table": _u(rng, 0.4, 0.7), "desk": _u(rng, 0.4, 0.6)}[kind]
     return {
         "kind": kind,
         "height": height,
@@ -1046,9 +1011,7 @@ def _category(category: str) -> _Category:
     try:
         return _REGISTRY[category]
     except (KeyError, TypeError):
-        raise PoseshapeError(
-            f"unknown procedural category {category!r}; known: {list(CATEGORIES)}"
-        ) from None
+        raise PoseshapeError(f"unknown procedural category {category!r}; known: {list(CATEGORIES)}") from None
 
 
 def param_names(category: str) -> tuple[str, ...]:
@@ -1084,9 +1047,7 @@ def _resolve(category: str, params: Params | None) -> Params:
     if params:
         unknown = sorted(set(params) - set(full))
         if unknown:
-            raise PoseshapeError(
-                f"{category}: unknown parameter(s) {unknown}; valid: {sorted(full)}"
-            )
+            raise PoseshapeError(f"{category}: unknown parameter(s) {unknown}; valid: {sorted(full)}")
         full.update(params)
     return full
 
@@ -1142,9 +1103,7 @@ class ProceduralShapes:
     :class:`poseshape.data.collections.MeshCollection` for caching).
     """
 
-    def __init__(
-        self, categories: Sequence[str] | None = None, per_category: int = 10, seed: int = 0
-    ) -> None:
+    def __init__(self, categories: Sequence[str] | None = None, per_category: int = 10, seed: int = 0) -> None:
         cats = tuple(CATEGORIES if categories is None else categories)
         for c in cats:
             _category(c)

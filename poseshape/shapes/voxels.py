@@ -54,7 +54,9 @@ def voxel_centers(resolution: int | tuple[int, int, int], dtype=None, device=Non
 # =========================================================================== voxelize
 
 
-def _parity_votes(tri: np.ndarray, R: int, axis: int, chunk: int = 2_000_000, dedup_tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+def _parity_votes(
+    tri: np.ndarray, R: int, axis: int, chunk: int = 2_000_000, dedup_tol: float = 1e-4
+) -> tuple[np.ndarray, np.ndarray]:
     """Ray parity along ``axis`` (0=x, 1=y, 2=z) through voxel centres.
 
     Returns two boolean ``(R, R, R)`` grids in ``(z, y, x)`` index order: inside by the
@@ -292,8 +294,7 @@ def read_binvox(path) -> tuple[torch.Tensor, BinvoxHeader]:
     n = dims[0] * dims[1] * dims[2]
     if counts.sum() != n:
         raise FileFormatError(
-            f"{p}: binvox run-lengths cover {int(counts.sum())} voxels, expected {n} "
-            "(truncated or corrupt file)"
+            f"{p}: binvox run-lengths cover {int(counts.sum())} voxels, expected {n} (truncated or corrupt file)"
         )
     if (values > 1).any():
         raise FileFormatError(f"{p}: corrupt binvox data (run values must be 0 or 1)")
@@ -337,8 +338,7 @@ def write_binvox(grid, path, translate=(0.0, 0.0, 0.0), scale: float = 1.0) -> N
     body[0::2], body[1::2] = vals, runs
     t = [float(x) for x in translate]
     header = (
-        f"#binvox 1\ndim {R} {R} {R}\ntranslate {t[0]:.9g} {t[1]:.9g} {t[2]:.9g}\n"
-        f"scale {float(scale):.9g}\ndata\n"
+        f"#binvox 1\ndim {R} {R} {R}\ntranslate {t[0]:.9g} {t[1]:.9g} {t[2]:.9g}\nscale {float(scale):.9g}\ndata\n"
     ).encode()
     atomic_write(path, header + body.tobytes())
 

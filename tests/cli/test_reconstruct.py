@@ -8,7 +8,6 @@ re-projection covers the input mask.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import re
 
@@ -20,11 +19,15 @@ from PIL import Image
 
 from poseshape.cli.main import main
 from poseshape.cli.reconstruct import output_folders
-from poseshape.engine.reconstruct import load_input, reconstruct_image
 from poseshape.engine.output import FILE_NAMES
+from poseshape.engine.reconstruct import load_input, reconstruct_image
 
 OracleConfig, OraclePredictor, make_scene, mesh_reprojection_iou = (
-    hp.OracleConfig, hp.OraclePredictor, hp.make_scene, hp.mesh_reprojection_iou)
+    hp.OracleConfig,
+    hp.OraclePredictor,
+    hp.make_scene,
+    hp.mesh_reprojection_iou,
+)
 oracle_checkpoint, refine6dof_run = hp.oracle_checkpoint, hp.refine6dof_run  # fixtures
 
 
@@ -60,8 +63,21 @@ def test_reconstruct_with_mask_writes_aligned_files(tmp_path, files, scene, orac
     import trimesh
 
     out = tmp_path / "out"
-    rc, so, se = _run(["reconstruct", str(files / "car.png"), "--mask", str(files / "car_mask.png"),
-                       "--checkpoint", str(oracle_checkpoint), "--out", str(out), "--device", "cpu"], capsys)
+    rc, so, se = _run(
+        [
+            "reconstruct",
+            str(files / "car.png"),
+            "--mask",
+            str(files / "car_mask.png"),
+            "--checkpoint",
+            str(oracle_checkpoint),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert rc == 0, se
     assert sorted(p.name for p in out.iterdir()) == sorted(FILE_NAMES.values())
     for name in FILE_NAMES.values():
@@ -77,8 +93,21 @@ def test_reconstruct_with_mask_writes_aligned_files(tmp_path, files, scene, orac
 def test_reconstruct_rgba_uses_alpha_and_several_images(tmp_path, files, scene, oracle_checkpoint, capsys):
     out = tmp_path / "out"
     imgs = [files / "car_rgba.png", files / "car_grey.png", files / "car.png"]
-    rc, _, se = _run(["reconstruct", *map(str, imgs), "--checkpoint", str(oracle_checkpoint),
-                       "--method", "t_oracle", "--out", str(out), "--device", "cpu"], capsys)
+    rc, _, se = _run(
+        [
+            "reconstruct",
+            *map(str, imgs),
+            "--checkpoint",
+            str(oracle_checkpoint),
+            "--method",
+            "t_oracle",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert rc == 0, se
     assert sorted(p.name for p in out.iterdir()) == ["car", "car_grey", "car_rgba"]
     rgba = json.loads((out / "car_rgba" / "pose.json").read_text())
@@ -96,7 +125,7 @@ def test_reconstruct_image_function_and_folders(tmp_path, files, scene):
     pr.method = "oracle"
     res = reconstruct_image(pr, files / "car.png", files / "car_mask.png", tmp_path / "r")
     assert set(res) == set(FILE_NAMES)
-    (img, masks), = pr.calls  # the predictor got the S x S crop and its mask
+    ((img, masks),) = pr.calls  # the predictor got the S x S crop and its mask
     assert img.shape == (1, 3, 64, 64) and masks.shape == (1, 1, 64, 64)
     item = load_input(files / "car_rgba.png")
     assert item.mask_source == "alpha" and torch.equal(item.mask, scene["mask"])
@@ -117,23 +146,47 @@ def _bad_inputs(d, tmp_path, ckpt):
         "unreadable": ([str(d / "notes.png")], r"notes\.png: cannot read the image"),
         "corrupt": ([str(d / "trunc.png")], r"trunc\.png: corrupt or truncated"),
         "missing image": ([str(d / "nope.png")], r"nope\.png: image file not found"),
-        "mask size": ([img, "--mask", str(d / "small_mask.png")], r"mask is 30x20 pixels but the image .*car\.png is 211x157"),
+        "mask size": (
+            [img, "--mask", str(d / "small_mask.png")],
+            r"mask is 30x20 pixels but the image .*car\.png is 211x157",
+        ),
         "empty mask": ([img, "--mask", str(d / "empty_mask.png")], r"empty_mask\.png: the mask is empty"),
         "mask count": ([img, img, "--mask", m], r"got 1 mask\(s\) for 2 image\(s\)"),
-        "missing checkpoint": ([img, "--checkpoint", str(tmp_path / "none.pt")], r"none\.pt: checkpoint file not found"),
-        "other method": ([img, "--checkpoint", str(ckpt), "--method", "reproject"],
-                         r"checkpoint is for method 't_oracle', expected 'reproject'"),
+        "missing checkpoint": (
+            [img, "--checkpoint", str(tmp_path / "none.pt")],
+            r"none\.pt: checkpoint file not found",
+        ),
+        "other method": (
+            [img, "--checkpoint", str(ckpt), "--method", "reproject"],
+            r"checkpoint is for method 't_oracle', expected 'reproject'",
+        ),
         "no default": ([img, "--method", "t_oracle"], r"no default model for method 't_oracle'.*poseshape train"),
-        "out is a file": ([img, "--checkpoint", str(ckpt), "--out-override", str(tmp_path / "afile")],
-                          r"exists and is not a folder"),
+        "out is a file": (
+            [img, "--checkpoint", str(ckpt), "--out-override", str(tmp_path / "afile")],
+            r"exists and is not a folder",
+        ),
         "refine without mask": ([img, "--refine"], r"car\.png: --refine needs an object mask"),
         "bad refine steps": ([img, "--mask", m, "--refine-steps", "0"], r"RefineConfig\.steps"),
     }
 
 
-@pytest.mark.parametrize("case", ["unreadable", "corrupt", "missing image", "mask size", "empty mask",
-                                  "mask count", "missing checkpoint", "other method", "no default",
-                                  "out is a file", "refine without mask", "bad refine steps"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unreadable",
+        "corrupt",
+        "missing image",
+        "mask size",
+        "empty mask",
+        "mask count",
+        "missing checkpoint",
+        "other method",
+        "no default",
+        "out is a file",
+        "refine without mask",
+        "bad refine steps",
+    ],
+)
 def test_reconstruct_bad_inputs_fail_cleanly(case, tmp_path, files, oracle_checkpoint, capsys):
     args, pattern = _bad_inputs(files, tmp_path, oracle_checkpoint)[case]
     out = tmp_path / "out"
@@ -180,10 +233,13 @@ def test_reconstruct_refine_improves_mask_iou_with_the_shipped_model(tmp_path, c
     torch.set_num_threads(1)  # see tests/conftest.py::one_thread
     pairs = _procedural_photos(tmp_path)
     imgs, masks = [str(p) for p, _ in pairs], [str(m) for _, m in pairs]
-    rc, _, se = _run(["reconstruct", *imgs, "--mask", *masks, "--out", str(tmp_path / "plain"), "--device", "cpu"], capsys)
+    rc, _, se = _run(
+        ["reconstruct", *imgs, "--mask", *masks, "--out", str(tmp_path / "plain"), "--device", "cpu"], capsys
+    )
     assert rc == 0, se
-    rc, _, se = _run(["reconstruct", *imgs, "--mask", *masks, "--refine", "--out", str(tmp_path / "ref"),
-                      "--device", "cpu"], capsys)
+    rc, _, se = _run(
+        ["reconstruct", *imgs, "--mask", *masks, "--refine", "--out", str(tmp_path / "ref"), "--device", "cpu"], capsys
+    )
     assert rc == 0, se
     before, after = [], []
     for ip, mp in pairs:
@@ -235,8 +291,9 @@ def _spy_calls(monkeypatch):
     return calls
 
 
-def test_reconstruct_full_frame_predictor_sees_the_uncropped_image(tmp_path, wide_render, refine6dof_run,
-                                                                   monkeypatch, capsys):
+def test_reconstruct_full_frame_predictor_sees_the_uncropped_image(
+    tmp_path, wide_render, refine6dof_run, monkeypatch, capsys
+):
     import torch.nn.functional as F
 
     from poseshape.engine.inputs import crop_to_square, read_image, read_mask
@@ -244,10 +301,23 @@ def test_reconstruct_full_frame_predictor_sees_the_uncropped_image(tmp_path, wid
     ip, mp = wide_render
     calls = _spy_calls(monkeypatch)
     out = tmp_path / "out"
-    rc, _, se = _run(["reconstruct", str(ip), "--mask", str(mp), "--checkpoint", str(refine6dof_run / "last.pt"),
-                      "--out", str(out), "--device", "cpu"], capsys)
+    rc, _, se = _run(
+        [
+            "reconstruct",
+            str(ip),
+            "--mask",
+            str(mp),
+            "--checkpoint",
+            str(refine6dof_run / "last.pt"),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert rc == 0, se
-    (img, masks), = calls
+    ((img, masks),) = calls
     # the whole 57 x 41 image padded (white) to a 57 x 57 square, resized to the model's 32 x 32
     image, _ = read_image(ip)
     full, _, box = crop_to_square(image, None, size=32)
@@ -276,13 +346,28 @@ def test_reconstruct_full_frame_predictor_sees_the_uncropped_image(tmp_path, wid
     assert Image.open(out / "overlay.png").size == (57, 41)
 
 
-def test_reconstruct_full_frame_refine_uses_the_methods_own_refinement(tmp_path, wide_render, refine6dof_run,
-                                                                        capsys):
+def test_reconstruct_full_frame_refine_uses_the_methods_own_refinement(tmp_path, wide_render, refine6dof_run, capsys):
     ip, mp = wide_render
     ck = str(refine6dof_run / "last.pt")
     out = tmp_path / "out"
-    rc, _, se = _run(["reconstruct", str(ip), "--mask", str(mp), "--checkpoint", ck, "--refine", "--refine-starts",
-                      "4", "--out", str(out), "--device", "cpu"], capsys)
+    rc, _, se = _run(
+        [
+            "reconstruct",
+            str(ip),
+            "--mask",
+            str(mp),
+            "--checkpoint",
+            ck,
+            "--refine",
+            "--refine-starts",
+            "4",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert rc == 0, se
     pose = json.loads((out / "pose.json").read_text())
     r = pose["refine"]
@@ -294,8 +379,9 @@ def test_reconstruct_full_frame_refine_uses_the_methods_own_refinement(tmp_path,
     assert pose["camera"]["kind"] == "pinhole"
 
 
-def test_reconstruct_refuses_refine_when_not_refinable_and_vanishing_masks(tmp_path, wide_render,
-                                                                                   refine6dof_run, capsys):
+def test_reconstruct_refuses_refine_when_not_refinable_and_vanishing_masks(
+    tmp_path, wide_render, refine6dof_run, capsys
+):
     from poseshape.core.errors import PoseshapeError
     from poseshape.engine.predictor import load_predictor
 
@@ -313,7 +399,22 @@ def test_reconstruct_refuses_refine_when_not_refinable_and_vanishing_masks(tmp_p
     dot = np.zeros((300, 300), np.uint8)
     dot[150, 150] = 255
     Image.fromarray(dot).save(tmp_path / "dot.png")
-    rc, _, se = _run(["reconstruct", str(ip), str(tmp_path / "big.png"), "--mask", str(mp), str(tmp_path / "dot.png"),
-                      "--checkpoint", ck, "--out", str(out), "--device", "cpu"], capsys)
+    rc, _, se = _run(
+        [
+            "reconstruct",
+            str(ip),
+            str(tmp_path / "big.png"),
+            "--mask",
+            str(mp),
+            str(tmp_path / "dot.png"),
+            "--checkpoint",
+            ck,
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert rc == 2 and re.search(r"dot\.png: the object is too small .* 300x300 .* 32x32", se), se
     assert not out.exists()  # checked before the first image was written

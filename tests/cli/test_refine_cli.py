@@ -14,9 +14,9 @@ from PIL import Image
 from poseshape.cli.main import main
 from poseshape.cli.refine import FILE_NAMES, load_pose_json
 from poseshape.core.errors import FileFormatError
+from poseshape.engine.refine import hard_silhouettes
 from poseshape.geometry.camera import viewpoint_to_pose
 from poseshape.geometry.rotations import geodesic_distance
-from poseshape.engine.refine import hard_silhouettes
 from poseshape.shapes.meshes import save_mesh
 from poseshape.shapes.procedural import generate
 
@@ -44,8 +44,9 @@ def scene(tmp_path_factory):
     Image.fromarray(img).save(d / "photo.png")
     # a reconstruct-style pose.json: the true rotation turned by 25 deg in azimuth, scale 10 % off
     R0, _ = viewpoint_to_pose(torch.tensor([(AZ + 25) * DEG]), torch.tensor([EL * DEG]), torch.zeros(1), torch.ones(1))
-    (d / "pose.json").write_text(json.dumps({"R": R0[0].tolist(), "weak_perspective": {"scale": s * 1.1,
-                                                                                       "t2": [86.0, 47.0]}}))
+    (d / "pose.json").write_text(
+        json.dumps({"R": R0[0].tolist(), "weak_perspective": {"scale": s * 1.1, "t2": [86.0, 47.0]}})
+    )
     from poseshape.shapes.voxels import voxelize
 
     vox = voxelize(mesh.to(torch.float64), 32).float().numpy()
@@ -62,9 +63,26 @@ def _run(argv, capsys):
 def test_refine_from_pose_json_writes_every_file(tmp_path, scene, capsys):
     d = scene["dir"]
     out = tmp_path / "out"
-    rc, so, se = _run(["refine", "--mask", str(d / "mask.png"), "--mesh", str(d / "car.obj"), "--pose",
-                       str(d / "pose.json"), "--image", str(d / "photo.png"), "--starts", "4", "--set", "keep=3",
-                       "--out", str(out)], capsys)
+    rc, so, se = _run(
+        [
+            "refine",
+            "--mask",
+            str(d / "mask.png"),
+            "--mesh",
+            str(d / "car.obj"),
+            "--pose",
+            str(d / "pose.json"),
+            "--image",
+            str(d / "photo.png"),
+            "--starts",
+            "4",
+            "--set",
+            "keep=3",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert rc == 0, se
     assert sorted(p.name for p in out.iterdir()) == sorted(FILE_NAMES.values())
     rec = json.loads((out / "pose.json").read_text())
@@ -85,8 +103,15 @@ def test_refine_from_pose_json_writes_every_file(tmp_path, scene, capsys):
     again = load_pose_json(out / "pose.json")
     assert again["scale"] == pytest.approx(rec["weak_perspective"]["scale"])
     mesh, _ = generate("car", 2)
-    sil = hard_silhouettes(mesh.verts.double()[None], mesh.faces, again["R"][None], again["t"][None], None,
-                           torch.tensor([again["scale"]]), (110, 150))[0, 0]
+    sil = hard_silhouettes(
+        mesh.verts.double()[None],
+        mesh.faces,
+        again["R"][None],
+        again["t"][None],
+        None,
+        torch.tensor([again["scale"]]),
+        (110, 150),
+    )[0, 0]
     inter, union = float((sil * scene["mask"]).sum()), float(((sil + scene["mask"]) > 0).sum())
     assert inter / union > 0.9
 
@@ -94,9 +119,26 @@ def test_refine_from_pose_json_writes_every_file(tmp_path, scene, capsys):
 def test_refine_voxels_and_viewpoint_start(tmp_path, scene, capsys):
     d = scene["dir"]
     out = tmp_path / "vox"
-    rc, _, se = _run(["refine", "--mask", str(d / "mask.png"), "--voxels", str(d / "posed_voxels.npz"),
-                      "--azimuth", str(AZ - 20), "--elevation", str(EL), "--steps", "20", "--starts", "3",
-                      "--out", str(out)], capsys)
+    rc, _, se = _run(
+        [
+            "refine",
+            "--mask",
+            str(d / "mask.png"),
+            "--voxels",
+            str(d / "posed_voxels.npz"),
+            "--azimuth",
+            str(AZ - 20),
+            "--elevation",
+            str(EL),
+            "--steps",
+            "20",
+            "--starts",
+            "3",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert rc == 0, se
     rec = json.loads((out / "pose.json").read_text())
     assert rec["iou"] > 0.85
@@ -107,9 +149,30 @@ def test_refine_voxels_and_viewpoint_start(tmp_path, scene, capsys):
 def test_refine_pinhole_start(tmp_path, scene, capsys):
     d = scene["dir"]
     out = tmp_path / "pin"
-    rc, _, se = _run(["refine", "--mask", str(d / "mask.png"), "--mesh", str(d / "car.obj"), "--azimuth", str(AZ + 10),
-                      "--elevation", str(EL), "--focal", "180", "--distance", "2.5", "--steps", "20",
-                      "--starts", "2", "--out", str(out)], capsys)
+    rc, _, se = _run(
+        [
+            "refine",
+            "--mask",
+            str(d / "mask.png"),
+            "--mesh",
+            str(d / "car.obj"),
+            "--azimuth",
+            str(AZ + 10),
+            "--elevation",
+            str(EL),
+            "--focal",
+            "180",
+            "--distance",
+            "2.5",
+            "--steps",
+            "20",
+            "--starts",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert rc == 0, se
     rec = json.loads((out / "pose.json").read_text())
     assert "K" in rec and rec["iou"] > 0.8
@@ -117,44 +180,88 @@ def test_refine_pinhole_start(tmp_path, scene, capsys):
 
 def _bad(d, tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
-    (tmp_path / "norot.json").write_text(json.dumps({"R": [[2, 0, 0], [0, 1, 0], [0, 0, 1]],
-                                                     "weak_perspective": {"scale": 1, "t2": [0, 0]}}))
+    (tmp_path / "norot.json").write_text(
+        json.dumps({"R": [[2, 0, 0], [0, 1, 0], [0, 0, 1]], "weak_perspective": {"scale": 1, "t2": [0, 0]}})
+    )
     (tmp_path / "nocam.json").write_text(json.dumps({"R": np.eye(3).tolist()}))
-    (tmp_path / "nan.json").write_text('{"R": [[NaN, 0, 0], [0, 1, 0], [0, 0, 1]], "weak_perspective": '
-                                       '{"scale": 1, "t2": [0, 0]}}')
+    (tmp_path / "nan.json").write_text(
+        '{"R": [[NaN, 0, 0], [0, 1, 0], [0, 0, 1]], "weak_perspective": {"scale": 1, "t2": [0, 0]}}'
+    )
     Image.fromarray(np.zeros((110, 150), np.uint8)).save(tmp_path / "empty.png")
     (tmp_path / "v.npz").write_bytes(b"not a zip")
     np.savez(tmp_path / "nogrid.npz", other=np.zeros(3))
     (tmp_path / "afile").write_text("x")
     m, mesh, pose = str(d / "mask.png"), str(d / "car.obj"), str(d / "pose.json")
     return {
-        "missing mask": (["--mask", str(tmp_path / "no.png"), "--mesh", mesh, "--pose", pose], r"no\.png: mask file not found"),
-        "missing mesh": (["--mask", m, "--mesh", str(tmp_path / "no.obj"), "--pose", pose], r"no\.obj: no such mesh file"),
-        "missing pose": (["--mask", m, "--mesh", mesh, "--pose", str(tmp_path / "no.json")], r"no\.json: pose file not found"),
-        "corrupt pose": (["--mask", m, "--mesh", mesh, "--pose", str(tmp_path / "bad.json")], r"bad\.json: not a valid pose JSON"),
+        "missing mask": (
+            ["--mask", str(tmp_path / "no.png"), "--mesh", mesh, "--pose", pose],
+            r"no\.png: mask file not found",
+        ),
+        "missing mesh": (
+            ["--mask", m, "--mesh", str(tmp_path / "no.obj"), "--pose", pose],
+            r"no\.obj: no such mesh file",
+        ),
+        "missing pose": (
+            ["--mask", m, "--mesh", mesh, "--pose", str(tmp_path / "no.json")],
+            r"no\.json: pose file not found",
+        ),
+        "corrupt pose": (
+            ["--mask", m, "--mesh", mesh, "--pose", str(tmp_path / "bad.json")],
+            r"bad\.json: not a valid pose JSON",
+        ),
         "not rotation": (["--mask", m, "--mesh", mesh, "--pose", str(tmp_path / "norot.json")], r"R is not a rotation"),
         "no camera": (["--mask", m, "--mesh", mesh, "--pose", str(tmp_path / "nocam.json")], r"no camera"),
         "nan pose": (["--mask", m, "--mesh", mesh, "--pose", str(tmp_path / "nan.json")], r"R contains NaN"),
         "no start": (["--mask", m, "--mesh", mesh], r"no starting pose"),
         "both starts": (["--mask", m, "--mesh", mesh, "--pose", pose, "--azimuth", "3"], r"either --pose or --azimuth"),
         "empty mask": (["--mask", str(tmp_path / "empty.png"), "--mesh", mesh, "--pose", pose], r"the mask is empty"),
-        "bad voxels": (["--mask", m, "--voxels", str(tmp_path / "v.npz"), "--pose", pose], r"v\.npz: cannot read the voxel file"),
+        "bad voxels": (
+            ["--mask", m, "--voxels", str(tmp_path / "v.npz"), "--pose", pose],
+            r"v\.npz: cannot read the voxel file",
+        ),
         "no grid": (["--mask", m, "--voxels", str(tmp_path / "nogrid.npz"), "--pose", pose], r"no 'aligned'"),
         "bad steps": (["--mask", m, "--mesh", mesh, "--pose", pose, "--steps", "0"], r"RefineConfig\.steps"),
-        "bad set": (["--mask", m, "--mesh", mesh, "--pose", pose, "--set", "select_margn=0"],
-                    r"unknown config key 'select_margn' for RefineConfig"),
-        "bad set value": (["--mask", m, "--mesh", mesh, "--pose", pose, "--set", "select_margin=-1"],
-                          r"RefineConfig\.select_margin"),
-        "cannot cover": (["--mask", m, "--mesh", mesh, "--azimuth", "0", "--focal", "5"], r"cannot cover the mask|outside"),
-        "out is a file": (["--mask", m, "--mesh", mesh, "--pose", pose, "--out-override", str(tmp_path / "afile")],
-                          r"exists and is not a folder"),
+        "bad set": (
+            ["--mask", m, "--mesh", mesh, "--pose", pose, "--set", "select_margn=0"],
+            r"unknown config key 'select_margn' for RefineConfig",
+        ),
+        "bad set value": (
+            ["--mask", m, "--mesh", mesh, "--pose", pose, "--set", "select_margin=-1"],
+            r"RefineConfig\.select_margin",
+        ),
+        "cannot cover": (
+            ["--mask", m, "--mesh", mesh, "--azimuth", "0", "--focal", "5"],
+            r"cannot cover the mask|outside",
+        ),
+        "out is a file": (
+            ["--mask", m, "--mesh", mesh, "--pose", pose, "--out-override", str(tmp_path / "afile")],
+            r"exists and is not a folder",
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["missing mask", "missing mesh", "missing pose", "corrupt pose", "not rotation",
-                                  "no camera", "nan pose", "no start", "both starts", "empty mask", "bad voxels",
-                                  "no grid", "bad steps", "bad set", "bad set value", "cannot cover",
-                                  "out is a file"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing mask",
+        "missing mesh",
+        "missing pose",
+        "corrupt pose",
+        "not rotation",
+        "no camera",
+        "nan pose",
+        "no start",
+        "both starts",
+        "empty mask",
+        "bad voxels",
+        "no grid",
+        "bad steps",
+        "bad set",
+        "bad set value",
+        "cannot cover",
+        "out is a file",
+    ],
+)
 def test_refine_bad_inputs_exit_2_and_write_nothing(case, tmp_path, scene, capsys):
     args, pattern = _bad(scene["dir"], tmp_path)[case]
     out = tmp_path / "out"

@@ -33,8 +33,10 @@ def photo(tmp_path, refine6dof_run):
     images, masks = hp.refine6dof_renders(refine6dof_run)
     m = masks.flatten(1)
     # the pair whose second object hides the least of the first one (both stay large)
-    best = max(((a, b) for a in range(len(m)) for b in range(len(m)) if a != b),
-               key=lambda ab: min(float((m[ab[0]] * (1 - m[ab[1]])).sum()), float(m[ab[1]].sum())))
+    best = max(
+        ((a, b) for a in range(len(m)) for b in range(len(m)) if a != b),
+        key=lambda ab: min(float((m[ab[0]] * (1 - m[ab[1]])).sum()), float(m[ab[1]].sum())),
+    )
     a, b = best
     img = torch.ones(3, 32, 40)
     img[:, :, :32] = images[a] * (1 - masks[b]) + images[b] * masks[b]
@@ -49,8 +51,12 @@ def photo(tmp_path, refine6dof_run):
         Image.fromarray((mm.numpy() > 0.5).astype(np.uint8) * 255).save(d / name)
     labels = (ma.numpy() > 0.5) * 3 + (mb.numpy() > 0.5) * 7  # disjoint: a -> 3, b -> 7
     Image.fromarray(labels.astype(np.uint8)).save(d / "labels.png")
-    return {"dir": d, "image": d / "street.png", "masks": [d / "car_a.png", d / "car_b.png"],
-            "labels": d / "labels.png"}
+    return {
+        "dir": d,
+        "image": d / "street.png",
+        "masks": [d / "car_a.png", d / "car_b.png"],
+        "labels": d / "labels.png",
+    }
 
 
 def _run(argv, capsys):
@@ -80,9 +86,9 @@ def _placed_medoids(ckpt, objects, flip) -> list[np.ndarray]:
 
 def test_scene_glb_places_each_medoid_by_its_predicted_pose(tmp_path, photo, refine6dof_run, monkeypatch, capsys):
     from poseshape.cli.reconstruct import predictor_square
-    from poseshape.methods.refine6dof.predictor import Refine6DofPredictor
     from poseshape.engine.inputs import read_image, read_mask
     from poseshape.engine.predictor import load_predictor
+    from poseshape.methods.refine6dof.predictor import Refine6DofPredictor
 
     calls, original = [], Refine6DofPredictor.predict
 
@@ -93,8 +99,21 @@ def test_scene_glb_places_each_medoid_by_its_predicted_pose(tmp_path, photo, ref
     monkeypatch.setattr(Refine6DofPredictor, "predict", spy)
     ck = refine6dof_run / "last.pt"
     out = tmp_path / "out" / "scene.glb"  # the folder is created
-    rc, so, se = _run(["scene", str(photo["image"]), "--mask", *map(str, photo["masks"]), "--checkpoint", str(ck),
-                       "--out", str(out), "--device", "cpu"], capsys)  # --isolate is the default
+    rc, so, se = _run(
+        [
+            "scene",
+            str(photo["image"]),
+            "--mask",
+            *map(str, photo["masks"]),
+            "--checkpoint",
+            str(ck),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )  # --isolate is the default
     assert rc == 0, se
     assert "warning" not in se
     js = out.with_suffix(".json")
@@ -112,11 +131,11 @@ def test_scene_glb_places_each_medoid_by_its_predicted_pose(tmp_path, photo, ref
     nodes = _nodes(out)
     assert len(nodes) == 2
     for i, want in enumerate(_placed_medoids(ck, objs, _GLTF)):
-        (name, got), = [(n, v) for n, v in nodes.items() if n.startswith(f"object_{i}_")]
+        ((name, got),) = [(n, v) for n, v in nodes.items() if n.startswith(f"object_{i}_")]
         assert got.shape == want.shape and np.abs(got - want).max() < 1e-5, name
     # one batched call on the whole frame padded to a square, white outside each object's mask
     # (--isolate), with that object's mask
-    (images, masks), = calls
+    ((images, masks),) = calls
     pr = load_predictor(ck, device="cpu")
     image, _ = read_image(photo["image"])
     ms = [read_mask(p) for p in photo["masks"]]
@@ -136,16 +155,33 @@ def test_scene_glb_places_each_medoid_by_its_predicted_pose(tmp_path, photo, ref
 def test_scene_from_a_label_image_to_obj_without_online(tmp_path, photo, refine6dof_run, capsys):
     ck = refine6dof_run / "last.pt"
     out = tmp_path / "scene.obj"
-    rc, _, se = _run(["scene", str(photo["image"]), "--labels", str(photo["labels"]), "--checkpoint", str(ck),
-                      "--out", str(out), "--no-online", "--no-isolate", "--device", "cpu"], capsys)
+    rc, _, se = _run(
+        [
+            "scene",
+            str(photo["image"]),
+            "--labels",
+            str(photo["labels"]),
+            "--checkpoint",
+            str(ck),
+            "--out",
+            str(out),
+            "--no-online",
+            "--no-isolate",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert rc == 0, se
     assert "warning: this encoder's input is the RGB image alone" in se
     objs = json.loads(out.with_suffix(".json").read_text())["objects"]
     # with --no-isolate an rgb encoder sees one image for both objects: the same pose (the
     # documented limitation the warning names)
     assert np.allclose(objs[0]["R"], objs[1]["R"]) and np.allclose(objs[0]["t_cam"], objs[1]["t_cam"])
-    assert [(o["mask"], o["label_value"], o["online"]) for o in objs] == [(str(photo["labels"]), 3, False),
-                                                                         (str(photo["labels"]), 7, False)]
+    assert [(o["mask"], o["label_value"], o["online"]) for o in objs] == [
+        (str(photo["labels"]), 3, False),
+        (str(photo["labels"]), 7, False),
+    ]
     assert "online_loss" not in objs[0] and "label_color" not in objs[0]
     allv = np.concatenate(list(_nodes(out).values()))
     for want in _placed_medoids(ck, objs, np.eye(3)):  # OBJ: the camera frame itself
@@ -162,29 +198,61 @@ def _bad(photo, tmp_path, ckpt, other):
     ck = ["--checkpoint", str(ckpt)]
     return {
         "empty mask": ([img, "--mask", ma, str(d / "empty.png"), *ck], r"empty\.png: the mask is empty"),
-        "mask size": ([img, "--mask", str(d / "small.png"), mb, *ck],
-                      r"small\.png: the mask is 30x20 pixels but the image .*street\.png is 40x32"),
+        "mask size": (
+            [img, "--mask", str(d / "small.png"), mb, *ck],
+            r"small\.png: the mask is 30x20 pixels but the image .*street\.png is 40x32",
+        ),
         "missing mask": ([img, "--mask", ma, str(d / "nope.png"), *ck], r"nope\.png: mask file not found"),
         "missing image": ([str(d / "nope.png"), "--mask", ma, *ck], r"nope\.png: image file not found"),
         "no objects": ([img, *ck], r"either as --mask .* or as --labels .*not neither"),
         "both": ([img, "--mask", ma, "--labels", str(photo["labels"]), *ck], r"not both"),
-        "empty labels": ([img, "--labels", str(d / "empty_labels.png"), *ck], r"empty_labels\.png: the label image is empty"),
+        "empty labels": (
+            [img, "--labels", str(d / "empty_labels.png"), *ck],
+            r"empty_labels\.png: the label image is empty",
+        ),
         "noisy labels": ([img, "--labels", str(d / "noise.png"), *ck], r"noise\.png: \d+ distinct non-zero values"),
-        "bad extension": ([img, "--mask", ma, *ck, "--out-as", "scene.ply"], r"scene\.ply: the scene file must end in \.glb or \.obj"),
-        "missing checkpoint": ([img, "--mask", ma, "--checkpoint", str(tmp_path / "none.pt")],
-                               r"none\.pt: checkpoint file not found"),
-        "other method": ([img, "--mask", ma, "--checkpoint", str(other)],
-                         r"checkpoint is for method 't_oracle', expected 'refine6dof'"),
-        "method flag": ([img, "--mask", ma, *ck, "--method", "reproject"], r"--method reproject: `poseshape scene` composes refine6dof"),
-        "no default": ([img, "--mask", ma, "--method", "refine6dof"], r"no default model for method 'refine6dof'.*poseshape train"),
+        "bad extension": (
+            [img, "--mask", ma, *ck, "--out-as", "scene.ply"],
+            r"scene\.ply: the scene file must end in \.glb or \.obj",
+        ),
+        "missing checkpoint": (
+            [img, "--mask", ma, "--checkpoint", str(tmp_path / "none.pt")],
+            r"none\.pt: checkpoint file not found",
+        ),
+        "other method": (
+            [img, "--mask", ma, "--checkpoint", str(other)],
+            r"checkpoint is for method 't_oracle', expected 'refine6dof'",
+        ),
+        "method flag": (
+            [img, "--mask", ma, *ck, "--method", "reproject"],
+            r"--method reproject: `poseshape scene` composes refine6dof",
+        ),
+        "no default": (
+            [img, "--mask", ma, "--method", "refine6dof"],
+            r"no default model for method 'refine6dof'.*poseshape train",
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["empty mask", "mask size", "missing mask", "missing image", "no objects", "both",
-                                  "empty labels", "noisy labels", "bad extension", "missing checkpoint",
-                                  "other method", "method flag", "no default"])
-def test_scene_bad_inputs_fail_cleanly(case, tmp_path, photo, refine6dof_run, oracle_checkpoint, capsys,
-                                       monkeypatch):
+@pytest.mark.parametrize(
+    "case",
+    [
+        "empty mask",
+        "mask size",
+        "missing mask",
+        "missing image",
+        "no objects",
+        "both",
+        "empty labels",
+        "noisy labels",
+        "bad extension",
+        "missing checkpoint",
+        "other method",
+        "method flag",
+        "no default",
+    ],
+)
+def test_scene_bad_inputs_fail_cleanly(case, tmp_path, photo, refine6dof_run, oracle_checkpoint, capsys, monkeypatch):
     from poseshape.engine import predictor as predict
 
     if case == "no default":  # as on an install without the shipped model

@@ -59,11 +59,26 @@ class Cfg:
 
 def test_overrides_coerce_to_field_types():
     base = Cfg()
-    cfg = apply_overrides(base, [
-        "batch_size=8", "lr=1e-4", "flag=true", "name=123", "sizes=[4, 5]", "widths=[1,2,3]",
-        "weights={a: 2, b: 0.5}", "kind=absorb", "mode=slow", "root=/tmp/x", "steps=10",
-        "sub.depth=5", "sub.optim.lr=3e-2", "sub.optim.betas=[0.5, 0.6]", "sub.optim.decay=0.1",
-    ])
+    cfg = apply_overrides(
+        base,
+        [
+            "batch_size=8",
+            "lr=1e-4",
+            "flag=true",
+            "name=123",
+            "sizes=[4, 5]",
+            "widths=[1,2,3]",
+            "weights={a: 2, b: 0.5}",
+            "kind=absorb",
+            "mode=slow",
+            "root=/tmp/x",
+            "steps=10",
+            "sub.depth=5",
+            "sub.optim.lr=3e-2",
+            "sub.optim.betas=[0.5, 0.6]",
+            "sub.optim.decay=0.1",
+        ],
+    )
     assert cfg.batch_size == 8 and type(cfg.batch_size) is int
     assert cfg.lr == 1e-4 and type(cfg.lr) is float  # YAML 1.1 reads "1e-4" as a string
     assert cfg.flag is True
@@ -77,8 +92,7 @@ def test_overrides_coerce_to_field_types():
     # the input is not mutated
     assert base == Cfg()
     # later overrides win; none / null for optional fields; ints for float fields
-    cfg = apply_overrides(cfg, ["steps=null", "lr=2", "flag=no", "sub.optim.decay=None",
-                                "lr=3"])
+    cfg = apply_overrides(cfg, ["steps=null", "lr=2", "flag=no", "sub.optim.decay=None", "lr=3"])
     assert cfg.steps is None and cfg.lr == 3.0 and type(cfg.lr) is float and cfg.flag is False
     assert cfg.sub.optim.decay is None
     # a whole nested config from a mapping, and mapping-style overrides
@@ -88,27 +102,35 @@ def test_overrides_coerce_to_field_types():
     assert cfg.sub.depth == 9 and cfg.flag is True
 
 
-@pytest.mark.parametrize("override, pattern", [
-    ("batch=3", r"unknown config key 'batch' for Cfg; valid keys: batch_size, lr, flag, name"),
-    ("sub.optim.lrr=1", (r"unknown config key 'sub.optim.lrr' .* valid keys: sub.optim.lr, "
-                         r"sub.optim.betas, sub.optim.decay")),
-    ("lr.x=1", r"config key 'lr' is a float, not a nested config"),
-    ("batch_size=abc", r"batch_size: cannot use abc as int"),
-    ("batch_size=1.5", r"batch_size: cannot use 1.5 as int"),
-    ("batch_size=true", r"batch_size: cannot use true as int"),
-    ("flag=maybe", r"flag: cannot use maybe as bool \(use true or false\)"),
-    ("lr=fast", r"lr: cannot use fast as float"),
-    ("sizes=3", r"sizes: cannot use 3 as list\[int\] \(expected a list"),
-    ("sizes=[1, x]", r"sizes\[1\]: cannot use 'x' as int"),
-    ("sub.optim.betas=[1, 2, 3]", r"sub.optim.betas: .* \(expected 2 items, got 3\)"),
-    ("kind=min", r"kind: cannot use min as Literal\['max', 'absorb'\] \(allowed: 'max', 'absorb'\)"),
-    ("mode=medium", r"mode: cannot use medium as Mode \(allowed: 'fast', 'slow'\)"),
-    ("sub=3", r"sub: cannot use 3 as Sub \(expected a mapping"),
-    ("sub={depth: 1, nope: 2}", r"unknown config key\(s\) 'sub.nope' for Sub"),
-    ("noequals", r"expected KEY=VALUE"),
-    ("=3", r"empty key"),
-    ("a..b=3", r"empty key"),
-])
+@pytest.mark.parametrize(
+    "override, pattern",
+    [
+        ("batch=3", r"unknown config key 'batch' for Cfg; valid keys: batch_size, lr, flag, name"),
+        (
+            "sub.optim.lrr=1",
+            (
+                r"unknown config key 'sub.optim.lrr' .* valid keys: sub.optim.lr, "
+                r"sub.optim.betas, sub.optim.decay"
+            ),
+        ),
+        ("lr.x=1", r"config key 'lr' is a float, not a nested config"),
+        ("batch_size=abc", r"batch_size: cannot use abc as int"),
+        ("batch_size=1.5", r"batch_size: cannot use 1.5 as int"),
+        ("batch_size=true", r"batch_size: cannot use true as int"),
+        ("flag=maybe", r"flag: cannot use maybe as bool \(use true or false\)"),
+        ("lr=fast", r"lr: cannot use fast as float"),
+        ("sizes=3", r"sizes: cannot use 3 as list\[int\] \(expected a list"),
+        ("sizes=[1, x]", r"sizes\[1\]: cannot use 'x' as int"),
+        ("sub.optim.betas=[1, 2, 3]", r"sub.optim.betas: .* \(expected 2 items, got 3\)"),
+        ("kind=min", r"kind: cannot use min as Literal\['max', 'absorb'\] \(allowed: 'max', 'absorb'\)"),
+        ("mode=medium", r"mode: cannot use medium as Mode \(allowed: 'fast', 'slow'\)"),
+        ("sub=3", r"sub: cannot use 3 as Sub \(expected a mapping"),
+        ("sub={depth: 1, nope: 2}", r"unknown config key\(s\) 'sub.nope' for Sub"),
+        ("noequals", r"expected KEY=VALUE"),
+        ("=3", r"empty key"),
+        ("a..b=3", r"empty key"),
+    ],
+)
 def test_override_errors(override, pattern):
     with pytest.raises(ConfigError, match=pattern):
         apply_overrides(Cfg(), [override])

@@ -125,7 +125,9 @@ def test_existing_file_keeps_its_mode(tmp_path, umask):
 
 def test_parent_is_a_file_or_missing(tmp_path):
     f = atomic_write(tmp_path / "file", "x")
-    with pytest.raises(FileWriteError, match=r"file/out\.txt: cannot write file: .*is not a folder \[errno 20 ENOTDIR\]"):
+    with pytest.raises(
+        FileWriteError, match=r"file/out\.txt: cannot write file: .*is not a folder \[errno 20 ENOTDIR\]"
+    ):
         atomic_write(f / "out.txt", "y")
     with pytest.raises(FileWriteError, match=r"does not exist \[errno 2 ENOENT\]"):
         atomic_write(tmp_path / "nope" / "out.txt", "y")
@@ -142,7 +144,9 @@ def test_read_only_folder(tmp_path):
     try:
         if os.access(d, os.W_OK):
             pytest.skip("chmod does not stop this user (root) from writing")
-        with pytest.raises(FileWriteError, match=r"ro/f\.txt: cannot write file: permission denied.*\[errno 13 EACCES\]"):
+        with pytest.raises(
+            FileWriteError, match=r"ro/f\.txt: cannot write file: permission denied.*\[errno 13 EACCES\]"
+        ):
             atomic_write(old, "new")
         with pytest.raises(FileWriteError, match="permission denied"):
             atomic_write_files(d, {"g.txt": b"new"})
@@ -159,7 +163,10 @@ def test_permission_denied_message(tmp_path, monkeypatch):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
 
     monkeypatch.setattr(cio.tempfile, "mkstemp", denied)
-    with pytest.raises(FileWriteError, match=r"f\.txt: cannot write file: permission denied \(is folder .* writable\?\) \[errno 13 EACCES\]"):
+    with pytest.raises(
+        FileWriteError,
+        match=r"f\.txt: cannot write file: permission denied \(is folder .* writable\?\) \[errno 13 EACCES\]",
+    ):
         atomic_write(old, "new")
     with pytest.raises(FileWriteError, match="permission denied"):
         atomic_write_files(tmp_path / "sub", {"g.txt": b"new"})

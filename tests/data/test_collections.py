@@ -10,6 +10,7 @@ import pytest
 import torch
 import trimesh
 
+from poseshape.core.errors import FileFormatError, PoseshapeError
 from poseshape.data.collections import (
     SHAPENET_SYNSETS,
     MeshCollection,
@@ -17,7 +18,6 @@ from poseshape.data.collections import (
     detect_layout,
     singular,
 )
-from poseshape.core.errors import FileFormatError, PoseshapeError
 from poseshape.shapes import procedural
 
 
@@ -155,8 +155,7 @@ def test_concat_keeps_frames_splits_and_refuses_duplicates(shared_data):
     assert torch.allclose(both.mesh(i).verts, b.mesh(b.index("chair", "ChairArms1")).verts)
     # a category from a single part splits as it does alone
     car_alone = {a.models[i].model_id for i in a.split_indices(seed=3)["test"] if a.models[i].category == "car"}
-    car_both = {both.models[i].model_id for i in both.split_indices(seed=3)["test"]
-                if both.models[i].category == "car"}
+    car_both = {both.models[i].model_id for i in both.split_indices(seed=3)["test"] if both.models[i].category == "car"}
     assert car_alone == car_both
     with pytest.raises(PoseshapeError, match="two collections"):
         MeshCollection.concat(a, a)
@@ -305,9 +304,7 @@ def test_procedural_collection():
 def test_splits_disjoint_deterministic_and_per_category():
     col = MeshCollection.procedural(["chair", "car", "table"], per_category=20, seed=0)
     parts = col.split_indices((0.8, 0.1, 0.1), seed=3)
-    ids = {
-        n: {(col.models[i].category, col.models[i].model_id) for i in ix} for n, ix in parts.items()
-    }
+    ids = {n: {(col.models[i].category, col.models[i].model_id) for i in ix} for n, ix in parts.items()}
     assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"]
     assert not ids["val"] & ids["test"]
     assert len(ids["train"] | ids["val"] | ids["test"]) == len(col)
@@ -332,9 +329,7 @@ def test_splits_on_pascal3d(shared_data):
     b = MeshCollection(shared_data / "pascal3d_cad").splits((0.6, 0.2, 0.2), seed=0)
     sets = {n: set(v.models) for n, v in a.items()}
     assert sets == {n: set(v.models) for n, v in b.items()}
-    assert not (
-        sets["train"] & sets["val"] or sets["train"] & sets["test"] or sets["val"] & sets["test"]
-    )
+    assert not (sets["train"] & sets["val"] or sets["train"] & sets["test"] or sets["val"] & sets["test"])
     assert sum(len(s) for s in sets.values()) == 73
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from poseshape.core.errors import FileFormatError
 from poseshape.data.dataset import Augment, ShardDataset
 from poseshape.data.synth import SynthConfig, read_shard, render_dataset, unpack_voxels
-from poseshape.core.errors import FileFormatError
 
 
 @pytest.fixture(scope="module")

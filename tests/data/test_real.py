@@ -11,15 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from poseshape.data import real
 from poseshape.core.errors import FileFormatError
+from poseshape.data import real
 
 # ----------------------------------------------------------------------------- 3D-R2N2
 
 
 def _obj_verts(path: Path) -> torch.Tensor:
-    return torch.tensor([[float(x) for x in ln.split()[1:4]] for ln in path.read_text().splitlines()
-                         if ln.startswith("v ")], dtype=torch.float64)
+    return torch.tensor(
+        [[float(x) for x in ln.split()[1:4]] for ln in path.read_text().splitlines() if ln.startswith("v ")],
+        dtype=torch.float64,
+    )
 
 
 def _fraction_inside(Xcam: torch.Tensor, K: torch.Tensor, mask: torch.Tensor) -> float:
@@ -127,20 +129,57 @@ def _matlab_project(x3d: np.ndarray, vp: dict) -> np.ndarray:
 def _pascal_fixture(root: Path) -> dict:
     from scipy.io import savemat
 
-    vp = {"azimuth_coarse": 30.0, "azimuth": 33.5, "elevation_coarse": 10.0, "elevation": 12.25,
-          "distance": 5.5, "focal": 1.0, "px": 250.0, "py": 180.0, "theta": 7.0, "error": 0.0,
-          "interval_azimuth": 0.0, "interval_elevation": 0.0, "num_anchor": 10.0, "viewport": 3000.0}
-    dt = [(n, "O") for n in ("class", "view", "bbox", "bndbox", "orglabel", "difficult", "truncated",
-                              "occluded", "viewpoint", "cad_index", "anchors")]
+    vp = {
+        "azimuth_coarse": 30.0,
+        "azimuth": 33.5,
+        "elevation_coarse": 10.0,
+        "elevation": 12.25,
+        "distance": 5.5,
+        "focal": 1.0,
+        "px": 250.0,
+        "py": 180.0,
+        "theta": 7.0,
+        "error": 0.0,
+        "interval_azimuth": 0.0,
+        "interval_elevation": 0.0,
+        "num_anchor": 10.0,
+        "viewport": 3000.0,
+    }
+    dt = [
+        (n, "O")
+        for n in (
+            "class",
+            "view",
+            "bbox",
+            "bndbox",
+            "orglabel",
+            "difficult",
+            "truncated",
+            "occluded",
+            "viewpoint",
+            "cad_index",
+            "anchors",
+        )
+    ]
     objs = np.zeros((1, 3), dtype=dt)
-    rows = [("car", [48.0, 20.0, 400.0, 300.0], vp, 1, 0, 1),
-            ("person", [1.0, 1.0, 10.0, 10.0], np.zeros((0, 0)), np.zeros((0, 0)), 0, 0),  # no viewpoint
-            ("car", [5.0, 6.0, 60.0, 70.0], {**vp, "distance": 0.0}, 2, 1, 0)]  # coarse only
+    rows = [
+        ("car", [48.0, 20.0, 400.0, 300.0], vp, 1, 0, 1),
+        ("person", [1.0, 1.0, 10.0, 10.0], np.zeros((0, 0)), np.zeros((0, 0)), 0, 0),  # no viewpoint
+        ("car", [5.0, 6.0, 60.0, 70.0], {**vp, "distance": 0.0}, 2, 1, 0),
+    ]  # coarse only
     for k, (cls, bbox, v, cad, tr, occ) in enumerate(rows):
         objs[0, k] = (cls, "Frontal", np.array(bbox), {}, cls, 0, tr, occ, v, cad, {})
-    record = {"filename": "2008_000027.jpg", "folder": "VOC2012", "source": {},
-              "size": {"width": 486.0, "height": 500.0, "depth": 3.0}, "segmented": 0, "imgname": "",
-              "imgsize": np.array([486.0, 500.0, 3.0]), "database": "", "objects": objs}
+    record = {
+        "filename": "2008_000027.jpg",
+        "folder": "VOC2012",
+        "source": {},
+        "size": {"width": 486.0, "height": 500.0, "depth": 3.0},
+        "segmented": 0,
+        "imgname": "",
+        "imgsize": np.array([486.0, 500.0, 3.0]),
+        "database": "",
+        "objects": objs,
+    }
     ann = root / "Annotations" / "car_pascal"
     ann.mkdir(parents=True)
     savemat(ann / "2008_000027.mat", {"record": record})
@@ -213,11 +252,23 @@ def _pix3d_fixture(root: Path, rot=None) -> dict:
     m[5:20, 10:30] = 255
     Image.fromarray(m).save(root / "mask" / "chair" / "0001.png")
     c, s = math.cos(0.3), math.sin(0.3)
-    e = {"img": "img/chair/0001.png", "mask": "mask/chair/0001.png", "model": "model/chair/IKEA_X/model.obj",
-         "category": "chair", "img_size": [40, 30], "focal_length": 35.0, "bbox": [10, 5, 30, 20],
-         "rot_mat": rot if rot is not None else [[c, 0, s], [0, 1, 0], [-s, 0, c]], "trans_mat": [0.1, -0.2, 1.5],
-         "truncated": False, "occluded": True, "slightly_occluded": False, "inplane_rotation": 0.0,
-         "cam_position": [0, 0, 0], "voxel": "model/chair/IKEA_X/voxel.mat"}
+    e = {
+        "img": "img/chair/0001.png",
+        "mask": "mask/chair/0001.png",
+        "model": "model/chair/IKEA_X/model.obj",
+        "category": "chair",
+        "img_size": [40, 30],
+        "focal_length": 35.0,
+        "bbox": [10, 5, 30, 20],
+        "rot_mat": rot if rot is not None else [[c, 0, s], [0, 1, 0], [-s, 0, c]],
+        "trans_mat": [0.1, -0.2, 1.5],
+        "truncated": False,
+        "occluded": True,
+        "slightly_occluded": False,
+        "inplane_rotation": 0.0,
+        "cam_position": [0, 0, 0],
+        "voxel": "model/chair/IKEA_X/voxel.mat",
+    }
     (root / "pix3d.json").write_text(json.dumps([e]))
     return e
 
@@ -294,13 +345,30 @@ def test_rle_against_pycocotools():
 def test_coco_masks(tmp_path):
     (tmp_path / "imgs").mkdir()
     Image.new("RGB", (7, 6)).save(tmp_path / "imgs" / "a.jpg")
-    data = {"images": [{"id": 1, "file_name": "a.jpg", "height": 6, "width": 7}],
-            "categories": [{"id": 3, "name": "car"}, {"id": 5, "name": "chair"}],
-            "annotations": [
-                {"id": 10, "image_id": 1, "category_id": 3, "segmentation": [[1, 1, 4, 1, 4, 4, 1, 4]],
-                 "area": 9, "bbox": [1, 1, 3, 3], "iscrowd": 0},
-                {"id": 11, "image_id": 1, "category_id": 5, "segmentation": {"size": [6, 7], "counts": [6, 3, 33]},
-                 "area": 3, "bbox": [1, 0, 1, 3], "iscrowd": 1}]}
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg", "height": 6, "width": 7}],
+        "categories": [{"id": 3, "name": "car"}, {"id": 5, "name": "chair"}],
+        "annotations": [
+            {
+                "id": 10,
+                "image_id": 1,
+                "category_id": 3,
+                "segmentation": [[1, 1, 4, 1, 4, 4, 1, 4]],
+                "area": 9,
+                "bbox": [1, 1, 3, 3],
+                "iscrowd": 0,
+            },
+            {
+                "id": 11,
+                "image_id": 1,
+                "category_id": 5,
+                "segmentation": {"size": [6, 7], "counts": [6, 3, 33]},
+                "area": 3,
+                "bbox": [1, 0, 1, 3],
+                "iscrowd": 1,
+            },
+        ],
+    }
     (tmp_path / "ann.json").write_text(json.dumps(data))
     ds = real.CocoMasks(tmp_path / "ann.json", tmp_path / "imgs")
     assert len(ds) == 1  # crowd dropped

@@ -89,8 +89,9 @@ def test_ring24_is_the_nmr_setting():
 def test_fit_intrinsics_makes_the_box_fill_the_frame():
     g = torch.Generator().manual_seed(0)
     verts = torch.rand(50, 3, generator=g, dtype=torch.float64) - 0.5
-    R, t = viewpoint_to_pose(torch.tensor([0.3, 2.0]), torch.tensor([0.2, -0.1]), torch.tensor([0.0, 0.4]),
-                             torch.tensor([2.0, 3.0]))
+    R, t = viewpoint_to_pose(
+        torch.tensor([0.3, 2.0]), torch.tensor([0.2, -0.1]), torch.tensor([0.0, 0.4]), torch.tensor([2.0, 3.0])
+    )
     R, t = R.double(), t.double()
     S, m = 64, 0.1
     K = synth.fit_intrinsics(verts, R, t, S, margin=m)
@@ -127,7 +128,9 @@ def test_shard_layout_and_index(rendered):
     assert all(d["masks"][i].mean() > 0.05 for i in range(4))  # the object is in frame
     # R is a rotation, and the pose equals the stored viewpoint's (crop framing)
     R = torch.from_numpy(d["R"]).double()
-    torch.testing.assert_close(R @ R.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(4, 3, 3), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        R @ R.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(4, 3, 3), atol=1e-6, rtol=0
+    )
     vp = torch.from_numpy(d["viewpoint"]).double()
     R2, t2 = viewpoint_to_pose(vp[:, 0], vp[:, 1], vp[:, 2], vp[:, 3])
     torch.testing.assert_close(R2, R, atol=1e-6, rtol=0)
@@ -148,8 +151,14 @@ def test_mask_equals_hard_raster_of_the_mesh(rendered):
     for d in _shards(out).values():
         for i in range(len(d["masks"])):
             mesh = meshes[(str(d["category"][i]), str(d["model_id"][i]))]
-            fr = rasterize(mesh.verts.float(), mesh.faces, torch.from_numpy(d["R"][i:i + 1]),
-                           torch.from_numpy(d["t"][i:i + 1]), torch.from_numpy(d["K"][i]), 64)
+            fr = rasterize(
+                mesh.verts.float(),
+                mesh.faces,
+                torch.from_numpy(d["R"][i : i + 1]),
+                torch.from_numpy(d["t"][i : i + 1]),
+                torch.from_numpy(d["K"][i]),
+                64,
+            )
             np.testing.assert_array_equal(fr.mask[0, 0].numpy() > 0.5, d["masks"][i])
 
 
@@ -160,8 +169,18 @@ def test_voxels_projected_with_the_stored_pose_match_the_mask(rendered):
     ious, cats, missed = [], [], []
     for d in _shards(out).values():
         vox = torch.from_numpy(unpack_voxels(d["voxels"], 32).astype(np.float32))[:, None]
-        sil = project_voxels(vox, torch.from_numpy(d["R"]), torch.from_numpy(d["t"]), torch.from_numpy(d["K"]),
-                             image_size=64, mode="max", n_samples=128)[:, 0] > 0.5
+        sil = (
+            project_voxels(
+                vox,
+                torch.from_numpy(d["R"]),
+                torch.from_numpy(d["t"]),
+                torch.from_numpy(d["K"]),
+                image_size=64,
+                mode="max",
+                n_samples=128,
+            )[:, 0]
+            > 0.5
+        )
         m = torch.from_numpy(d["masks"])
         ious += ((sil & m).sum((1, 2)).float() / (sil | m).sum((1, 2)).float()).tolist()
         missed += ((m & ~sil).sum((1, 2)).float() / m.sum((1, 2)).float()).tolist()
@@ -181,8 +200,9 @@ def test_same_seed_same_shards_and_worker_count_does_not_matter(tmp_path, render
     _render(tmp_path / "b", workers=2)
     _assert_same(out, tmp_path / "b")
     _render(tmp_path / "c", _cfg(seed=6))
-    assert not np.array_equal(read_shard(tmp_path / "c" / "shard_00000.npz")["images"],
-                              read_shard(out / "shard_00000.npz")["images"])
+    assert not np.array_equal(
+        read_shard(tmp_path / "c" / "shard_00000.npz")["images"], read_shard(out / "shard_00000.npz")["images"]
+    )
 
 
 def test_resume_after_crash_equals_uninterrupted_run(tmp_path, rendered, monkeypatch):
@@ -274,9 +294,29 @@ def test_cli_render(tmp_path, capsys):
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="cmd"))
-    args = parser.parse_args(["data", "render", "--meshes", "procedural", "--out", str(tmp_path / "o"),
-                              "--views", "2", "--size", "32", "--voxels", "8", "--categories", "car",
-                              "--models-per-category", "1", "--quiet", "--pose", "pascal"])
+    args = parser.parse_args(
+        [
+            "data",
+            "render",
+            "--meshes",
+            "procedural",
+            "--out",
+            str(tmp_path / "o"),
+            "--views",
+            "2",
+            "--size",
+            "32",
+            "--voxels",
+            "8",
+            "--categories",
+            "car",
+            "--models-per-category",
+            "1",
+            "--quiet",
+            "--pose",
+            "pascal",
+        ]
+    )
     assert run(args) == 0
     assert "2 samples in 1 shards" in capsys.readouterr().out
     args = parser.parse_args(["data", "render", "--meshes", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
@@ -340,8 +380,14 @@ def test_resume_after_the_writer_is_killed_mid_shard(tmp_path, rendered):
 
     out, _ = rendered
     crash = tmp_path / "killed"
-    proc = subprocess.run([sys.executable, "-c", _KILLER, str(crash)], check=False, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLER, str(crash)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     tmps = list(crash.glob(".shard_00001.npz*.tmp"))  # hidden, with a random part (core.io)
     assert len(tmps) == 1, tmps
@@ -392,12 +438,44 @@ def test_real_cli_entry_point_procedural_and_pascal3d(tmp_path, capsys, shared_d
     from poseshape.data.dataset import ShardDataset
 
     common = ["--views", "2", "--size", "32", "--voxels", "8", "--workers", "2", "--seed", "3", "--quiet"]
-    assert main(["data", "render", "--meshes", "procedural", "--out", str(tmp_path / "proc"),
-                 "--categories", "chair", "table", "--models-per-category", "2", *common]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "render",
+                "--meshes",
+                "procedural",
+                "--out",
+                str(tmp_path / "proc"),
+                "--categories",
+                "chair",
+                "table",
+                "--models-per-category",
+                "2",
+                *common,
+            ]
+        )
+        == 0
+    )
     ds = ShardDataset(tmp_path / "proc")
     assert len(ds) == 8 and ds.categories == ["chair", "table"] and ds[0]["voxels"].shape == (1, 8, 8, 8)
-    assert main(["data", "render", "--meshes", str(shared_data / "pascal3d_cad"), "--out", str(tmp_path / "p3d"),
-                 "--categories", "car", "aeroplane", *common]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "render",
+                "--meshes",
+                str(shared_data / "pascal3d_cad"),
+                "--out",
+                str(tmp_path / "p3d"),
+                "--categories",
+                "car",
+                "aeroplane",
+                *common,
+            ]
+        )
+        == 0
+    )
     ds = ShardDataset(tmp_path / "p3d")
     idx = ds.meta
     assert ds.categories == ["aeroplane", "car"] and idx["num_samples"] == 2 * len(idx["models"])

@@ -14,6 +14,7 @@ from torch import nn
 
 import poseshape
 import poseshape.engine.checkpoint as ckmod
+from poseshape.core.errors import CheckpointError
 from poseshape.engine.checkpoint import (
     FORMAT_VERSION,
     CheckpointVersionWarning,
@@ -22,7 +23,6 @@ from poseshape.engine.checkpoint import (
     save_checkpoint,
     unwrap_module,
 )
-from poseshape.core.errors import CheckpointError
 from poseshape.geometry.conventions import CONVENTIONS_VERSION
 
 
@@ -56,10 +56,16 @@ def test_roundtrip_and_contents(tmp_path):
     models["dec"](models["enc"](torch.randn(5, 3))).sum().backward()
     opt.step()
     sched = torch.optim.lr_scheduler.StepLR(opt, 3)
-    path = save_checkpoint(tmp_path / "sub" / "c.pt", method="toy", config=Cfg(), models=models,
-                           optimizers={"opt": opt}, schedulers={"s": sched},
-                           trainer_state={"stage_index": 1, "rng": torch.get_rng_state()},
-                           extra={"note": "hi", "vals": [1, 2.5, None]})
+    path = save_checkpoint(
+        tmp_path / "sub" / "c.pt",
+        method="toy",
+        config=Cfg(),
+        models=models,
+        optimizers={"opt": opt},
+        schedulers={"s": sched},
+        trainer_state={"stage_index": 1, "rng": torch.get_rng_state()},
+        extra={"note": "hi", "vals": [1, 2.5, None]},
+    )
     ck = load_checkpoint(path, expected_method="toy")
     assert ck.method == "toy" and ck.format_version == FORMAT_VERSION
     assert ck.poseshape_version == poseshape.__version__
@@ -145,7 +151,7 @@ def test_corrupt_and_truncated(tmp_path):
         info = z.getinfo(name)
     bad = bytearray(blob)
     start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
-    bad[start:start + 20] = b"\xff" * 20
+    bad[start : start + 20] = b"\xff" * 20
     (tmp_path / "flipped.pt").write_bytes(bytes(bad))
     with pytest.raises(CheckpointError, match="flipped.pt"):
         load_checkpoint(tmp_path / "flipped.pt")
@@ -168,9 +174,14 @@ class _Custom:
 
 def test_malicious_pickle_is_refused(tmp_path):
     marker = tmp_path / "pwned"
-    payload = {"format_version": FORMAT_VERSION, "method": "toy", "config": {},
-               "conventions_version": CONVENTIONS_VERSION, "models": {},
-               "extra": {"x": _Evil(str(marker))}}
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "method": "toy",
+        "config": {},
+        "conventions_version": CONVENTIONS_VERSION,
+        "models": {},
+        "extra": {"x": _Evil(str(marker))},
+    }
     torch.save(payload, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match=r"evil\.pt: refused"):
         load_checkpoint(tmp_path / "evil.pt")
@@ -244,8 +255,14 @@ def test_export_keeps_weights_drops_training_state_and_applies_config_overrides(
     opt = torch.optim.Adam(lin.parameters())
     lin(torch.ones(1, 3)).sum().backward()
     opt.step()
-    src = save_checkpoint(tmp_path / "run.pt", method="refine6dof", config=cfg, models={"encoder": lin},
-                          optimizers={"encoder": opt}, trainer_state={"stage": 1})
+    src = save_checkpoint(
+        tmp_path / "run.pt",
+        method="refine6dof",
+        config=cfg,
+        models={"encoder": lin},
+        optimizers={"encoder": opt},
+        trainer_state={"stage": 1},
+    )
     dst = export_checkpoint(src, tmp_path / "ship.pt", ["data.test=", "online_lr=1e-4"])
     ck = load_checkpoint(dst)
     assert ck.config["data"]["test"] == "" and ck.config["online_lr"] == 1e-4

@@ -20,29 +20,39 @@ import torch
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from poseshape.engine.checkpoint import save_checkpoint
 from poseshape.core.errors import CheckpointError, FileFormatError, PoseshapeError, ShapeError
-from poseshape.engine.registry import MethodSpec, register_method
+from poseshape.engine.checkpoint import save_checkpoint
 from poseshape.engine.inputs import crop_to_square, read_image, read_mask, uncrop
 from poseshape.engine.output import FILE_NAMES, write_prediction
-from poseshape.engine.prediction import Prediction
 from poseshape.engine.pose_record import read_pose
+from poseshape.engine.prediction import Prediction
 from poseshape.engine.predictor import Predictor, default_checkpoint, load_predictor
+from poseshape.engine.registry import MethodSpec, register_method
 from poseshape.geometry.camera import Camera
 from poseshape.methods.reproject.predictor import posed_frame_camera
 from poseshape.shapes.meshes import Mesh
 
 OracleConfig, OraclePredictor, make_scene, mesh_reprojection_iou, oracle_build = (
-    hp.OracleConfig, hp.OraclePredictor, hp.make_scene, hp.mesh_reprojection_iou, hp.oracle_build)
+    hp.OracleConfig,
+    hp.OraclePredictor,
+    hp.make_scene,
+    hp.mesh_reprojection_iou,
+    hp.oracle_build,
+)
 oracle_checkpoint = hp.oracle_checkpoint  # fixtures
 
 
 # ============================================================================ Prediction
 def _pred(B=1, Q=6, P=8, h=8, E=1.5):
-    return Prediction(R=torch.eye(3).expand(B, 3, 3).clone(), t=torch.zeros(B, 3),
-                      camera=posed_frame_camera(B, 64, E), voxels=torch.rand(B, 1, Q, Q, Q),
-                      posed_voxels=torch.rand(B, 1, P, P, P), silhouette=torch.rand(B, 1, h, h),
-                      extras={"pose": torch.zeros(B, 5), "style": torch.zeros(B, 200), "frame_extent": E})
+    return Prediction(
+        R=torch.eye(3).expand(B, 3, 3).clone(),
+        t=torch.zeros(B, 3),
+        camera=posed_frame_camera(B, 64, E),
+        voxels=torch.rand(B, 1, Q, Q, Q),
+        posed_voxels=torch.rand(B, 1, P, P, P),
+        silhouette=torch.rand(B, 1, h, h),
+        extras={"pose": torch.zeros(B, 5), "style": torch.zeros(B, 200), "frame_extent": E},
+    )
 
 
 def test_prediction_validates_shapes():
@@ -82,8 +92,10 @@ def test_prediction_meshes_are_canonical_and_posed_by_the_pose():
     posed = p.posed_mesh(0)
     assert torch.allclose(posed.verts, m.verts @ R[0].T + t[0], atol=1e-6)
     # a method's own mesh is kept as it is (not re-meshed from voxels)
-    tet = Mesh(torch.tensor([[0, 0, 0], [0.4, 0, 0], [0, 0.4, 0], [0, 0, 0.4]]), torch.tensor([[0, 2, 1], [0, 1, 3],
-                                                                                              [0, 3, 2], [1, 2, 3]]))
+    tet = Mesh(
+        torch.tensor([[0, 0, 0], [0.4, 0, 0], [0, 0.4, 0], [0, 0, 0.4]]),
+        torch.tensor([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]),
+    )
     q = p.replace(meshes=[tet])
     assert q.shape_kinds == ("mesh", "voxels") and torch.equal(q.canonical_mesh(0).faces, tet.faces)
     assert q.mesh.num_faces == 4
@@ -95,8 +107,10 @@ def test_prediction_meshes_are_canonical_and_posed_by_the_pose():
     inside = torch.zeros(64, 64, dtype=torch.bool)
     for f in tet.faces:
         a, b, c = uv[f]
+
         def side(p0, p1):
             return (p1[0] - p0[0]) * (ys - p0[1]) - (p1[1] - p0[1]) * (xs - p0[0])
+
         s1, s2, s3 = side(a, b), side(b, c), side(c, a)
         inside |= ((s1 >= 0) & (s2 >= 0) & (s3 >= 0)) | ((s1 <= 0) & (s2 <= 0) & (s3 <= 0))
     assert posed_tet.shape == (1, 4, 3)
@@ -141,8 +155,11 @@ def test_load_predictor_refuses_other_method(oracle_checkpoint):
 def test_load_predictor_missing_files(tmp_path, clean_registry):
     with pytest.raises(CheckpointError, match="not found"):
         load_predictor(tmp_path / "nope.pt", device="cpu")
-    register_method(MethodSpec(name="t_nodefault", config_cls=OracleConfig, build=oracle_build,
-                               stages=[], predictor=OraclePredictor))
+    register_method(
+        MethodSpec(
+            name="t_nodefault", config_cls=OracleConfig, build=oracle_build, stages=[], predictor=OraclePredictor
+        )
+    )
     with pytest.raises(CheckpointError) as e:
         load_predictor(method="t_nodefault", device="cpu")
     msg = str(e.value)
@@ -157,8 +174,7 @@ def test_load_predictor_missing_files(tmp_path, clean_registry):
 
 def test_load_predictor_method_without_predictor(tmp_path, clean_registry):
     register_method(MethodSpec(name="t_nopred", config_cls=OracleConfig, build=oracle_build, stages=[]))
-    ck = save_checkpoint(tmp_path / "x.pt", method="t_nopred", config=OracleConfig(),
-                         models=oracle_build(None))
+    ck = save_checkpoint(tmp_path / "x.pt", method="t_nopred", config=OracleConfig(), models=oracle_build(None))
     with pytest.raises(PoseshapeError, match="registers no predictor"):
         load_predictor(ck, device="cpu")
 
@@ -239,7 +255,7 @@ def test_read_image_bad_files(tmp_path):
         read_image(tmp_path / "trunc.png")
     broken = bytearray(data)
     i = data.index(b"IDAT") + 8
-    broken[i:i + 8] = b"\x00" * 8
+    broken[i : i + 8] = b"\x00" * 8
     (tmp_path / "broken.png").write_bytes(bytes(broken))
     with pytest.raises(FileFormatError, match=r"broken\.png: corrupt or truncated"):
         read_image(tmp_path / "broken.png")
@@ -303,12 +319,12 @@ def test_crop_with_mask_exact_when_no_resize():
     crop, cmask, box = crop_to_square(img, mask, size=30, margin=0.1)
     x0, y0, side = box
     assert side == 30 and (x0, y0) == (26, 5)  # centred: (28 + 53) / 2 - 15 = 25.5 -> 26
-    assert torch.equal(crop[:, :, : W - x0], img[:, y0:y0 + 30, x0:W])
-    assert torch.all(crop[:, :, W - x0:] == 1.0)  # outside the image: white
-    assert torch.equal(cmask[:, :, : W - x0], mask[:, y0:y0 + 30, x0:W])
+    assert torch.equal(crop[:, :, : W - x0], img[:, y0 : y0 + 30, x0:W])
+    assert torch.all(crop[:, :, W - x0 :] == 1.0)  # outside the image: white
+    assert torch.equal(cmask[:, :, : W - x0], mask[:, y0 : y0 + 30, x0:W])
     # round trip: uncrop pastes it back exactly inside the square, 0 elsewhere
     back = uncrop(crop, box, (H, W))
-    assert torch.allclose(back[:, y0:y0 + 30, x0:], img[:, y0:y0 + 30, x0:], atol=1e-5)
+    assert torch.allclose(back[:, y0 : y0 + 30, x0:], img[:, y0 : y0 + 30, x0:], atol=1e-5)
     assert torch.all(back[:, :y0] == 0) and torch.all(back[:, :, :x0] == 0)
 
 
@@ -320,9 +336,9 @@ def test_crop_without_mask_pads_whole_image(hw):
     x0, y0, side = box
     assert cmask is None and side == max(H, W)
     assert (x0, y0) == ((W - side) // 2, (H - side) // 2)
-    assert torch.equal(crop[:, -y0:-y0 + H, -x0:-x0 + W], img)
+    assert torch.equal(crop[:, -y0 : -y0 + H, -x0 : -x0 + W], img)
     pad = torch.ones_like(crop, dtype=torch.bool)
-    pad[:, -y0:-y0 + H, -x0:-x0 + W] = False
+    pad[:, -y0 : -y0 + H, -x0 : -x0 + W] = False
     assert torch.all(crop[pad] == 1.0)
     assert torch.allclose(uncrop(crop, box, hw), img, atol=1e-5)
 
@@ -376,7 +392,7 @@ def test_crop_box_outside_image_pads_mask_with_zero():
     mask[0, 0:8, 0:6] = 1  # touches the top-left corner
     crop, cmask, (x0, y0, _) = crop_to_square(img, mask, size=side_of(8), margin=0.25)
     assert x0 < 0 and y0 < 0
-    assert torch.all(cmask[:, : -y0] == 0) and torch.all(crop[:, : -y0] == 1)
+    assert torch.all(cmask[:, :-y0] == 0) and torch.all(crop[:, :-y0] == 1)
 
 
 def side_of(n, margin=0.25):
@@ -396,8 +412,7 @@ def test_write_prediction_files_line_up_with_the_input(tmp_path, scene):
 
     pr = OraclePredictor(OracleConfig())
     pred = pr.reconstruct(scene["image"], scene["mask"])
-    files = write_prediction(pred, 0, tmp_path / "out", method="t_oracle", info={"image": "scene.png"},
-                             views_size=96)
+    files = write_prediction(pred, 0, tmp_path / "out", method="t_oracle", info={"image": "scene.png"}, views_size=96)
     assert set(files) == set(FILE_NAMES) and all(p.is_file() for p in files.values())
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(FILE_NAMES.values())
 
@@ -461,10 +476,16 @@ def test_write_prediction_files_line_up_with_the_input(tmp_path, scene):
 def test_write_prediction_whole_image_and_batch_item(tmp_path, scene):
     pr = OraclePredictor(OracleConfig())
     p = pr.reconstruct(scene["image"])  # no mask: the whole image
-    two = p.replace(R=p.R.repeat(2, 1, 1), t=p.t.repeat(2, 1), camera=Camera.cat([p.camera, p.camera]),
-                    voxels=torch.cat([torch.zeros_like(p.voxels), p.voxels]),
-                    posed_voxels=p.posed_voxels.repeat(2, 1, 1, 1, 1), image=p.image * 2, mask=p.mask * 2,
-                    extras={})
+    two = p.replace(
+        R=p.R.repeat(2, 1, 1),
+        t=p.t.repeat(2, 1),
+        camera=Camera.cat([p.camera, p.camera]),
+        voxels=torch.cat([torch.zeros_like(p.voxels), p.voxels]),
+        posed_voxels=p.posed_voxels.repeat(2, 1, 1, 1, 1),
+        image=p.image * 2,
+        mask=p.mask * 2,
+        extras={},
+    )
     files = write_prediction(two, 1, tmp_path / "o", views_size=64)
     pose = json.loads(files["pose"].read_text())
     assert "mask_iou" not in pose and "warnings" not in pose

@@ -86,14 +86,14 @@ def test_builtin_methods_import_lazily(clean_registry, monkeypatch, tmp_path):
         get_method("t_future")
     # a method package is imported on first use and registers itself
     (tmp_path / "t_ok_pkg").mkdir()
-    (tmp_path / "t_ok_pkg" / "__init__.py").write_text(
-        "from tests_registry_helper import register\nregister()\n")
+    (tmp_path / "t_ok_pkg" / "__init__.py").write_text("from tests_registry_helper import register\nregister()\n")
     (tmp_path / "tests_registry_helper.py").write_text(
         "def register():\n"
         "    from poseshape.engine.registry import MethodSpec, register_method\n"
         f"    from {__name__} import Cfg, build, stage\n"
         "    register_method(MethodSpec(name='t_ok', config_cls=Cfg, build=build,"
-        " stages=[stage()]))\n")
+        " stages=[stage()]))\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(registry.BUILTIN_METHODS, "t_ok", "t_ok_pkg")
     assert get_method("t_ok").name == "t_ok"
@@ -143,7 +143,7 @@ def test_spec_validation_and_helpers(tmp_path):
 def test_docstring_example_registers_and_trains(clean_registry, tmp_path):
     """The example in the module docstring is real code: run it and train the toy method."""
     doc = registry.__doc__
-    block = doc[doc.index("A minimal example"):].split("::\n\n", 1)[1]
+    block = doc[doc.index("A minimal example") :].split("::\n\n", 1)[1]
     code = re.split(r"\n(?=\S)", block, maxsplit=1)[0]  # until the first unindented line
     code = textwrap.dedent(code).split("# then:")[0]
     unregister_method("toy")

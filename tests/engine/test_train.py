@@ -23,9 +23,9 @@ import pytest
 import torch
 from torch import nn
 
-from poseshape.engine.checkpoint import load_checkpoint, save_checkpoint
 from poseshape.core.config import apply_overrides
 from poseshape.core.errors import CheckpointError, PoseshapeError
+from poseshape.engine.checkpoint import load_checkpoint, save_checkpoint
 from poseshape.engine.registry import MethodSpec, Stage, register_method
 from poseshape.engine.train import (
     Trainer,
@@ -49,10 +49,10 @@ class ToyConfig:
     n_train: int = 64
     iters_head: int = 12
     iters_joint: int = 24
-    noise: float = 0.01      # input noise from the global torch RNG (exercises RNG resume)
+    noise: float = 0.01  # input noise from the global torch RNG (exercises RNG resume)
     rng_weight: float = 0.01  # loss weight jitter from numpy + python RNGs
     val_every: int = 5
-    lr_step: int = 10        # StepLR period (halving) in the joint stage
+    lr_step: int = 10  # StepLR period (halving) in the joint stage
 
 
 W_TRUE = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
@@ -68,7 +68,7 @@ def toy_data(cfg: ToyConfig, ctx):
     x = torch.randn(cfg.n_train + 32, 4, generator=g)
     y = x @ W_TRUE + 0.7
     train = torch.utils.data.TensorDataset(x[: cfg.n_train], y[: cfg.n_train])
-    val = torch.utils.data.TensorDataset(x[cfg.n_train:], y[cfg.n_train:])
+    val = torch.utils.data.TensorDataset(x[cfg.n_train :], y[cfg.n_train :])
     return train, val
 
 
@@ -80,8 +80,15 @@ def toy_step(models, batch, ctx):
         os.kill(os.getpid(), signal.SIGKILL)
     body = models["body"]
     inner = getattr(body, "module", body)
-    OBSERVED.append((ctx.stage, ctx.step, inner.training, inner.weight.requires_grad,
-                     getattr(models["head"], "module", models["head"]).weight.requires_grad))
+    OBSERVED.append(
+        (
+            ctx.stage,
+            ctx.step,
+            inner.training,
+            inner.weight.requires_grad,
+            getattr(models["head"], "module", models["head"]).weight.requires_grad,
+        )
+    )
     if cfg.noise:
         x = x + cfg.noise * torch.randn_like(x)
     w = 1.0 + cfg.rng_weight * (float(np.random.rand()) + random.random())
@@ -103,29 +110,43 @@ def toy_sched(opt, cfg):
 
 
 def toy_stages(cfg: ToyConfig) -> list[Stage]:
-    common = {"data": toy_data, "step": toy_step, "optimizer": toy_adam,
-              "batch_size": cfg.batch_size, "validate": toy_validate, "val_every": cfg.val_every}
+    common = {
+        "data": toy_data,
+        "step": toy_step,
+        "optimizer": toy_adam,
+        "batch_size": cfg.batch_size,
+        "validate": toy_validate,
+        "val_every": cfg.val_every,
+    }
     return [
         Stage("head", train=["head"], iterations=cfg.iters_head, best_metric="val_mse", **common),
-        Stage("joint", train=["body", "head"], iterations=cfg.iters_joint, scheduler=toy_sched,
-              grad_clip=10.0, **common),
+        Stage(
+            "joint", train=["body", "head"], iterations=cfg.iters_joint, scheduler=toy_sched, grad_clip=10.0, **common
+        ),
     ]
 
 
-SPEC = register_method(MethodSpec(name=TOY, config_cls=ToyConfig, build=toy_build,
-                                  stages=toy_stages, description="test toy"), replace=True)
+SPEC = register_method(
+    MethodSpec(name=TOY, config_cls=ToyConfig, build=toy_build, stages=toy_stages, description="test toy"), replace=True
+)
 
 
 def weights(models) -> dict[str, torch.Tensor]:
-    return {f"{n}.{k}": v.detach().cpu().clone() for n, m in models.items()
-            for k, v in m.state_dict().items()}
+    return {f"{n}.{k}": v.detach().cpu().clone() for n, m in models.items() for k, v in m.state_dict().items()}
 
 
 def run_script(*args, env_extra=None, check=True):
     env = {k: v for k, v in os.environ.items() if k != "TOY_KILL_AT"}
     env.update(PYTHONPATH=str(REPO), **(env_extra or {}))
-    return subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=120, check=check)
+    return subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+    )
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -135,10 +156,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 # --------------------------------------------------------------------------- tests
 def test_overfit_toy_to_near_zero(tmp_path):
-    cfg = ToyConfig(noise=0.0, rng_weight=0.0, iters_head=20, iters_joint=300, lr=0.03,
-                    lr_step=100)
-    trainer = Trainer(TOY, cfg, out_dir=tmp_path, progress=False, tensorboard=False,
-                      checkpoint_every=10_000)
+    cfg = ToyConfig(noise=0.0, rng_weight=0.0, iters_head=20, iters_joint=300, lr=0.03, lr_step=100)
+    trainer = Trainer(TOY, cfg, out_dir=tmp_path, progress=False, tensorboard=False, checkpoint_every=10_000)
     models = trainer.fit()
     rows = read_csv(tmp_path / "logs" / "train_1_joint.csv")
     first, last = float(rows[0]["mse"]), float(rows[-1]["mse"])
@@ -207,7 +226,8 @@ def test_csv_logs_checkpoints_and_config(tmp_path):
     best = load_checkpoint(tmp_path / "best_head.pt", expected_method=TOY)
     assert best.extra["best_metric"] == "val_mse"
     assert best.extra["best_value"] == pytest.approx(
-        min(float(r["val_mse"]) for r in read_csv(tmp_path / "logs" / "val_0_head.csv")))
+        min(float(r["val_mse"]) for r in read_csv(tmp_path / "logs" / "val_0_head.csv"))
+    )
     assert not list(tmp_path.glob(".*tmp*"))
     # load_trained rebuilds the models
     spec, cfg2, models = load_trained(tmp_path / "last.pt")
@@ -225,8 +245,7 @@ def test_resume_refuses_other_config_and_seed(tmp_path):
     with pytest.raises(CheckpointError, match="seed"):
         Trainer(TOY, cfg, seed=9, out_dir=tmp_path, progress=False).fit()
     # resume=False starts over
-    Trainer(TOY, apply_overrides(cfg, ["lr=0.5"]), out_dir=tmp_path, progress=False,
-            resume=False).fit()
+    Trainer(TOY, apply_overrides(cfg, ["lr=0.5"]), out_dir=tmp_path, progress=False, resume=False).fit()
     assert load_checkpoint(tmp_path / "last.pt").config["lr"] == 0.5
 
 
@@ -281,8 +300,9 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path):
     for name in ("train_0_head.csv", "train_1_joint.csv", "val_0_head.csv", "val_1_joint.csv"):
         a, b = read_csv(ref_dir / "logs" / name), read_csv(run_dir / "logs" / name)
         assert [r["step"] for r in a] == [r["step"] for r in b], name
-        assert [r["loss" if "train" in name else "val_mse"] for r in a] == \
-               [r["loss" if "train" in name else "val_mse"] for r in b], name
+        assert [r["loss" if "train" in name else "val_mse"] for r in a] == [
+            r["loss" if "train" in name else "val_mse"] for r in b
+        ], name
 
 
 def _free_port() -> int:
@@ -295,11 +315,20 @@ def test_ddp_two_processes_keep_identical_weights(tmp_path):
     args = ["noise=0", "rng_weight=0", "iters_head=4", "iters_joint=6", "batch_size=4"]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     env.pop("TOY_KILL_AT", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
-           str(Path(__file__).resolve()), "ddp", str(tmp_path / "run"), *args]
-    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-                       check=False)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--nnodes=1",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        str(Path(__file__).resolve()),
+        "ddp",
+        str(tmp_path / "run"),
+        *args,
+    ]
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     w0 = torch.load(tmp_path / "run" / "rank0.pt", weights_only=True)
     w1 = torch.load(tmp_path / "run" / "rank1.pt", weights_only=True)
@@ -328,14 +357,22 @@ def test_epochs_and_iterable_data(tmp_path):
         x, y = batch
         return {"loss": nn.functional.mse_loss(models["head"](models["body"](x)), y)}
 
-    spec = MethodSpec(name="toy_iter", config_cls=ToyConfig, build=toy_build, stages=[
-        Stage("all", data=data, step=step, optimizer=toy_adam, epochs=2)])
+    spec = MethodSpec(
+        name="toy_iter",
+        config_cls=ToyConfig,
+        build=toy_build,
+        stages=[Stage("all", data=data, step=step, optimizer=toy_adam, epochs=2)],
+    )
     Trainer(spec, out_dir=tmp_path, progress=False).fit()
     assert seen == [(0, 0), (0, 1), (0, 2), (1, 3), (1, 4), (1, 5)]
     # map-style data with epochs=: steps = epochs * ceil(n / batch_size)
     OBSERVED.clear()
-    spec2 = MethodSpec(name="toy_ep", config_cls=ToyConfig, build=toy_build, stages=[
-        Stage("e", data=toy_data, step=toy_step, optimizer=toy_adam, epochs=2, batch_size=10)])
+    spec2 = MethodSpec(
+        name="toy_ep",
+        config_cls=ToyConfig,
+        build=toy_build,
+        stages=[Stage("e", data=toy_data, step=toy_step, optimizer=toy_adam, epochs=2, batch_size=10)],
+    )
     Trainer(spec2, ToyConfig(n_train=25), progress=False).fit()
     assert len(OBSERVED) == 6
 
@@ -344,13 +381,20 @@ def test_step_errors_are_clear():
     def bad_step(models, batch, ctx):
         return {"mse": torch.tensor(1.0)}
 
-    spec = MethodSpec(name="toy_bad", config_cls=ToyConfig, build=toy_build, stages=[
-        Stage("s", data=toy_data, step=bad_step, optimizer=toy_adam, iterations=1)])
+    spec = MethodSpec(
+        name="toy_bad",
+        config_cls=ToyConfig,
+        build=toy_build,
+        stages=[Stage("s", data=toy_data, step=bad_step, optimizer=toy_adam, iterations=1)],
+    )
     with pytest.raises(PoseshapeError, match="'loss'"):
         Trainer(spec, progress=False).fit()
-    spec = MethodSpec(name="toy_bad2", config_cls=ToyConfig, build=toy_build, stages=[
-        Stage("s", data=toy_data, step=toy_step, optimizer=toy_adam, iterations=1,
-              train=["nope"])])
+    spec = MethodSpec(
+        name="toy_bad2",
+        config_cls=ToyConfig,
+        build=toy_build,
+        stages=[Stage("s", data=toy_data, step=toy_step, optimizer=toy_adam, iterations=1, train=["nope"])],
+    )
     with pytest.raises(PoseshapeError, match="nope"):
         Trainer(spec, progress=False).fit()
     with pytest.raises(PoseshapeError, match="ToyConfig"):
@@ -389,8 +433,7 @@ def _main(argv: list[str]) -> None:
     torch.set_num_threads(2 if argv[0] == "train" else 1)
     mode, out = argv[0], Path(argv[1])
     cfg = apply_overrides(ToyConfig(), argv[2:])
-    trainer = Trainer(TOY, cfg, out_dir=out, progress=False, checkpoint_every=5,
-                      tensorboard=False, device="cpu")
+    trainer = Trainer(TOY, cfg, out_dir=out, progress=False, checkpoint_every=5, tensorboard=False, device="cpu")
     models = trainer.fit()
     if mode == "train":
         torch.save(weights(models), out / "final.pt")

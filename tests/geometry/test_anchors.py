@@ -22,20 +22,20 @@ def _shoemake_numpy(n: int) -> np.ndarray:
     for u1 in np.linspace(0, 1, n):
         for u2 in np.linspace(0, 1, n):
             for u3 in np.linspace(0, 1, n):
-                out.append([math.sqrt(1 - u1) * math.sin(2 * math.pi * u2),
-                            math.sqrt(1 - u1) * math.cos(2 * math.pi * u2),
-                            math.sqrt(u1) * math.sin(2 * math.pi * u3),
-                            math.sqrt(u1) * math.cos(2 * math.pi * u3)])
+                out.append(
+                    [
+                        math.sqrt(1 - u1) * math.sin(2 * math.pi * u2),
+                        math.sqrt(1 - u1) * math.cos(2 * math.pi * u2),
+                        math.sqrt(u1) * math.sin(2 * math.pi * u3),
+                        math.sqrt(u1) * math.cos(2 * math.pi * u3),
+                    ]
+                )
     return np.array(out)
 
 
-@pytest.mark.parametrize(
-    "n, counts", [(5, (125, 85, 56, 28)), (7, (343, 259, 192, 96)), (9, (729, 585, 464, 232))]
-)
+@pytest.mark.parametrize("n, counts", [(5, (125, 85, 56, 28)), (7, (343, 259, 192, 96)), (9, (729, 585, 464, 232))])
 def test_paper_grid_counts(n, counts):
-    got = tuple(
-        anc.quaternion_anchors(n, dedup=d).shape[0] for d in ("none", "exact", "quaternion", "rotation")
-    )
+    got = tuple(anc.quaternion_anchors(n, dedup=d).shape[0] for d in ("none", "exact", "quaternion", "rotation"))
     assert got == counts
     # the paper's 259 (n = 7) is the exact-equality count: 5 * 49 + 7 + 7
     if n == 7:
@@ -123,16 +123,18 @@ def test_quaternion_residual_round_trip():
     qd = anc.quaternion_residual(q, a)
     assert (qd[:, 0] >= 0).all()
     # residual rotation angle == distance to the anchor
-    torch.testing.assert_close(2 * torch.acos(qd[:, 0].clamp(max=1)), anc.anchor_distances(q, anchors),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        2 * torch.acos(qd[:, 0].clamp(max=1)), anc.anchor_distances(q, anchors), atol=1e-6, rtol=0
+    )
     back = anc.apply_quaternion_residual(qd, a)
     torch.testing.assert_close(quaternion_to_matrix(back), quaternion_to_matrix(q), atol=1e-12, rtol=0)
     # scaled residuals (raw network outputs) are normalised
     back2 = anc.apply_quaternion_residual(3 * qd, a)
     torch.testing.assert_close(back2, back)
     # eq. 2 against scipy: R(q_d) = R(q_gt) R(q_a)^T
-    ref = (Rotation.from_quat(q.numpy(), scalar_first=True)
-           * Rotation.from_quat(a.numpy(), scalar_first=True).inv()).as_matrix()
+    ref = (
+        Rotation.from_quat(q.numpy(), scalar_first=True) * Rotation.from_quat(a.numpy(), scalar_first=True).inv()
+    ).as_matrix()
     torch.testing.assert_close(quaternion_to_matrix(qd), torch.tensor(ref), atol=1e-12, rtol=0)
 
 
@@ -154,8 +156,7 @@ def test_translation_anchors_round_trip():
     brute = (((flat[:, None] - centres[None]) / size).abs().amax(-1)).argmin(-1)
     assert torch.equal(brute, idx.reshape(-1))
     # centres decode from residual 0.5
-    torch.testing.assert_close(ta.decode(torch.arange(128), torch.full((128, 3), 0.5, dtype=F64)),
-                               centres)
+    torch.testing.assert_close(ta.decode(torch.arange(128), torch.full((128, 3), 0.5, dtype=F64)), centres)
     # outside the box: boundary cell, residual leaves [0, 1], still a round trip
     out = torch.tensor([[-1.0, 2.0, 20.0]], dtype=F64)
     i, r = ta.encode(out)

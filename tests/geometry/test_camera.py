@@ -11,6 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from poseshape.core.errors import ShapeError
 from poseshape.geometry.camera import (
+    Camera,
     backproject,
     intrinsics,
     intrinsics_from_fov,
@@ -250,10 +251,15 @@ def test_viewpoint_pole_gives_consistent_pose():
 
 
 def test_viewpoint_gradcheck():
-    inp = tuple(torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in ([0.3, 1.0], [0.2, -0.4], [0.1, 2.0], [2.0, 3.0]))
+    inp = tuple(
+        torch.tensor(v, dtype=torch.float64, requires_grad=True)
+        for v in ([0.3, 1.0], [0.2, -0.4], [0.1, 2.0], [2.0, 3.0])
+    )
     assert torch.autograd.gradcheck(lambda *x: viewpoint_to_pose(*x)[0], inp)
     R, t = viewpoint_to_pose(*[x.detach() for x in inp])
-    assert torch.autograd.gradcheck(lambda R, t: torch.stack(pose_to_viewpoint(R, t)), (R.requires_grad_(), t.requires_grad_()))
+    assert torch.autograd.gradcheck(
+        lambda R, t: torch.stack(pose_to_viewpoint(R, t)), (R.requires_grad_(), t.requires_grad_())
+    )
 
 
 def test_viewpoint_rejects_nan():
@@ -261,3 +267,75 @@ def test_viewpoint_rejects_nan():
         viewpoint_to_pose(float("nan"), 0.0, 0.0, 1.0)
     with pytest.raises(ShapeError, match="R"):
         pose_to_viewpoint(torch.eye(2), torch.zeros(3))
+
+
+# ============================================================================ Camera
+def test_camera_pinhole_projection_matches_the_formula():
+    K = torch.tensor([[[500.0, 0, 64.5], [0, 480.0, 60.25], [0, 0, 1]]], dtype=torch.float64)
+    cam = Camera.pinhole(K, (120, 128))
+    X = torch.tensor([[[0.1, -0.2, 2.0], [-0.3, 0.05, 3.5]]], dtype=torch.float64)
+    uv = cam.project(X)
+    want = torch.stack([500 * X[..., 0] / X[..., 2] + 64.5, 480 * X[..., 1] / X[..., 2] + 60.25], -1)
+    torch.testing.assert_close(uv, want)
+    # and it agrees with project_points under a pose
+    R = torch.eye(3, dtype=torch.float64)[None]
+    t = torch.tensor([[0.0, 0.0, 0.5]], dtype=torch.float64)
+    torch.testing.assert_close(cam.project_object(X, R, t), project_points(X, R, t, K)[0])
+
+
+def test_camera_weak_perspective_ignores_depth_and_matches_weak_perspective_project():
+    cam = Camera.weak_perspective(
+        torch.tensor([90.0], dtype=torch.float64), torch.tensor([[130.0, 95.0]], dtype=torch.float64), (181, 243)
+    )
+    assert cam.kind == "weak_perspective" and float(cam.scale[0]) == 90.0
+    X = torch.randn(1, 5, 3, dtype=torch.float64)
+    R = torch.tensor(Rotation.from_rotvec([0.2, 0.7, -0.1]).as_matrix())[None]
+    t = torch.tensor([[0.1, -0.05, 7.0]], dtype=torch.float64)
+    uv = cam.project_object(X, R, t)
+    t2 = 90.0 * t[:, :2] + torch.tensor([[130.0, 95.0]], dtype=torch.float64)
+    torch.testing.assert_close(uv, weak_perspective_project(X, R, torch.tensor([90.0], dtype=torch.float64), t2))
+    far = cam.project_object(X, R, t + torch.tensor([[0.0, 0.0, 100.0]], dtype=torch.float64))
+    torch.testing.assert_close(uv, far)
+
+
+@pytest.mark.parametrize("kind", ["pinhole", "weak_perspective"])
+def test_camera_crop_and_uncrop_are_pixel_maps(kind):
+    """A crop ``box = (x0, y0, side)`` resized to S: ``u_crop = (u - x0) S / side``; uncrop inverts it."""
+    K = torch.tensor([[[300.0, 0, 70.0], [0, 300.0, 50.0], [0, 0, 1]]], dtype=torch.float64)
+    cam = Camera(K, (100, 150), kind)
+    X = torch.tensor([[[0.1, 0.2, 3.0], [-0.2, 0.1, 2.5], [0.0, -0.3, 4.0]]], dtype=torch.float64)
+    box, S = (20, -10, 80), 32
+    crop = cam.crop(box, S)
+    assert crop.image_size == (S, S) and crop.kind == kind
+    u = cam.project(X)
+    want = (u - torch.tensor([20.0, -10.0], dtype=torch.float64)) * S / 80
+    torch.testing.assert_close(crop.project(X), want)
+    back = crop.uncrop(box, (100, 150))
+    torch.testing.assert_close(back.K, cam.K)
+    assert back.image_size == (100, 150)
+    torch.testing.assert_close(crop.resize(64).project(X), want * 2)
+
+
+def test_camera_records_round_trip_and_bad_input():
+    from poseshape.core.errors import ShapeError
+
+    cam = Camera.from_fov(math.radians(50), (48, 64), batch=3)
+    assert len(cam) == 3 and cam[1].K.shape == (1, 3, 3)
+    rec = cam.to_dict(2)
+    assert rec["fov_x_deg"] == pytest.approx(50.0)
+    back = Camera.from_dict(rec)
+    torch.testing.assert_close(back.K[0], cam.K[2].double())
+    assert back.image_size == (48, 64) and back.kind == "pinhole"
+    for bad in (
+        dict(K=torch.eye(3), image_size=(4, 4), kind="fisheye"),
+        dict(K=torch.eye(2), image_size=4),
+        dict(K=torch.full((3, 3), float("nan")), image_size=4),
+        dict(K=-torch.eye(3), image_size=4),
+        dict(K=torch.eye(3), image_size=(0, 4)),
+    ):
+        with pytest.raises(ShapeError, match="Camera"):
+            Camera(**bad)
+    with pytest.raises(ShapeError, match="camera record"):
+        Camera.from_dict({"K": [[1, 0, 0]]})
+    with pytest.raises(ShapeError, match="aspect"):
+        cam.resize((48, 48))

@@ -35,8 +35,7 @@ def _edge_rotations() -> Rotation:
     axes = np.concatenate([np.eye(3), rng.normal(size=(5, 3))])
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
     vecs = [np.zeros(3)]
-    for ang in (1e-12, 1e-8, 1e-4, 0.05, 0.2, math.pi - 1e-3, math.pi - 1e-6, math.pi - 1e-9,
-                math.pi):
+    for ang in (1e-12, 1e-8, 1e-4, 0.05, 0.2, math.pi - 1e-3, math.pi - 1e-6, math.pi - 1e-9, math.pi):
         vecs += list(ang * axes)
     return Rotation.from_rotvec(np.array(vecs))
 
@@ -79,8 +78,7 @@ def test_quaternion_match_scipy(sample):
     # non-unit quaternions are normalised implicitly
     torch.testing.assert_close(rot.quaternion_to_matrix(3.7 * q), mat, atol=1e-12, rtol=0)
     rv = _t(sample.as_rotvec())
-    torch.testing.assert_close(_t(_canon(rot.axis_angle_to_quaternion(rv).numpy())), q,
-                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(_t(_canon(rot.axis_angle_to_quaternion(rv).numpy())), q, atol=1e-12, rtol=0)
     torch.testing.assert_close(rot.quaternion_to_axis_angle(q), rv, atol=1e-12, rtol=0)
     torch.testing.assert_close(rot.quaternion_to_axis_angle(-q), rv, atol=1e-12, rtol=0)
 
@@ -103,8 +101,7 @@ def test_quaternion_multiply_invert_match_scipy(sample):
     ref = (a * b).as_matrix()
     torch.testing.assert_close(rot.quaternion_to_matrix(prod), _t(ref), atol=1e-12, rtol=0)
     inv = rot.quaternion_invert(qa)
-    torch.testing.assert_close(rot.quaternion_to_matrix(inv), _t(a.inv().as_matrix()),
-                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(rot.quaternion_to_matrix(inv), _t(a.inv().as_matrix()), atol=1e-12, rtol=0)
     ident = rot.quaternion_multiply(qa, inv)
     torch.testing.assert_close(ident, _t([1.0, 0, 0, 0]).expand_as(ident), atol=1e-12, rtol=0)
 
@@ -114,13 +111,13 @@ def test_euler_match_scipy(sample, convention):
     mat = _t(sample.as_matrix())
     ang = _t(sample.as_euler(convention))  # upper case = intrinsic in scipy
     torch.testing.assert_close(rot.euler_angles_to_matrix(ang, convention), mat, atol=1e-12, rtol=0)
-    torch.testing.assert_close(rot.matrix_to_euler_angles(mat, convention), ang, atol=1e-10,
-                               rtol=0)
+    torch.testing.assert_close(rot.matrix_to_euler_angles(mat, convention), ang, atol=1e-10, rtol=0)
     # intrinsic ZYX == product of elementary rotations in that order
     if convention == "ZYX":
         a, b, c = 0.3, -0.4, 1.1
-        ref = (Rotation.from_rotvec([0, 0, a]) * Rotation.from_rotvec([0, b, 0])
-               * Rotation.from_rotvec([c, 0, 0])).as_matrix()
+        ref = (
+            Rotation.from_rotvec([0, 0, a]) * Rotation.from_rotvec([0, b, 0]) * Rotation.from_rotvec([c, 0, 0])
+        ).as_matrix()
         torch.testing.assert_close(rot.euler_angles_to_matrix(_t([a, b, c]), "ZYX"), _t(ref))
 
 
@@ -138,8 +135,7 @@ def test_euler_gimbal_lock_round_trip(convention):
     back = rot.matrix_to_euler_angles(mat, convention)
     assert torch.isfinite(back).all()
     assert torch.equal(back[:, 2], torch.zeros_like(back[:, 2]))  # third angle set to 0
-    torch.testing.assert_close(rot.euler_angles_to_matrix(back, convention), mat, atol=1e-7,
-                               rtol=0)
+    torch.testing.assert_close(rot.euler_angles_to_matrix(back, convention), mat, atol=1e-7, rtol=0)
     # scipy agrees on the rotation
     ref = Rotation.from_euler(convention, back.numpy()).as_matrix()
     torch.testing.assert_close(_t(ref), mat, atol=1e-7, rtol=0)
@@ -198,16 +194,16 @@ def test_geodesic_methods_agree_with_scipy(sample):
     torch.testing.assert_close(d_q, ref, atol=1e-10, rtol=0)
     qa, qb = _t(a.as_quat(scalar_first=True)), _t(b.as_quat(scalar_first=True))
     acos_form = 2 * torch.acos((qa * qb).sum(-1).abs().clamp(max=1))
-    torch.testing.assert_close(rot.quaternion_geodesic_distance(qa, -qb), acos_form, atol=1e-7,
-                               rtol=0)
+    torch.testing.assert_close(rot.quaternion_geodesic_distance(qa, -qb), acos_form, atol=1e-7, rtol=0)
     # edge: identical, half-turn apart
     edge = _t(_edge_rotations().as_matrix())
     for m in ("log", "quaternion"):
         assert rot.geodesic_distance(edge, edge, method=m).abs().max() < 1e-7
     half = rot.so3_exp(_t([0.0, math.pi, 0.0]))
     for m in ("log", "quaternion"):
-        torch.testing.assert_close(rot.geodesic_distance(torch.eye(3, dtype=F64), half, m),
-                                   torch.tensor(math.pi, dtype=F64))
+        torch.testing.assert_close(
+            rot.geodesic_distance(torch.eye(3, dtype=F64), half, m), torch.tensor(math.pi, dtype=F64)
+        )
 
 
 @pytest.mark.parametrize("method", ["log", "quaternion"])
@@ -356,8 +352,7 @@ def test_euler_edge_rotations_match_scipy(convention):
     # ... and the angles themselves agree (both set the third angle to 0 at gimbal lock)
     assert _angle_diff(ang, ref).max() < 1e-7
     # the identity gives all-zero angles
-    assert torch.equal(rot.matrix_to_euler_angles(torch.eye(3, dtype=F64), convention),
-                       torch.zeros(3, dtype=F64))
+    assert torch.equal(rot.matrix_to_euler_angles(torch.eye(3, dtype=F64), convention), torch.zeros(3, dtype=F64))
 
 
 @pytest.mark.parametrize("convention", rot.EULER_CONVENTIONS)
@@ -368,8 +363,7 @@ def test_gradcheck_euler_every_order(convention):
     _gc(lambda x: rot.matrix_to_euler_angles(x, convention), rot.euler_angles_to_matrix(a, convention))
 
 
-@pytest.mark.parametrize("angle", [0.0, 1e-12, 1e-9, 1e-4, 1.0, math.pi - 1e-4, math.pi - 1e-7,
-                                   math.pi - 1e-9])
+@pytest.mark.parametrize("angle", [0.0, 1e-12, 1e-9, 1e-4, 1.0, math.pi - 1e-4, math.pi - 1e-7, math.pi - 1e-9])
 def test_log_exp_jacobian_is_identity_near_zero_and_pi(angle):
     """d log(exp(w)) / dw = I analytically, even where finite differences cannot resolve it
     (within 1e-7 of pi a 1e-6 step crosses the cut of the log)."""
@@ -377,8 +371,7 @@ def test_log_exp_jacobian_is_identity_near_zero_and_pi(angle):
     eye = torch.eye(3, dtype=F64)
     J = torch.autograd.functional.jacobian(lambda x: rot.so3_log(rot.so3_exp(x)), w)
     torch.testing.assert_close(J, eye, atol=1e-12, rtol=0)
-    Jq = torch.autograd.functional.jacobian(
-        lambda x: rot.quaternion_to_axis_angle(rot.axis_angle_to_quaternion(x)), w)
+    Jq = torch.autograd.functional.jacobian(lambda x: rot.quaternion_to_axis_angle(rot.axis_angle_to_quaternion(x)), w)
     torch.testing.assert_close(Jq, eye, atol=1e-12, rtol=0)
     Jm = torch.autograd.functional.jacobian(lambda x: rot.matrix_to_axis_angle(rot.axis_angle_to_matrix(x)), w)
     torch.testing.assert_close(Jm, eye, atol=1e-12, rtol=0)

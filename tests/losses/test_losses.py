@@ -104,7 +104,7 @@ def test_anchor_losses_pick_the_true_anchor_residual():
     gt = torch.zeros(2, 4)
     ce, hub = anchor_losses(logits, res, idx, gt, huber_delta=1.0)
     torch.testing.assert_close(ce, F.cross_entropy(logits, idx))
-    want = (4 * 0.5 * 0.5 ** 2 + 4 * (3.0 - 0.5)) / 2
+    want = (4 * 0.5 * 0.5**2 + 4 * (3.0 - 0.5)) / 2
     assert hub.item() == pytest.approx(want)
     with pytest.raises(ShapeError):
         anchor_losses(logits, res, idx[:1], gt)

@@ -240,6 +240,10 @@ def test_far_behind_and_huge_coordinates_do_not_overflow():
         gv, gt = torch.autograd.grad(out.sum(), (v, tt))
         assert torch.isfinite(gv).all() and torch.isfinite(gt).all()
         assert rasterize(verts, faces, R, tt.detach(), K, 8).mask.sum() == 0
-    assert math.isfinite(float(project_voxels(torch.rand(1, 1, 4, 4, 4, dtype=D64), R,
-                                              torch.tensor([[0.0, 0.0, -5.0]], dtype=D64), K,
-                                              image_size=8).sum()))
+    assert math.isfinite(
+        float(
+            project_voxels(
+                torch.rand(1, 1, 4, 4, 4, dtype=D64), R, torch.tensor([[0.0, 0.0, -5.0]], dtype=D64), K, image_size=8
+            ).sum()
+        )
+    )

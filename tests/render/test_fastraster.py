@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from poseshape.render import fastraster as fr
 from poseshape.geometry.camera import viewpoint_to_pose
+from poseshape.render import fastraster as fr
 from poseshape.render import mesh_hard
 from poseshape.shapes.procedural import generate
 
@@ -45,8 +45,11 @@ def test_procedural_meshes_pinhole(category, size):
     v, f = mesh.verts.float(), mesh.faces
     R, t = _poses(6, hash(category) % 1000)
     K = _K(size * 1.6, size / 2)
-    _assert_identical(mesh_hard.rasterize(v, f, R.float(), t.float(), K, size),
-                      fr.rasterize(v, f, R.float(), t.float(), K, size), category)
+    _assert_identical(
+        mesh_hard.rasterize(v, f, R.float(), t.float(), K, size),
+        fr.rasterize(v, f, R.float(), t.float(), K, size),
+        category,
+    )
 
 
 def test_pascal3d_cad_and_batched_intrinsics(shared_data):
@@ -58,20 +61,35 @@ def test_pascal3d_cad_and_batched_intrinsics(shared_data):
         R, t = _poses(4, i)
         K = torch.stack([_K(90.0 + 10 * b, 32.0 + b) for b in range(4)])
         v = mesh.verts.float()
-        _assert_identical(mesh_hard.rasterize(v, mesh.faces, R.float(), t.float(), K, (48, 64)),
-                          fr.rasterize(v, mesh.faces, R.float(), t.float(), K, (48, 64)), f"{cat}/{mid}")
+        _assert_identical(
+            mesh_hard.rasterize(v, mesh.faces, R.float(), t.float(), K, (48, 64)),
+            fr.rasterize(v, mesh.faces, R.float(), t.float(), K, (48, 64)),
+            f"{cat}/{mid}",
+        )
 
 
 def test_pixel_aligned_edges_ties_degenerate_and_culled_faces():
     # a unit square split along its diagonal, corners on pixel centres (inclusive edges), a
     # coplanar duplicate (depth tie -> smallest index), a zero-area face, a face behind the
     # camera (dropped) and a face partly off-screen
-    verts = torch.tensor([
-        [-0.5, -0.5, 0.0], [0.5, -0.5, 0.0], [0.5, 0.5, 0.0], [-0.5, 0.5, 0.0],  # square
-        [0.0, 0.0, 0.0], [0.25, 0.25, 0.0], [0.5, 0.5, 0.0],  # collinear: zero area
-        [0.0, 0.0, -5.0], [1.0, 0.0, -5.0], [0.0, 1.0, -5.0],  # behind the camera
-        [0.2, -2.0, 0.3], [3.0, 0.1, 0.3], [0.1, 0.4, 0.3],  # partly outside the image
-    ], dtype=torch.float32)
+    verts = torch.tensor(
+        [
+            [-0.5, -0.5, 0.0],
+            [0.5, -0.5, 0.0],
+            [0.5, 0.5, 0.0],
+            [-0.5, 0.5, 0.0],  # square
+            [0.0, 0.0, 0.0],
+            [0.25, 0.25, 0.0],
+            [0.5, 0.5, 0.0],  # collinear: zero area
+            [0.0, 0.0, -5.0],
+            [1.0, 0.0, -5.0],
+            [0.0, 1.0, -5.0],  # behind the camera
+            [0.2, -2.0, 0.3],
+            [3.0, 0.1, 0.3],
+            [0.1, 0.4, 0.3],  # partly outside the image
+        ],
+        dtype=torch.float32,
+    )
     faces = torch.tensor([[0, 1, 2], [0, 2, 3], [2, 3, 0], [4, 5, 6], [7, 8, 9], [10, 11, 12]])
     R = torch.diag(torch.tensor([1.0, -1.0, -1.0]))[None]
     t = torch.tensor([[0.0, 0.0, 2.0]])
@@ -94,10 +112,25 @@ def test_empty_mesh_and_fallback(monkeypatch):
     v = torch.zeros(0, 3)
     f = torch.zeros(0, 3, dtype=torch.int64)
     R, t = torch.eye(3)[None], torch.tensor([[0.0, 0.0, 2.0]])
-    _assert_identical(mesh_hard.rasterize(v, f, R, t, _K(10.0, 4.0), 8), fr.rasterize(v, f, R, t, _K(10.0, 4.0), 8))
-    monkeypatch.setenv("POSESHAPE_NO_CPP", "1")
-    assert not fr.available()
+    empty = fr.rasterize(v, f, R, t, _K(10.0, 4.0), 8)
+    assert (empty.face_idx == -1).all() and torch.isinf(empty.depth).all() and not empty.mask.any()
+    _assert_identical(mesh_hard.rasterize(v, f, R, t, _K(10.0, 4.0), 8), empty)
     mesh, _ = generate("sofa", 0)
     Rb, tb = _poses(2, 0)
-    a = fr.rasterize(mesh.verts.float(), mesh.faces, Rb.float(), tb.float(), _K(40.0, 16.0), 32)
-    _assert_identical(a, mesh_hard.rasterize(mesh.verts.float(), mesh.faces, Rb.float(), tb.float(), _K(40.0, 16.0), 32))
+    args = (mesh.verts.float(), mesh.faces, Rb.float(), tb.float(), _K(40.0, 16.0), 32)
+    cpp = fr.rasterize(*args)  # the C++ kernel (when it builds)
+    # POSESHAPE_NO_CPP=1: the PyTorch reference is called instead, and gives the C++ result
+    calls = []
+    real = mesh_hard.rasterize
+
+    def spy(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(mesh_hard, "rasterize", spy)
+    monkeypatch.setenv("POSESHAPE_NO_CPP", "1")
+    assert not fr.available()
+    ref = fr.rasterize(*args)
+    assert calls == [1]
+    assert ref.mask.sum() > 50
+    _assert_identical(ref, cpp)

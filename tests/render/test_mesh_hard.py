@@ -18,10 +18,15 @@ def _tiny_scene():
     """Four faces: two overlapping at different depths, one sharing an edge, one sliver."""
     verts = torch.tensor(
         [
-            [-0.6, -0.5, 0.0], [0.5, -0.4, 0.1], [0.0, 0.6, -0.1],  # face 0 (near-ish)
-            [-0.3, -0.2, 0.4], [0.6, 0.3, 0.5], [-0.2, 0.5, 0.3],  # face 1 (behind face 0)
+            [-0.6, -0.5, 0.0],
+            [0.5, -0.4, 0.1],
+            [0.0, 0.6, -0.1],  # face 0 (near-ish)
+            [-0.3, -0.2, 0.4],
+            [0.6, 0.3, 0.5],
+            [-0.2, 0.5, 0.3],  # face 1 (behind face 0)
             [0.5, 0.55, 0.2],  # face 2 shares edge (1, 2)
-            [0.1, 0.1, -0.3], [0.11, 0.12, -0.3],  # face 3 degenerate-ish sliver with vertex 2
+            [0.1, 0.1, -0.3],
+            [0.11, 0.12, -0.3],  # face 3 degenerate-ish sliver with vertex 2
         ],
         dtype=D64,
     )

@@ -25,8 +25,15 @@ BACKENDS = ["torch", pytest.param("cpp", marks=pytest.mark.skipif(not cpp_availa
 def _tiny_scene():
     """Three faces (both windings, overlapping, one touching the image border)."""
     verts = torch.tensor(
-        [[-0.5, -0.4, 0.0], [0.4, -0.3, 0.1], [0.0, 0.5, -0.1],
-         [-0.1, -0.1, 0.3], [0.7, 0.2, 0.2], [0.2, 0.6, 0.3], [0.9, 0.9, 0.0]],
+        [
+            [-0.5, -0.4, 0.0],
+            [0.4, -0.3, 0.1],
+            [0.0, 0.5, -0.1],
+            [-0.1, -0.1, 0.3],
+            [0.7, 0.2, 0.2],
+            [0.2, 0.6, 0.3],
+            [0.9, 0.9, 0.0],
+        ],
         dtype=D64,
     )
     faces = torch.tensor([[0, 1, 2], [3, 5, 4], [4, 6, 5]])
@@ -82,12 +89,24 @@ def test_matches_brute_force(mode, camera, backend):
     if camera == "weak":
         t = t.clone()
         t[0, :2] = torch.tensor([3.3, 2.9], dtype=D64)
-        got = render_silhouette(verts, faces, R, t, scale=4.2, image_size=(6, 7), sigma=sig,
-                                sigma_units="px", mode=mode, eps=1e-12, backend=backend)
+        got = render_silhouette(
+            verts,
+            faces,
+            R,
+            t,
+            scale=4.2,
+            image_size=(6, 7),
+            sigma=sig,
+            sigma_units="px",
+            mode=mode,
+            eps=1e-12,
+            backend=backend,
+        )
         ref = _brute_force(verts, faces, R, t, None, mode, sig, scale=4.2)
     else:
-        got = render_silhouette(verts, faces, R, t, K, image_size=(6, 7), sigma=sig, sigma_units="px",
-                                mode=mode, eps=1e-12, backend=backend)
+        got = render_silhouette(
+            verts, faces, R, t, K, image_size=(6, 7), sigma=sig, sigma_units="px", mode=mode, eps=1e-12, backend=backend
+        )
         ref = _brute_force(verts, faces, R, t, K, mode, sig)
     assert got.shape == (1, 1, 6, 7)
     assert ref.min() < 0.2 and ref.max() > 0.5  # non-trivial
@@ -99,8 +118,7 @@ def test_sigma_units():
     assert sigma_ndc_to_px2(1e-4, (64, 256)) == pytest.approx(1e-4 * 32**2)
     verts, faces, R, t, K = _tiny_scene()
     a = render_silhouette(verts, faces, R, t, K, image_size=(6, 7), sigma=0.1, eps=1e-12)
-    b = render_silhouette(verts, faces, R, t, K, image_size=(6, 7), sigma=0.1 * 9, sigma_units="px",
-                          eps=1e-12)
+    b = render_silhouette(verts, faces, R, t, K, image_size=(6, 7), sigma=0.1 * 9, sigma_units="px", eps=1e-12)
     torch.testing.assert_close(a, b)
 
 
@@ -134,8 +152,19 @@ def test_gradcheck_verts_and_pose(mode, backend):
     weights = torch.rand(1, 1, 6, 7, dtype=D64)
 
     def f(v, a, tr):
-        out = render_silhouette(v, faces, axis_angle_to_matrix(a)[None], tr[None], K, image_size=(6, 7),
-                                sigma=2.0, sigma_units="px", mode=mode, eps=1e-12, backend=backend)
+        out = render_silhouette(
+            v,
+            faces,
+            axis_angle_to_matrix(a)[None],
+            tr[None],
+            K,
+            image_size=(6, 7),
+            sigma=2.0,
+            sigma_units="px",
+            mode=mode,
+            eps=1e-12,
+            backend=backend,
+        )
         return (out * weights).sum(), out
 
     assert torch.autograd.gradcheck(lambda *x: f(*x)[0], (vv, aa, tt), eps=1e-6, atol=1e-5)
@@ -149,13 +178,17 @@ def test_gradient_wrt_intrinsics_and_scale():
     Kp = K.clone().requires_grad_(True)
     torch.autograd.gradcheck(
         lambda k: render_silhouette(verts, faces, R, t, k, image_size=(6, 7), sigma=2.0, sigma_units="px"),
-        (Kp,), eps=1e-6, atol=1e-5,
+        (Kp,),
+        eps=1e-6,
+        atol=1e-5,
     )
     s = torch.tensor([4.0], dtype=D64, requires_grad=True)
     t2 = torch.tensor([[3.0, 3.0, 0.0]], dtype=D64)
     torch.autograd.gradcheck(
-        lambda sc: render_silhouette(verts, faces, R, t2, scale=sc, image_size=(6, 7), sigma=2.0,
-                                     sigma_units="px"), (s,), eps=1e-6, atol=1e-5,
+        lambda sc: render_silhouette(verts, faces, R, t2, scale=sc, image_size=(6, 7), sigma=2.0, sigma_units="px"),
+        (s,),
+        eps=1e-6,
+        atol=1e-5,
     )
 
 
@@ -171,8 +204,16 @@ def test_pose_equals_transformed_mesh(mode):
     K = torch.tensor([[60.0, 0, 16.0], [0, 60.0, 16.0], [0, 0, 1]], dtype=D64)
     a = render_silhouette(verts, faces, R, t, K, image_size=32, mode=mode, sigma=1e-3)
     moved = verts @ R[0].T + t[0]
-    b = render_silhouette(moved, faces, torch.eye(3, dtype=D64)[None], torch.zeros(1, 3, dtype=D64), K,
-                          image_size=32, mode=mode, sigma=1e-3)
+    b = render_silhouette(
+        moved,
+        faces,
+        torch.eye(3, dtype=D64)[None],
+        torch.zeros(1, 3, dtype=D64),
+        K,
+        image_size=32,
+        mode=mode,
+        sigma=1e-3,
+    )
     torch.testing.assert_close(a, b, atol=1e-9, rtol=0)
     assert a.sum() > 50
 
@@ -185,10 +226,10 @@ def test_weak_perspective_matches_far_pinhole():
     R = axis_angle_to_matrix(torch.tensor([0.3, 0.5, 0.0], dtype=D64))[None]
     dist, f = 1000.0, 20000.0
     K = torch.tensor([[f, 0, 20.0], [0, f, 18.0], [0, 0, 1]], dtype=D64)
-    pin = render_silhouette(verts, faces, R, torch.tensor([[0, 0, dist]], dtype=D64), K, image_size=40,
-                            sigma=1e-3)
-    weak = render_silhouette(verts, faces, R, torch.tensor([[20.0, 18.0, dist]], dtype=D64), scale=f / dist,
-                             image_size=40, sigma=1e-3)
+    pin = render_silhouette(verts, faces, R, torch.tensor([[0, 0, dist]], dtype=D64), K, image_size=40, sigma=1e-3)
+    weak = render_silhouette(
+        verts, faces, R, torch.tensor([[20.0, 18.0, dist]], dtype=D64), scale=f / dist, image_size=40, sigma=1e-3
+    )
     assert pin.sum() > 100
     assert (pin - weak).abs().max() < 2e-2
 
@@ -202,8 +243,9 @@ def test_module_and_batch_broadcast():
     assert out.shape == (2, 1, 6, 7) and 0 <= out.min() and out.max() <= 1
     single = render_silhouette(verts, faces, R2[1], t2[1], K, image_size=(6, 7), sigma=0.05)
     torch.testing.assert_close(out[1:], single)
-    batched_verts = render_silhouette(verts.expand(2, -1, -1), faces, R2, t2, K.expand(2, 3, 3),
-                                      image_size=(6, 7), sigma=0.05)
+    batched_verts = render_silhouette(
+        verts.expand(2, -1, -1), faces, R2, t2, K.expand(2, 3, 3), image_size=(6, 7), sigma=0.05
+    )
     torch.testing.assert_close(out, batched_verts)
 
 
@@ -306,8 +348,9 @@ def test_pose_recovery_pascal3d_car(shared_data):
             H, sig = 128, math.exp(math.log(1e-5) + math.log(1e-1) * min(1.0, (i - N1) / (0.5 * N2)))
             for g in opt.param_groups:
                 g["lr"] = 0.009
-        sil = render_silhouette(v, f, (axis_angle_to_matrix(w) @ R0)[None], tvec(p)[None], K_of(H),
-                                image_size=H, sigma=sig)
+        sil = render_silhouette(
+            v, f, (axis_angle_to_matrix(w) @ R0)[None], tvec(p)[None], K_of(H), image_size=H, sigma=sig
+        )
         y = target[H]
         loss = 1 - (sil * y).sum() / (sil + y - sil * y).sum()
         opt.zero_grad()

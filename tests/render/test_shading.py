@@ -83,8 +83,11 @@ def test_shade_a_fronto_parallel_face():
     pts = torch.zeros(1, 2, 2, 3)
     normals = torch.tensor([0.0, 0, -1]).expand(1, 2, 2, 3)
     mask = torch.tensor([[[True, False], [True, True]]])
-    lights = sh.Lights(np.array([[0.0, 0, -1]], np.float32), np.array([[0.5, 0.5, 0.5]], np.float32),
-                       np.array([0.2, 0.2, 0.2], np.float32))
+    lights = sh.Lights(
+        np.array([[0.0, 0, -1]], np.float32),
+        np.array([[0.5, 0.5, 0.5]], np.float32),
+        np.array([0.2, 0.2, 0.2], np.float32),
+    )
     app = sh.Appearance("solid", np.array([[0.8, 0.4, 0.2], [0, 0, 0]], np.float32))
     out = sh.shade(pts, normals, mask, app, [lights])
     assert out.shape == (1, 3, 2, 2)

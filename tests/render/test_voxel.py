@@ -35,8 +35,9 @@ def rodrigues(aa: torch.Tensor) -> torch.Tensor:
     if _aa_to_matrix is not None:
         return _aa_to_matrix(aa)
     z = torch.zeros_like(aa[..., 0])
-    hat = torch.stack([z, -aa[..., 2], aa[..., 1], aa[..., 2], z, -aa[..., 0],
-                       -aa[..., 1], aa[..., 0], z], -1).reshape(*aa.shape[:-1], 3, 3)
+    hat = torch.stack([z, -aa[..., 2], aa[..., 1], aa[..., 2], z, -aa[..., 0], -aa[..., 1], aa[..., 0], z], -1).reshape(
+        *aa.shape[:-1], 3, 3
+    )
     return torch.linalg.matrix_exp(hat)
 
 
@@ -91,9 +92,9 @@ def render_ref(vox, R, t, H, W, n, K=None, s=None, mode="max", mask=None):
     for b in range(B):
         for i in range(H):
             for j in range(W):
-                pts, valid = ray_samples_ref(R[b], t[b], j + 0.5, i + 0.5, n,
-                                             None if K is None else K[b],
-                                             None if s is None else s[b])
+                pts, valid = ray_samples_ref(
+                    R[b], t[b], j + 0.5, i + 0.5, n, None if K is None else K[b], None if s is None else s[b]
+                )
                 x = [tri_ref(vox[b, 0], p) if ok else 0.0 for p, ok in zip(pts, valid)]
                 if mode == "max":
                     out[b, i, j] = max(x)
@@ -112,9 +113,10 @@ def tiny_scene(seed=0, B=2):
     vox = torch.rand(B, 1, 4, 4, 4, generator=g, dtype=torch.float64)
     R = rot(seed, B)
     t = torch.tensor([[0.1, -0.05, 1.6], [-0.08, 0.1, 2.2]], dtype=torch.float64)[:B]
-    K = torch.tensor([[[5.0, 0.0, 3.1], [0.0, 4.5, 2.4], [0.0, 0.0, 1.0]],
-                      [[6.0, 0.2, 2.8], [0.0, 6.5, 2.6], [0.0, 0.0, 1.0]]],
-                     dtype=torch.float64)[:B]
+    K = torch.tensor(
+        [[[5.0, 0.0, 3.1], [0.0, 4.5, 2.4], [0.0, 0.0, 1.0]], [[6.0, 0.2, 2.8], [0.0, 6.5, 2.6], [0.0, 0.0, 1.0]]],
+        dtype=torch.float64,
+    )[:B]
     s = torch.tensor([3.0, 4.0], dtype=torch.float64)[:B]
     t2 = torch.tensor([[3.2, 2.4], [2.7, 2.6]], dtype=torch.float64)[:B]
     return vox, R, t, K, s, t2
@@ -147,15 +149,13 @@ def test_ray_consistency_matches_brute_force(camera):
     mask[0, 0, 0, 0] = 0.3  # soft masks are allowed
     if camera == "pinhole":
         loss = ray_consistency_loss(vox, R, t, K, mask, n_samples=n, reduction="none")
-        ref = render_ref(vox.numpy(), R.numpy(), t.numpy(), H, W, n, K=K.numpy(), mode="ray",
-                         mask=mask.numpy())
+        ref = render_ref(vox.numpy(), R.numpy(), t.numpy(), H, W, n, K=K.numpy(), mode="ray", mask=mask.numpy())
         proj = project_voxels(vox, R, t, K, image_size=(H, W), n_samples=n)
         mean = ray_consistency_loss(vox, R, t, K, mask, n_samples=n)
         sc = self_consistency_loss(vox, R, t, K, mask, n_samples=n)
     else:
         loss = ray_consistency_loss(vox, R, t2, mask=mask, scale=s, n_samples=n, reduction="none")
-        ref = render_ref(vox.numpy(), R.numpy(), t2.numpy(), H, W, n, s=s.numpy(), mode="ray",
-                         mask=mask.numpy())
+        ref = render_ref(vox.numpy(), R.numpy(), t2.numpy(), H, W, n, s=s.numpy(), mode="ray", mask=mask.numpy())
         proj = project_voxels(vox, R, t2, scale=s, image_size=(H, W), n_samples=n)
         mean = ray_consistency_loss(vox, R, t2, mask=mask, scale=s, n_samples=n)
         sc = self_consistency_loss(vox, R, t2, mask=mask, scale=s, n_samples=n)
@@ -174,8 +174,7 @@ def test_projection_iou_loss_values():
     # inter = 1.5, union = P + m - Pm = 1.5 + 3 - 1.5 = 3
     assert projection_iou_loss(P, m).item() == pytest.approx(math.exp(0.5) - 1, rel=1e-5)
     # the paper's printed "+ P m": union = 1.5 + 3 + 1.5 = 6
-    assert projection_iou_loss(P, m, literal=True).item() == pytest.approx(math.exp(0.75) - 1,
-                                                                           rel=1e-5)
+    assert projection_iou_loss(P, m, literal=True).item() == pytest.approx(math.exp(0.75) - 1, rel=1e-5)
     assert projection_iou_loss(m, m).item() == pytest.approx(0.0, abs=1e-5)
 
 
@@ -186,7 +185,7 @@ def test_projection_iou_loss_values():
 @pytest.mark.parametrize("camera", ["pinhole", "weak"])
 def test_gradcheck_voxels_and_pose(mode, camera):
     g = torch.Generator().manual_seed(3)
-    vox = (0.1 + 0.8 * torch.rand(1, 1, 3, 3, 3, generator=g, dtype=torch.float64))
+    vox = 0.1 + 0.8 * torch.rand(1, 1, 3, 3, 3, generator=g, dtype=torch.float64)
     vox.requires_grad_(True)
     aa = torch.tensor([0.3, -0.5, 0.2], dtype=torch.float64, requires_grad=True)
     H, W, n = 3, 4, 5
@@ -203,10 +202,8 @@ def test_gradcheck_voxels_and_pose(mode, camera):
         R = rodrigues(a)[None]
         if mode == "ray":
             # several chunks: also exercises the checkpointed path
-            return self_consistency_loss(v, R, tt[None], mask=mask, n_samples=n, max_points=2 * n,
-                                         **kw)
-        return project_voxels(v, R, tt[None], image_size=(H, W), mode=mode, n_samples=n,
-                              max_points=3 * n, **kw)
+            return self_consistency_loss(v, R, tt[None], mask=mask, n_samples=n, max_points=2 * n, **kw)
+        return project_voxels(v, R, tt[None], image_size=(H, W), mode=mode, n_samples=n, max_points=3 * n, **kw)
 
     assert torch.autograd.gradcheck(f, (vox, aa, tr), eps=1e-6, atol=1e-5)
 
@@ -218,8 +215,7 @@ def test_chunking_does_not_change_values_or_grads():
     outs = []
     for mp in (1 << 22, 7, 1):  # one chunk, many chunks, a chunk smaller than one ray
         img = project_voxels(vox, R, t, K, image_size=(5, 6), n_samples=7, max_points=mp)
-        gv, gR = torch.autograd.grad((img * torch.arange(30.0, dtype=img.dtype).view(5, 6))
-                                     .sum(), (vox, R))
+        gv, gR = torch.autograd.grad((img * torch.arange(30.0, dtype=img.dtype).view(5, 6)).sum(), (vox, R))
         outs.append((img.detach(), gv, gR))
     for o in outs[1:]:
         for a, b in zip(outs[0], o):
@@ -231,8 +227,7 @@ def test_chunking_does_not_change_values_or_grads():
 # ----------------------------------------------------------------------------------------
 def test_weak_perspective_is_far_pinhole_limit():
     g = torch.Generator().manual_seed(4)
-    vox = torch.nn.functional.avg_pool3d(torch.rand(1, 1, 10, 10, 10, generator=g,
-                                                    dtype=torch.float64), 3, 1, 1)
+    vox = torch.nn.functional.avg_pool3d(torch.rand(1, 1, 10, 10, 10, generator=g, dtype=torch.float64), 3, 1, 1)
     R = rot(7)
     s, S = 12.0, 16
     errs = []
@@ -253,8 +248,9 @@ def test_pinhole_silhouette_of_a_box_is_where_projection_puts_it():
     vox = torch.zeros(1, 1, 8, 8, 8, dtype=torch.float64)
     vox[..., 2:6, 2:6, 2:6] = 1.0  # box [-0.25, 0.25]^3
     K = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]], dtype=torch.float64)
-    img = project_voxels(vox, torch.eye(3, dtype=torch.float64), torch.tensor([0, 0, 2.0]),
-                         K, image_size=32, n_samples=64)
+    img = project_voxels(
+        vox, torch.eye(3, dtype=torch.float64), torch.tensor([0, 0, 2.0]), K, image_size=32, n_samples=64
+    )
     # the box front face (z = -0.25 + half a voxel of blur) is at depth ~1.75: half width
     # ~ 40 * 0.25 / 1.75 = 5.7 px around the centre
     row = img[0, 0, 16] > 0.5
@@ -282,13 +278,11 @@ def test_pose_voxels_matches_scipy_and_48_cube():
     out, ext = (6, 5, 4), 1.3
     posed = pose_voxels(vox, R, t, out_size=out, extent=ext)
     # reference: scipy trilinear with zero padding at the same object points
-    zz, yy, xx = np.meshgrid(*[((np.arange(k) + 0.5) / k - 0.5) * ext for k in out],
-                             indexing="ij")
+    zz, yy, xx = np.meshgrid(*[((np.arange(k) + 0.5) / k - 0.5) * ext for k in out], indexing="ij")
     Y = np.stack([xx, yy, zz], -1) - t.numpy()[0]
     X = Y @ R.numpy()[0]  # R^T (Y - t) for row vectors
     D, H, W = vox.shape[2:]
-    coords = np.stack([(X[..., 2] + 0.5) * D - 0.5, (X[..., 1] + 0.5) * H - 0.5,
-                       (X[..., 0] + 0.5) * W - 0.5])
+    coords = np.stack([(X[..., 2] + 0.5) * D - 0.5, (X[..., 1] + 0.5) * H - 0.5, (X[..., 0] + 0.5) * W - 0.5])
     ref = map_coordinates(vox[0, 0].numpy(), coords, order=1, mode="grid-constant", cval=0.0)
     np.testing.assert_allclose(posed[0, 0].numpy(), ref, atol=1e-10)
     # paper 001: 32^3 -> 48^3 keeps the pitch, so the unrotated shape sits in the middle
@@ -307,8 +301,7 @@ def test_pose_voxels_max_projection_agrees_with_weak_projection():
     t = torch.tensor([[0.1, -0.05, 0.0]], dtype=torch.float64)
     sil = max_projection(pose_voxels(vox, R, t, out_size=24))  # cube of side 1.5
     S = 24
-    img = project_voxels(vox, R, t[:, :2] * S / 1.5 + S / 2, scale=S / 1.5, image_size=S,
-                         mode="max", n_samples=96)
+    img = project_voxels(vox, R, t[:, :2] * S / 1.5 + S / 2, scale=S / 1.5, image_size=S, mode="max", n_samples=96)
     assert sil.shape == img.shape == (1, 1, 24, 24)
     assert ((sil > 0.5) != (img > 0.5)).float().mean() < 0.03
     assert (sil - img).abs().mean() < 0.05
@@ -319,8 +312,8 @@ def test_gradcheck_pose_voxels():
     aa = torch.tensor([0.2, 0.4, -0.1], dtype=torch.float64, requires_grad=True)
     tr = torch.tensor([0.03, -0.02, 0.05], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
-        lambda v, a, tt: pose_voxels(v, rodrigues(a), tt, out_size=4), (vox, aa, tr),
-        eps=1e-6, atol=1e-5)
+        lambda v, a, tt: pose_voxels(v, rodrigues(a), tt, out_size=4), (vox, aa, tr), eps=1e-6, atol=1e-5
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -329,8 +322,7 @@ def test_gradcheck_pose_voxels():
 def test_object_behind_camera_and_camera_inside():
     vox = torch.rand(2, 1, 4, 4, 4, dtype=torch.float64, requires_grad=True)
     R = torch.eye(3, dtype=torch.float64).expand(2, 3, 3).clone().requires_grad_(True)
-    t = torch.tensor([[0.0, 0.0, -3.0], [0.0, 0.0, -0.9]], dtype=torch.float64,
-                     requires_grad=True)
+    t = torch.tensor([[0.0, 0.0, -3.0], [0.0, 0.0, -0.9]], dtype=torch.float64, requires_grad=True)
     K = torch.tensor([[4.0, 0, 3], [0, 4, 3], [0, 0, 1]], dtype=torch.float64)
     mask = torch.ones(2, 1, 6, 6, dtype=torch.float64)
     for mode in ("max", "absorption"):
@@ -346,8 +338,16 @@ def test_object_behind_camera_and_camera_inside():
     t_in = torch.tensor([[0.0, 0.0, 0.2]], dtype=torch.float64, requires_grad=True)
     img = project_voxels(vox[:1], R[:1], t_in, K, image_size=6, n_samples=9)
     assert torch.isfinite(img).all() and img.min() > 0
-    ref = render_ref(vox[:1].detach().numpy(), R[:1].detach().numpy(), t_in.detach().numpy(),
-                     6, 6, 9, K=K[None].numpy(), mode="absorption")
+    ref = render_ref(
+        vox[:1].detach().numpy(),
+        R[:1].detach().numpy(),
+        t_in.detach().numpy(),
+        6,
+        6,
+        9,
+        K=K[None].numpy(),
+        mode="absorption",
+    )
     np.testing.assert_allclose(img[:, 0].detach().numpy(), ref, atol=1e-5)
     assert all(torch.isfinite(gr).all() for gr in torch.autograd.grad(img.sum(), (vox, t_in)))
 
@@ -407,7 +407,7 @@ def test_broadcasting_dtype_and_modules():
     assert img.shape == (3, 1, 16, 12) and img.dtype == torch.float32
     for b in range(3):
         one = project_voxels(vox, R[b], t, K, image_size=(16, 12), mode="max", n_samples=16)
-        torch.testing.assert_close(img[b:b + 1], one)
+        torch.testing.assert_close(img[b : b + 1], one)
     mod = VoxelProjector("max", (16, 12), n_samples=16, K=K)
     torch.testing.assert_close(mod(vox, R, t), img)
     posed = VoxelPoser(out_size=9)(vox, R)
@@ -469,11 +469,9 @@ def test_pose_recovery_from_silhouette(shared_data):
                 group["lr"] = lr
             vb = torch.nn.functional.avg_pool3d(vox, blur, 1, blur // 2) if blur > 1 else vox
             K = intrinsics(90.0 * res / 64, res / 2, res / 2).float()
-            tgt = (project_voxels(vb, R_gt, t_gt, K, image_size=res, n_samples=32)
-                   if res != 64 else target)
+            tgt = project_voxels(vb, R_gt, t_gt, K, image_size=res, n_samples=32) if res != 64 else target
             for _ in range(steps):
-                img = project_voxels(vb, rodrigues(w) @ R0, t0 + dt, K, image_size=res,
-                                     n_samples=32)
+                img = project_voxels(vb, rodrigues(w) @ R0, t0 + dt, K, image_size=res, n_samples=32)
                 loss = ((img - tgt) ** 2).mean()
                 opt.zero_grad()
                 loss.backward()

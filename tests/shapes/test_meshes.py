@@ -169,7 +169,7 @@ def test_sample_points_on_surface_and_area_weighted():
     pts, nrm = sample_points(cube, n, seed=0, return_normals=True)
     assert pts.shape == (n, 3) and nrm.shape == (n, 3)
     half = torch.tensor([1.5, 0.5, 0.5], dtype=torch.float64)
-    on_face = ((pts.abs() - half).abs() < 1e-9)
+    on_face = (pts.abs() - half).abs() < 1e-9
     assert on_face.any(1).all()
     assert (pts.abs() <= half + 1e-9).all()
     # fraction of samples on each of the 6 sides ~ its area (x sides: 1, y/z sides: 3 each of 14)
@@ -235,10 +235,7 @@ def test_load_errors_name_the_file(tmp_path):
 
 
 def test_load_multipart_obj_is_concatenated(tmp_path):
-    text = (
-        "o a\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"
-        "o b\nv 0 0 1\nv 1 0 1\nv 0 1 1\nf 4 5 6\n"
-    )
+    text = "o a\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\no b\nv 0 0 1\nv 1 0 1\nv 0 1 1\nf 4 5 6\n"
     (tmp_path / "two.obj").write_text(text)
     m = load_mesh(tmp_path / "two.obj")
     assert m.num_faces == 2 and m.num_verts == 6
@@ -314,15 +311,16 @@ def test_pascal3d_up_and_front_from_keypoints(shared_data):
 #: conversion to our frame: (upper predicate, lower predicate). Checked on the group means.
 _UP_RULES = {
     "aeroplane": [(lambda k: k == "rudder_upper", lambda k: k == "rudder_lower")],
-    "bicycle": [(lambda k: k.startswith("seat") or k == "head_center" or k.endswith("handle"),
-                 lambda k: "pedal" in k)],
+    "bicycle": [(lambda k: k.startswith("seat") or k == "head_center" or k.endswith("handle"), lambda k: "pedal" in k)],
     "boat": [(lambda k: k == "head", lambda k: k == "head_down")],
     "bottle": [(lambda k: k.startswith("mouth"), lambda k: k.startswith("bottom"))],
     "bus": [(lambda k: k.endswith("upper") or "windshield" in k, lambda k: k.endswith("lower") or "wheel" in k)],
     "car": [(lambda k: "window" in k or "windshield" in k, lambda k: "wheel" in k)],
     # issue 2: seat keypoints above the leg keypoints (and the back above the seat)
-    "chair": [(lambda k: k.startswith("seat"), lambda k: k.startswith("leg_lower") or k == "foot_center"),
-              (lambda k: k.startswith("back_upper"), lambda k: k.startswith("seat"))],
+    "chair": [
+        (lambda k: k.startswith("seat"), lambda k: k.startswith("leg_lower") or k == "foot_center"),
+        (lambda k: k.startswith("back_upper"), lambda k: k.startswith("seat")),
+    ],
     "diningtable": [(lambda k: k.startswith("top"), lambda k: k.startswith("leg_lower"))],
     "motorbike": [(lambda k: "seat" in k or "handle" in k, lambda k: "wheel" in k)],
     "sofa": [(lambda k: k.startswith(("top_", "seat_top")), lambda k: "bottom" in k)],

@@ -13,24 +13,41 @@ import torch
 
 PUBLIC = {
     "poseshape.geometry": [
-        "axis_angle_to_matrix", "matrix_to_axis_angle", "quaternion_to_matrix",
-        "matrix_to_quaternion", "euler_angles_to_matrix", "matrix_to_euler_angles",
-        "rotation_6d_to_matrix", "matrix_to_rotation_6d", "so3_exp", "so3_log",
-        "geodesic_distance", "quaternion_anchors", "viewpoint_to_pose", "pose_to_viewpoint",
+        "axis_angle_to_matrix",
+        "matrix_to_axis_angle",
+        "quaternion_to_matrix",
+        "matrix_to_quaternion",
+        "euler_angles_to_matrix",
+        "matrix_to_euler_angles",
+        "rotation_6d_to_matrix",
+        "matrix_to_rotation_6d",
+        "so3_exp",
+        "so3_log",
+        "geodesic_distance",
+        "quaternion_anchors",
+        "viewpoint_to_pose",
+        "pose_to_viewpoint",
     ],
     "poseshape.shapes": [
-        "icosphere", "load_mesh", "save_mesh", "voxelize", "read_binvox", "write_binvox",
+        "icosphere",
+        "load_mesh",
+        "save_mesh",
+        "voxelize",
+        "read_binvox",
+        "write_binvox",
         "voxels_to_mesh",
     ],
     "poseshape.metrics": [
-        "voxel_iou", "average_precision", "mask_iou", "chamfer_distance", "rotation_error_stats",
+        "voxel_iou",
+        "average_precision",
+        "mask_iou",
+        "chamfer_distance",
+        "rotation_error_stats",
     ],
 }
 
 
-@pytest.mark.parametrize(
-    "module, name", [(m, n) for m, names in PUBLIC.items() for n in names]
-)
+@pytest.mark.parametrize("module, name", [(m, n) for m, names in PUBLIC.items() for n in names])
 def test_public_name_importable(module, name):
     mod = importlib.import_module(module)
     obj = getattr(mod, name, None)

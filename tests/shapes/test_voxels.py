@@ -124,7 +124,7 @@ def test_binvox_axis_order_matches_spec(tmp_path):
     """binvox index = x * R*R + z * R + y; our grid is [z, y, x]."""
     R = 4
     x, y, z = 1, 2, 3
-    flat = np.zeros(R ** 3, dtype=np.uint8)
+    flat = np.zeros(R**3, dtype=np.uint8)
     flat[x * R * R + z * R + y] = 1
     runs = []
     for val in flat:
@@ -184,7 +184,7 @@ def _chair_checks(g):
     """Seat/legs: the lower half has less mass than the upper; the back is at -Z."""
     _N, R = g.shape[0], g.shape[-1]
     lower = g[:, :, : R // 4].double().sum((1, 2, 3))  # h = y index: bottom quarter (legs)
-    middle = g[:, :, R // 4: R // 2].double().sum((1, 2, 3))
+    middle = g[:, :, R // 4 : R // 2].double().sum((1, 2, 3))
     assert (lower < middle).double().mean() > 0.7
     # the top quarter (chair back) sits behind the centre: z < 0
     top = g.clone()
@@ -291,7 +291,11 @@ def test_warp_translation_by_whole_voxels_and_composition():
     one = warp_voxels(smooth, R2 @ R1, (R2 @ t1[..., None])[..., 0] + t2)
     assert (two - one).abs().max() < 0.03
     # and both match the analytic moved field
-    moved_centre = (R2 @ R1 @ torch.tensor([0.05, -0.02, 0.03], dtype=torch.float64)[:, None])[0, :, 0] + (R2 @ t1[..., None])[0, :, 0] + t2[0]
+    moved_centre = (
+        (R2 @ R1 @ torch.tensor([0.05, -0.02, 0.03], dtype=torch.float64)[:, None])[0, :, 0]
+        + (R2 @ t1[..., None])[0, :, 0]
+        + t2[0]
+    )
     ref = torch.exp(-((c - moved_centre) ** 2).sum(-1) / 0.05)[None, None]
     assert (one - ref).abs().max() < 0.03
 
@@ -320,8 +324,11 @@ def _trilinear_zero_pad(vol: np.ndarray, d: float, h: float, w: float) -> float:
             for ww in (0, 1):
                 i, j, k = d0 + dd, h0 + hh, w0 + ww
                 if 0 <= i < D and 0 <= j < H and 0 <= k < W:
-                    wt = ((d - d0) if dd else (1 - (d - d0))) * ((h - h0) if hh else (1 - (h - h0))) * \
-                         ((w - w0) if ww else (1 - (w - w0)))
+                    wt = (
+                        ((d - d0) if dd else (1 - (d - d0)))
+                        * ((h - h0) if hh else (1 - (h - h0)))
+                        * ((w - w0) if ww else (1 - (w - w0)))
+                    )
                     out += wt * vol[i, j, k]
     return out
 
@@ -342,8 +349,9 @@ def test_warp_matches_brute_force_trilinear_inverse_sampling():
             for w in range(W):
                 x = np.array([(w + 0.5) / W - 0.5, (h + 0.5) / H - 0.5, (d + 0.5) / D - 0.5])
                 p = Rn.T @ (x - tn)
-                ref[d, h, w] = _trilinear_zero_pad(v, (p[2] + 0.5) * D - 0.5, (p[1] + 0.5) * H - 0.5,
-                                                   (p[0] + 0.5) * W - 0.5)
+                ref[d, h, w] = _trilinear_zero_pad(
+                    v, (p[2] + 0.5) * D - 0.5, (p[1] + 0.5) * H - 0.5, (p[0] + 0.5) * W - 0.5
+                )
     np.testing.assert_allclose(out, ref, atol=1e-12)
     assert torch.autograd.gradcheck(
         lambda R_, t_: warp_voxels(vol, R_, t_), (R.clone().requires_grad_(True), t.clone().requires_grad_(True))

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from poseshape.testing.refine_trials import perturbed_pose_trials
 from poseshape.shapes.procedural import generate
+from poseshape.testing.refine_trials import perturbed_pose_trials
 
 
 def test_trials_are_seeded_and_perturbed_as_documented():

@@ -188,9 +188,22 @@ class RefineConfig:
             bad("rotation", "'axis_angle' or '6d'")
         if self.blur not in ("image", "render", "none"):
             bad("blur", "'image', 'render' or 'none'")
-        for name in ("lr_rotation", "lr_translation", "lr_scale", "lr_aspect", "lr_verts", "lr_final", "perturb_deg",
-                     "laplacian_weight", "offset_weight", "crop_margin", "blur_start", "w_iou", "w_bce",
-                     "select_margin"):
+        for name in (
+            "lr_rotation",
+            "lr_translation",
+            "lr_scale",
+            "lr_aspect",
+            "lr_verts",
+            "lr_final",
+            "perturb_deg",
+            "laplacian_weight",
+            "offset_weight",
+            "crop_margin",
+            "blur_start",
+            "w_iou",
+            "w_bce",
+            "select_margin",
+        ):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 bad(name, "a finite number >= 0")
@@ -320,6 +333,7 @@ def start_rotations(R0: torch.Tensor, n: int, perturb_deg: float = 35.0) -> torc
     a = math.radians(perturb_deg)
     dt = R0.dtype
     right: list[tuple[torch.Tensor | None, torch.Tensor | None]] = []  # (left factor, right factor)
+
     def Rx(x):
         return _axis_rot(0, x)
 
@@ -329,15 +343,33 @@ def start_rotations(R0: torch.Tensor, n: int, perturb_deg: float = 35.0) -> torc
     def Rz(x):
         return _axis_rot(2, x)
 
-
-    diag = [so3_exp(torch.tensor([sx, sy, sz], dtype=torch.float64) * a / math.sqrt(3))
-            for sx in (1, -1) for sy in (1, -1) for sz in (1, -1)]
-    right += [(None, None), (None, Ry(math.pi)), (None, Ry(a)), (None, Ry(-a)), (Rx(a), None), (Rx(-a), None),
-              (Rz(a), None), (Rz(-a), None)]
+    diag = [
+        so3_exp(torch.tensor([sx, sy, sz], dtype=torch.float64) * a / math.sqrt(3))
+        for sx in (1, -1)
+        for sy in (1, -1)
+        for sz in (1, -1)
+    ]
+    right += [
+        (None, None),
+        (None, Ry(math.pi)),
+        (None, Ry(a)),
+        (None, Ry(-a)),
+        (Rx(a), None),
+        (Rx(-a), None),
+        (Rz(a), None),
+        (Rz(-a), None),
+    ]
     right += [(d, None) for d in diag]
-    right += [(None, Ry(math.pi + a)), (None, Ry(math.pi - a)),
-              (None, Ry(math.pi / 2)), (None, Ry(-math.pi / 2)), (Rx(a), Ry(math.pi)), (Rx(-a), Ry(math.pi)),
-              (Rz(a), Ry(math.pi)), (Rz(-a), Ry(math.pi))]
+    right += [
+        (None, Ry(math.pi + a)),
+        (None, Ry(math.pi - a)),
+        (None, Ry(math.pi / 2)),
+        (None, Ry(-math.pi / 2)),
+        (Rx(a), Ry(math.pi)),
+        (Rx(-a), Ry(math.pi)),
+        (Rz(a), Ry(math.pi)),
+        (Rz(-a), Ry(math.pi)),
+    ]
     k = 1
     while len(right) < n:
         for d in ((1, 1, 0), (1, -1, 0), (0, 1, 1), (0, 1, -1), (1, 0, 1), (1, 0, -1)):
@@ -396,8 +428,10 @@ def _as_meshes(shape, B: int) -> list[Mesh]:
     elif isinstance(shape, (list, tuple)):
         meshes = list(shape)
     else:
-        raise ShapeError(f"shape: expected a Mesh or a list of B Meshes, got {type(shape).__name__} "
-                         "(convert voxels with poseshape.shapes.convert.voxels_to_mesh)")
+        raise ShapeError(
+            f"shape: expected a Mesh or a list of B Meshes, got {type(shape).__name__} "
+            "(convert voxels with poseshape.shapes.convert.voxels_to_mesh)"
+        )
     if len(meshes) != B:
         raise ShapeError(f"shape: got {len(meshes)} meshes for {B} masks; give one Mesh or one per mask")
     for i, m in enumerate(meshes):
@@ -446,15 +480,18 @@ def _check_pose(R, t, B: int):
     err = (Rd.transpose(-1, -2) @ Rd - torch.eye(3, dtype=torch.float64)).abs().amax()
     det = torch.linalg.det(Rd)
     if err > 1e-3 or (det < 0.99).any():
-        raise ShapeError(f"R: not a rotation matrix (max |R^T R - I| = {float(err):.2g}, min det = "
-                         f"{float(det.min()):.3g})")
+        raise ShapeError(
+            f"R: not a rotation matrix (max |R^T R - I| = {float(err):.2g}, min det = {float(det.min()):.3g})"
+        )
     return R.detach().double(), t.detach().double()
 
 
 def _check_camera(K, scale, B: int, M: int):
     if (K is None) == (scale is None):
-        raise ShapeError("give exactly one camera: K (pinhole intrinsics (B, 3, 3) or (3, 3)) or "
-                         "scale (weak perspective, float or (B,))")
+        raise ShapeError(
+            "give exactly one camera: K (pinhole intrinsics (B, 3, 3) or (3, 3)) or "
+            "scale (weak perspective, float or (B,))"
+        )
     if K is not None:
         K = torch.as_tensor(K, dtype=torch.float64)
         if K.dim() == 2:
@@ -514,7 +551,6 @@ class _Poses:
         N = R0.shape[0]
         dt = torch.float32
         if cfg.rotation == "6d":
-
             self.rot = matrix_to_rotation_6d(R0).to(dt).clone().requires_grad_(True)
         else:
             self.rot = torch.zeros(N, 3, dtype=dt, requires_grad=True)
@@ -527,8 +563,10 @@ class _Poses:
             self.uv0 = uvw[:, :2] / uvw[:, 2:3]
 
     def params(self):
-        groups = [{"params": [self.rot], "lr": self.cfg.lr_rotation, "base": self.cfg.lr_rotation},
-                  {"params": [self.shift], "lr": self.cfg.lr_translation, "base": self.cfg.lr_translation}]
+        groups = [
+            {"params": [self.rot], "lr": self.cfg.lr_rotation, "base": self.cfg.lr_rotation},
+            {"params": [self.shift], "lr": self.cfg.lr_translation, "base": self.cfg.lr_translation},
+        ]
         if self.cfg.optimize_scale:
             groups.append({"params": [self.logs], "lr": self.cfg.lr_scale, "base": self.cfg.lr_scale})
         if self.cfg.optimize_aspect:
@@ -586,13 +624,25 @@ def _slice_adam(opt: torch.optim.Adam, old_new: list[tuple[torch.Tensor, torch.T
                     st = opt.state.pop(old, None)
                     group["params"][k] = new
                     if st:
-                        opt.state[new] = {key: (v[idx].clone() if isinstance(v, torch.Tensor) and v.dim() > 0
-                                                else v) for key, v in st.items()}
+                        opt.state[new] = {
+                            key: (v[idx].clone() if isinstance(v, torch.Tensor) and v.dim() > 0 else v)
+                            for key, v in st.items()
+                        }
 
 
 # =============================================================================== main entry
-def refine_pose(masks: torch.Tensor, shape, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor | None = None, *,
-                scale=None, config: RefineConfig | None = None, progress: bool = False, **overrides) -> RefineResult:
+def refine_pose(
+    masks: torch.Tensor,
+    shape,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    K: torch.Tensor | None = None,
+    *,
+    scale=None,
+    config: RefineConfig | None = None,
+    progress: bool = False,
+    **overrides,
+) -> RefineResult:
     """Refine the pose of a shape so that its silhouette matches each mask.
 
     Args:
@@ -660,7 +710,7 @@ def refine_pose(masks: torch.Tensor, shape, R: torch.Tensor, t: torch.Tensor, K:
         sw = None
     else:
         Kw = None
-        sw = (s0.reshape(N) * f[img])
+        sw = s0.reshape(N) * f[img]
         t0[:, :2] = f[img, None] * (t0[:, :2] - boxes[img, :2])
 
     # --- meshes: groups of images sharing one mesh; optional proxies
@@ -692,13 +742,15 @@ def refine_pose(masks: torch.Tensor, shape, R: torch.Tensor, t: torch.Tensor, K:
         if sil_area == 0:
             raise PoseshapeError(
                 f"mask {b}: at the initial pose the shape projects outside the region around the mask "
-                "(or behind the camera); check the pose's translation and the camera")
+                "(or behind the camera); check the pose's translation and the camera"
+            )
         ratio = max(sil_area / float(area_m[b]), float(area_m[b]) / sil_area)
         if ratio > cfg.area_ratio_limit:
             raise PoseshapeError(
                 f"mask {b}: the shape cannot cover the mask: the mask has {float(area_m[b]):.0f} pixels and the "
                 f"shape's silhouette at the initial pose {sil_area:.0f} (working crop), a factor {ratio:.1f} "
-                f"> area_ratio_limit {cfg.area_ratio_limit}; check the camera scale / K or the shape")
+                f"> area_ratio_limit {cfg.area_ratio_limit}; check the camera scale / K or the shape"
+            )
 
     # --- moment matching: move each start so that its silhouette's centroid (and, with
     # optimize_scale, its area) matches the mask's before any gradient step. Adam moves every
@@ -782,18 +834,31 @@ def refine_pose(masks: torch.Tensor, shape, R: torch.Tensor, t: torch.Tensor, K:
                 vb = verts[None].expand(sel.numel(), -1, -1)
             if cfg.optimize_aspect:
                 vb = vb * torch.exp(poses.aspect[sel])[:, None, :]
-            sil = _render_soft(vb, mesh_k.faces, Rk[sel], tk[sel], None if Kk is None else Kk[sel],
-                               None if sk is None else sk[sel], size, sigma_at(k), cfg.eps)
+            sil = _render_soft(
+                vb,
+                mesh_k.faces,
+                Rk[sel],
+                tk[sel],
+                None if Kk is None else Kk[sel],
+                None if sk is None else sk[sel],
+                size,
+                sigma_at(k),
+                cfg.eps,
+            )
             tb = target_blur[img[alive][sel]]
             sb = _gaussian_blur(sil, bl * factor) if bl > 0 else sil
 
             lp = cfg.w_iou * reprojection_iou(sb, tb, reduction="none") + cfg.w_bce * reprojection_bce(
-                sb.clamp(0, 1), tb, reduction="none")
+                sb.clamp(0, 1), tb, reduction="none"
+            )
             if offsets is not None:
                 d = offsets[gi][local]
 
-                lp = lp + cfg.laplacian_weight * laplacian(d, g["proxy"].faces).pow(2).sum(-1).mean(-1) \
+                lp = (
+                    lp
+                    + cfg.laplacian_weight * laplacian(d, g["proxy"].faces).pow(2).sum(-1).mean(-1)
                     + cfg.offset_weight * d.pow(2).sum(-1).mean(-1)
+                )
             per_pose = per_pose.index_put((sel,), lp.detach().float())
             total = total + lp.sum()
             if frames is not None:
@@ -826,8 +891,17 @@ def refine_pose(masks: torch.Tensor, shape, R: torch.Tensor, t: torch.Tensor, K:
             vb = g["proxy"].verts.float()[None] + (offsets[gi][local] if offsets is not None else 0)
             vb = vb.expand(sel.numel(), -1, -1) * torch.exp(poses.aspect[sel].detach())[:, None, :]
             with torch.no_grad():
-                sil = _render_soft(vb, g["proxy"].faces, Rk[sel], tk[sel], None if Kk is None else Kk[sel],
-                                   None if sk is None else sk[sel], S, cfg.sigma, cfg.eps)
+                sil = _render_soft(
+                    vb,
+                    g["proxy"].faces,
+                    Rk[sel],
+                    tk[sel],
+                    None if Kk is None else Kk[sel],
+                    None if sk is None else sk[sel],
+                    S,
+                    cfg.sigma,
+                    cfg.eps,
+                )
             frames[steps, alive[sel]] = (sil[:, 0].clamp(0, 1) * 255 + 0.5).to(torch.uint8)
 
     # --- final hard IoU of the survivors, choice, mapping back
@@ -845,7 +919,7 @@ def refine_pose(masks: torch.Tensor, shape, R: torch.Tensor, t: torch.Tensor, K:
         pick = torch.argmax(scores)
         if cfg.select_margin > 0:  # near-ties in IoU (e.g. a car and its 180-degree flip): the prior decides
             close = fin["iou"][mine] >= fin["iou"][mine].max() - cfg.select_margin
-            dist = geodesic_distance(Rf[mine].double(), prior[b:b + 1].double().expand(len(mine), 3, 3))
+            dist = geodesic_distance(Rf[mine].double(), prior[b : b + 1].double().expand(len(mine), 3, 3))
             pick = torch.argmin(torch.where(close, dist, torch.full_like(dist, math.inf)))
         best_local[b] = mine[pick]
     Rb = Rf[best_local].double()
@@ -871,11 +945,24 @@ def refine_pose(masks: torch.Tensor, shape, R: torch.Tensor, t: torch.Tensor, K:
     loss = loss_log[:, chosen]
     fr = frames[:, chosen] if frames is not None else None
     return RefineResult(
-        R=Rb.to(R.dtype), t=t_out.to(t.dtype), scale=s_out, iou=fin["iou"][best_local].float(),
-        iou_init=iou_init.float(), start=start_idx.long(), starts_R=starts.to(R.dtype),
-        start_iou=start_iou.view(B, M), loss=loss, loss_starts=loss_starts, verts=verts_out,
-        aspect=torch.exp(poses.aspect[best_local].detach()) if cfg.optimize_aspect else None, frames=fr,
-        boxes=boxes, masks=wmask.float(), seconds=time.perf_counter() - t_start, config=cfg)
+        R=Rb.to(R.dtype),
+        t=t_out.to(t.dtype),
+        scale=s_out,
+        iou=fin["iou"][best_local].float(),
+        iou_init=iou_init.float(),
+        start=start_idx.long(),
+        starts_R=starts.to(R.dtype),
+        start_iou=start_iou.view(B, M),
+        loss=loss,
+        loss_starts=loss_starts,
+        verts=verts_out,
+        aspect=torch.exp(poses.aspect[best_local].detach()) if cfg.optimize_aspect else None,
+        frames=fr,
+        boxes=boxes,
+        masks=wmask.float(),
+        seconds=time.perf_counter() - t_start,
+        config=cfg,
+    )
 
 
 def _hard_iou_all(poses: _Poses, group_list, img_alive, wmask_big, big, pad, offsets=None):
@@ -896,8 +983,9 @@ def _hard_iou_all(poses: _Poses, group_list, img_alive, wmask_big, big, pad, off
             if g["proxy"] is full:
                 verts = verts + offsets[gi][local].detach()
         verts = verts * torch.exp(poses.aspect[sel].detach())[:, None, :]
-        sil = hard_silhouettes(verts, full.faces, Rk[sel], tk[sel], None if Kk is None else Kk[sel],
-                               None if sk is None else sk[sel], big)
+        sil = hard_silhouettes(
+            verts, full.faces, Rk[sel], tk[sel], None if Kk is None else Kk[sel], None if sk is None else sk[sel], big
+        )
         tgt = wmask_big[img_alive[sel]].float()
         a_sil, a_tgt = sil.flatten(1).sum(1), tgt.flatten(1).sum(1)
         inter = (sil * tgt).flatten(1).sum(1)
@@ -945,8 +1033,13 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(im)
 
 
-def save_animation(frames: Sequence[np.ndarray], gif_path: str | Path | None = None,
-                   strip_path: str | Path | None = None, n_strip: int = 8, duration_ms: int = 120) -> dict[str, bytes]:
+def save_animation(
+    frames: Sequence[np.ndarray],
+    gif_path: str | Path | None = None,
+    strip_path: str | Path | None = None,
+    n_strip: int = 8,
+    duration_ms: int = 120,
+) -> dict[str, bytes]:
     """Encode overlay frames (e.g. :func:`overlay_frames`) as a GIF and a frame-strip PNG.
 
     The strip shows ``n_strip`` evenly spaced frames (first and last included) side by side,
@@ -956,7 +1049,6 @@ def save_animation(frames: Sequence[np.ndarray], gif_path: str | Path | None = N
     import io
 
     from PIL import Image
-
 
     if len(frames) == 0:
         raise ShapeError("save_animation: no frames")
@@ -969,7 +1061,7 @@ def save_animation(frames: Sequence[np.ndarray], gif_path: str | Path | None = N
     strip = np.full((h, sum(t.shape[1] for t in tiles) + 2 * (len(tiles) - 1), 3), 255, np.uint8)
     x = 0
     for tile in tiles:
-        strip[:, x:x + tile.shape[1]] = tile
+        strip[:, x : x + tile.shape[1]] = tile
         x += tile.shape[1] + 2
     out = {"gif": buf.getvalue(), "strip": png_bytes(strip)}
     if gif_path is not None:

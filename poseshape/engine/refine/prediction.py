@@ -27,8 +27,7 @@ from poseshape.shapes.voxels import warp_voxels
 __all__ = ["refine_prediction"]
 
 
-def refine_prediction(pred, i: int, mask: torch.Tensor, config: RefineConfig | None = None,
-                      **overrides) -> tuple:
+def refine_prediction(pred, i: int, mask: torch.Tensor, config: RefineConfig | None = None, **overrides) -> tuple:
     """Refine item ``i`` of ``pred`` against ``mask`` and return the refined prediction.
 
     Args:
@@ -64,8 +63,9 @@ def refine_prediction(pred, i: int, mask: torch.Tensor, config: RefineConfig | N
     R0 = one.R.detach().double()
     t_obj = one.t.detach().double()
     if cam.is_pinhole:
-        res = refine_pose(m.float(), Mesh(mesh.verts.float(), mesh.faces), R0, t_obj, cam.K[0], config=config,
-                          **overrides)
+        res = refine_pose(
+            m.float(), Mesh(mesh.verts.float(), mesh.faces), R0, t_obj, cam.K[0], config=config, **overrides
+        )
         t_new = res.t.double()
         cam_new = cam
     else:
@@ -73,8 +73,7 @@ def refine_prediction(pred, i: int, mask: torch.Tensor, config: RefineConfig | N
         c = cam.principal
         t0 = t_obj.clone()
         t0[:, :2] = s0[:, None] * t_obj[:, :2] + c
-        res = refine_pose(m.float(), Mesh(mesh.verts.float(), mesh.faces), R0, t0, scale=s0, config=config,
-                          **overrides)
+        res = refine_pose(m.float(), Mesh(mesh.verts.float(), mesh.faces), R0, t0, scale=s0, config=config, **overrides)
         s1 = res.scale.double().reshape(1)
         t_new = t_obj.clone()
         t_new[:, :2] = (res.t[:, :2].double() - c) / s1[:, None]
@@ -88,9 +87,22 @@ def refine_prediction(pred, i: int, mask: torch.Tensor, config: RefineConfig | N
         if voxels is not None:
             voxels = warp_voxels(voxels.float(), torch.diag(1.0 / factors)[None], torch.zeros(1, 3))
     extras = dict(one.extras)
-    extras.update(prerefine_R=one.R, prerefine_t=one.t, refine_iou_before=float(res.iou_init[0]),
-                  refine_iou=float(res.iou[0]), refine_start=int(res.start[0]), refine_aspect=factors.tolist())
-    out = one.replace(R=res.R.to(one.R.dtype), t=t_new.to(one.t.dtype), camera=cam_new, meshes=meshes,
-                      voxels=voxels, posed_voxels=None, silhouette=None, extras=extras)
+    extras.update(
+        prerefine_R=one.R,
+        prerefine_t=one.t,
+        refine_iou_before=float(res.iou_init[0]),
+        refine_iou=float(res.iou[0]),
+        refine_start=int(res.start[0]),
+        refine_aspect=factors.tolist(),
+    )
+    out = one.replace(
+        R=res.R.to(one.R.dtype),
+        t=t_new.to(one.t.dtype),
+        camera=cam_new,
+        meshes=meshes,
+        voxels=voxels,
+        posed_voxels=None,
+        silhouette=None,
+        extras=extras,
+    )
     return out, res
-

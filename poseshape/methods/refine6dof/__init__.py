@@ -25,14 +25,17 @@ from poseshape.methods.refine6dof.config import DataConfig, Refine6DofConfig
 from poseshape.methods.refine6dof.predictor import Refine6DofPredictor
 from poseshape.methods.refine6dof.train import build, stages
 
-SPEC = register_method(MethodSpec(
-    name="refine6dof",
-    config_cls=Refine6DofConfig,
-    build=build,
-    stages=stages,
-    predictor=Refine6DofPredictor,
-    evaluate=_table.evaluate,
-    description="paper 003: class + 6-DoF pose encoder, cluster medoids, online silhouette refinement",
-), replace=True)
+SPEC = register_method(
+    MethodSpec(
+        name="refine6dof",
+        config_cls=Refine6DofConfig,
+        build=build,
+        stages=stages,
+        predictor=Refine6DofPredictor,
+        evaluate=_table.evaluate,
+        description="paper 003: class + 6-DoF pose encoder, cluster medoids, online silhouette refinement",
+    ),
+    replace=True,
+)
 
 __all__ = ["SPEC", "DataConfig", "Refine6DofConfig", "Refine6DofPredictor"]

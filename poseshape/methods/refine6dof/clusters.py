@@ -69,9 +69,12 @@ def hog_views(mesh: Mesh, size: int = 64, mode: str = "shaded", margin: float = 
     if size < 16:
         raise ShapeError(f"hog size: expected >= 16 pixels, got {size}")
     verts = mesh.verts.detach().double().cpu()
-    R, _ = viewpoint_to_pose(torch.tensor([0.0, math.pi / 2], dtype=torch.float64),
-                             torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64),
-                             torch.full((2,), 3.0, dtype=torch.float64))
+    R, _ = viewpoint_to_pose(
+        torch.tensor([0.0, math.pi / 2], dtype=torch.float64),
+        torch.zeros(2, dtype=torch.float64),
+        torch.zeros(2, dtype=torch.float64),
+        torch.full((2,), 3.0, dtype=torch.float64),
+    )
     t = torch.tensor([[size / 2, size / 2, 3.0]] * 2, dtype=torch.float64)
     scale = size / (1.0 + 2.0 * margin)
     fr = rasterize(verts, mesh.faces.cpu(), R, t, None, size, scale=scale)
@@ -90,8 +93,19 @@ def hog_descriptor(mesh: Mesh, size: int = 64, mode: str = "shaded") -> np.ndarr
     from skimage.feature import hog
 
     views = hog_views(mesh, size, mode)
-    return np.concatenate([hog(v, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2),
-                               block_norm="L2-Hys", feature_vector=True) for v in views]).astype(np.float64)
+    return np.concatenate(
+        [
+            hog(
+                v,
+                orientations=9,
+                pixels_per_cell=(8, 8),
+                cells_per_block=(2, 2),
+                block_norm="L2-Hys",
+                feature_vector=True,
+            )
+            for v in views
+        ]
+    ).astype(np.float64)
 
 
 def _pairwise_l2(x: np.ndarray) -> np.ndarray:
@@ -112,8 +126,10 @@ def hog_distance_matrix(meshes: Sequence[Mesh], size: int = 64, mode: str = "sha
 def voxel_iou_distance_matrix(voxels: torch.Tensor) -> np.ndarray:
     """``1 - IoU`` between solid voxel grids ``(N, Q, Q, Q)`` (occupancy > 0.5): ``(N, N)``."""
     if not isinstance(voxels, torch.Tensor) or voxels.dim() != 4 or voxels.shape[0] == 0:
-        raise ShapeError(f"voxels: expected a non-empty (N, Q, Q, Q) tensor, got "
-                         f"{tuple(voxels.shape) if isinstance(voxels, torch.Tensor) else type(voxels).__name__}")
+        raise ShapeError(
+            f"voxels: expected a non-empty (N, Q, Q, Q) tensor, got "
+            f"{tuple(voxels.shape) if isinstance(voxels, torch.Tensor) else type(voxels).__name__}"
+        )
     occ = (voxels > 0.5).reshape(voxels.shape[0], -1).double()
     inter = occ @ occ.T
     cnt = occ.sum(1)
@@ -181,7 +197,7 @@ def _pam(D: np.ndarray, k: int, max_iter: int = 100) -> list[int]:
             for o in range(n):
                 if o in med:
                     continue
-                trial = med[:i] + [o] + med[i + 1:]
+                trial = med[:i] + [o] + med[i + 1 :]
                 c = kmedoids_cost(D, trial)
                 if c < best_cost:
                     best, best_cost = trial, c
@@ -191,8 +207,9 @@ def _pam(D: np.ndarray, k: int, max_iter: int = 100) -> list[int]:
     return med
 
 
-def kmedoids(D: np.ndarray, k: int, method: str = "auto", exhaustive_limit: int = 20000
-             ) -> tuple[np.ndarray, list[int]]:
+def kmedoids(
+    D: np.ndarray, k: int, method: str = "auto", exhaustive_limit: int = 20000
+) -> tuple[np.ndarray, list[int]]:
     """Cluster ``N`` items given their distances into ``k`` groups around medoids.
 
     Args:
@@ -274,8 +291,10 @@ class ClusterResult:
         try:
             return self.labels[self._index()[key]]
         except KeyError:
-            raise PoseshapeError(f"model {key} is not among the {len(self.keys)} clustered models; render "
-                                 "the data from the same mesh source (data.meshes) and categories") from None
+            raise PoseshapeError(
+                f"model {key} is not among the {len(self.keys)} clustered models; render "
+                "the data from the same mesh source (data.meshes) and categories"
+            ) from None
 
     def _index(self) -> dict[str, int]:
         idx = getattr(self, "_idx", None)
@@ -284,9 +303,13 @@ class ClusterResult:
             object.__setattr__(self, "_idx", idx)
         return idx
 
-    def split(self, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0,
-              medoids_in_splits: bool = False, names: Sequence[str] = ("train", "val", "test")
-              ) -> dict[str, list[int]]:
+    def split(
+        self,
+        fractions: Sequence[float] = (0.6, 0.2, 0.2),
+        seed: int = 0,
+        medoids_in_splits: bool = False,
+        names: Sequence[str] = ("train", "val", "test"),
+    ) -> dict[str, list[int]]:
         """Model-level split per cluster (paper: 0.6-0.2-0.2 of each cluster).
 
         Within each cluster the members (without the medoid unless ``medoids_in_splits``)
@@ -295,20 +318,24 @@ class ClusterResult:
         """
         fr = np.asarray(fractions, np.float64)
         if fr.shape != (len(names),) or (fr < 0).any() or fr.sum() <= 0:
-            raise PoseshapeError(f"split fractions: expected {len(names)} non-negative numbers with a "
-                                 f"positive sum, got {list(fractions)}")
+            raise PoseshapeError(
+                f"split fractions: expected {len(names)} non-negative numbers with a "
+                f"positive sum, got {list(fractions)}"
+            )
         cum = np.cumsum(fr / fr.sum())
         out: dict[str, list[int]] = {n: [] for n in names}
         meds = set(self.medoids)
         for c in range(self.num_clusters):
-            members = sorted((i for i, lab in enumerate(self.labels)
-                              if lab == c and (medoids_in_splits or i not in meds)), key=lambda i: self.keys[i])
+            members = sorted(
+                (i for i, lab in enumerate(self.labels) if lab == c and (medoids_in_splits or i not in meds)),
+                key=lambda i: self.keys[i],
+            )
             rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(self.keys[self.medoids[c]].encode())])
             perm = [members[j] for j in rng.permutation(len(members))]
             bounds = [0] + [round(x * len(members)) for x in cum]
             bounds[-1] = len(members)
             for k, n in enumerate(names):
-                out[n].extend(perm[bounds[k]:bounds[k + 1]])
+                out[n].extend(perm[bounds[k] : bounds[k + 1]])
         return {n: sorted(v) for n, v in out.items()}
 
     def to_json(self) -> str:
@@ -318,14 +345,29 @@ class ClusterResult:
     @classmethod
     def from_json(cls, text: str) -> ClusterResult:
         d = json.loads(text)
-        return cls(**{k: d[k] for k in ("keys", "labels", "medoids", "cluster_categories", "distance",
-                                         "scope", "method", "distances") if k in d})
+        return cls(
+            **{
+                k: d[k]
+                for k in ("keys", "labels", "medoids", "cluster_categories", "distance", "scope", "method", "distances")
+                if k in d
+            }
+        )
 
 
-def cluster_models(meshes: Sequence[Mesh], keys: Sequence[str], categories: Sequence[str], k: int,
-                   distance: str = "hog", scope: str = "category", method: str = "auto",
-                   exhaustive_limit: int = 20000, hog_size: int = 64, hog_render: str = "shaded",
-                   voxel_res: int = 32, voxels: torch.Tensor | None = None) -> ClusterResult:
+def cluster_models(
+    meshes: Sequence[Mesh],
+    keys: Sequence[str],
+    categories: Sequence[str],
+    k: int,
+    distance: str = "hog",
+    scope: str = "category",
+    method: str = "auto",
+    exhaustive_limit: int = 20000,
+    hog_size: int = 64,
+    hog_render: str = "shaded",
+    voxel_res: int = 32,
+    voxels: torch.Tensor | None = None,
+) -> ClusterResult:
     """Cluster models into ``k`` groups per category (``scope="category"``) or in all.
 
     Args:
@@ -340,8 +382,9 @@ def cluster_models(meshes: Sequence[Mesh], keys: Sequence[str], categories: Sequ
     """
     N = len(meshes)
     if not (N == len(keys) == len(categories)) or N == 0:
-        raise PoseshapeError(f"cluster_models: {N} meshes, {len(keys)} keys and {len(categories)} "
-                             "categories must agree and be non-empty")
+        raise PoseshapeError(
+            f"cluster_models: {N} meshes, {len(keys)} keys and {len(categories)} categories must agree and be non-empty"
+        )
     if distance not in ("hog", "voxel_iou"):
         raise PoseshapeError(f"cluster_distance: expected 'hog' or 'voxel_iou', got {distance!r}")
     if scope not in ("category", "all"):
@@ -358,8 +401,9 @@ def cluster_models(meshes: Sequence[Mesh], keys: Sequence[str], categories: Sequ
     for g in sorted(groups):
         idx = groups[g]
         if len(idx) < k:
-            raise PoseshapeError(f"category {g!r} has {len(idx)} models, fewer than num_clusters={k}; "
-                                 "lower num_clusters or add models")
+            raise PoseshapeError(
+                f"category {g!r} has {len(idx)} models, fewer than num_clusters={k}; lower num_clusters or add models"
+            )
         if distance == "hog":
             D = hog_distance_matrix([meshes[i] for i in idx], hog_size, hog_render)
         else:
@@ -373,5 +417,13 @@ def cluster_models(meshes: Sequence[Mesh], keys: Sequence[str], categories: Sequ
         medoids += [idx[med[c]] for c in order]
         cats += [g] * k
         dists[g] = {"keys": [keys[i] for i in idx], "matrix": np.round(D, 6).tolist()}
-    return ClusterResult(keys=list(keys), labels=labels.tolist(), medoids=medoids, cluster_categories=cats,
-                         distance=distance, scope=scope, method=method, distances=dists)
+    return ClusterResult(
+        keys=list(keys),
+        labels=labels.tolist(),
+        medoids=medoids,
+        cluster_categories=cats,
+        distance=distance,
+        scope=scope,
+        method=method,
+        distances=dists,
+    )

@@ -61,17 +61,21 @@ def load_collection(cfg: Refine6DofConfig):
     d = cfg.data
     cats = list(d.categories)
     if not cats:
-        raise PoseshapeError("refine6dof: data.categories is empty; name the categories to train on, "
-                             "e.g. --set 'data.categories=[car]'")
+        raise PoseshapeError(
+            "refine6dof: data.categories is empty; name the categories to train on, e.g. --set 'data.categories=[car]'"
+        )
     if str(d.meshes) == "procedural":
         if d.more_meshes:
             raise PoseshapeError("refine6dof: data.more_meshes joins mesh folders; data.meshes must be a folder too")
-        return MeshCollection.procedural(categories=cats, per_category=int(d.models_per_category),
-                                         seed=int(d.procedural_seed))
+        return MeshCollection.procedural(
+            categories=cats, per_category=int(d.models_per_category), seed=int(d.procedural_seed)
+        )
     root = Path(d.meshes).expanduser()
     if not root.is_dir():
-        raise PoseshapeError(f"refine6dof: data.meshes={d.meshes} is neither 'procedural' nor an existing "
-                             "folder of meshes (e.g. ../shared/data/pascal3d_cad, see $POSESHAPE_DATA)")
+        raise PoseshapeError(
+            f"refine6dof: data.meshes={d.meshes} is neither 'procedural' nor an existing "
+            "folder of meshes (e.g. ../shared/data/pascal3d_cad, see $POSESHAPE_DATA)"
+        )
     parts, seen = [], set()
     for k, spec in enumerate([str(d.meshes), *map(str, d.more_meshes)]):
         path, _, source = spec.partition("@") if k else (spec, "", "")
@@ -89,8 +93,9 @@ def load_collection(cfg: Refine6DofConfig):
     have = {c for p in parts for c in p.categories}
     missing = [c for c in cats if c not in have]
     if missing:
-        raise PoseshapeError(f"refine6dof: no models of {missing} in data.meshes / data.more_meshes; "
-                             f"they have {sorted(seen)}")
+        raise PoseshapeError(
+            f"refine6dof: no models of {missing} in data.meshes / data.more_meshes; they have {sorted(seen)}"
+        )
     return MeshCollection.concat(*parts) if len(parts) > 1 else parts[0]
 
 
@@ -98,17 +103,27 @@ def clusters_key(cfg: Refine6DofConfig) -> str:
     """Hash of everything the clusters depend on (mesh source and clustering options)."""
     d = cfg.data
     more = {"more": [str(m) for m in d.more_meshes]} if d.more_meshes else {}  # old keys stay valid
-    blob = json.dumps({
-        **more, "meshes": str(d.meshes), "categories": list(d.categories), "n": int(d.models_per_category),
-        "pseed": int(d.procedural_seed), "k": cfg.num_clusters, "scope": cfg.cluster_scope,
-        "distance": cfg.cluster_distance, "method": cfg.cluster_method, "limit": cfg.exhaustive_limit,
-        "hog": [cfg.hog_size, cfg.hog_render], "vox": cfg.voxel_res,
-    }, sort_keys=True)
+    blob = json.dumps(
+        {
+            **more,
+            "meshes": str(d.meshes),
+            "categories": list(d.categories),
+            "n": int(d.models_per_category),
+            "pseed": int(d.procedural_seed),
+            "k": cfg.num_clusters,
+            "scope": cfg.cluster_scope,
+            "distance": cfg.cluster_distance,
+            "method": cfg.cluster_method,
+            "limit": cfg.exhaustive_limit,
+            "hog": [cfg.hog_size, cfg.hog_render],
+            "vox": cfg.voxel_res,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def compute_clusters(cfg: Refine6DofConfig, out_dir: str | os.PathLike | None = None
-                     ) -> tuple[ClusterResult, Any]:
+def compute_clusters(cfg: Refine6DofConfig, out_dir: str | os.PathLike | None = None) -> tuple[ClusterResult, Any]:
     """Cluster the configured collection; returns ``(clusters, collection)``.
 
     Memoised per process by :func:`clusters_key`; with ``out_dir`` the result is also read
@@ -134,9 +149,19 @@ def compute_clusters(cfg: Refine6DofConfig, out_dir: str | os.PathLike | None = 
                 meshes.append(coll.mesh(i))
                 keys.append(f"{ref.category}/{ref.model_id}")
                 cats.append(ref.category)
-            res = cluster_models(meshes, keys, cats, cfg.num_clusters, cfg.cluster_distance, cfg.cluster_scope,
-                                 cfg.cluster_method, cfg.exhaustive_limit, cfg.hog_size, cfg.hog_render,
-                                 cfg.voxel_res)
+            res = cluster_models(
+                meshes,
+                keys,
+                cats,
+                cfg.num_clusters,
+                cfg.cluster_distance,
+                cfg.cluster_scope,
+                cfg.cluster_method,
+                cfg.exhaustive_limit,
+                cfg.hog_size,
+                cfg.hog_render,
+                cfg.voxel_res,
+            )
         _MEMO[key] = (res, coll)
     if path is not None:
         try:
@@ -152,14 +177,23 @@ def compute_clusters(cfg: Refine6DofConfig, out_dir: str | os.PathLike | None = 
 # =============================================================================== renders
 def synth_config(cfg: Refine6DofConfig, views: int, image_size: int | None = None):
     """The data-engine settings of paper 003's 6-DoF renders (``framing="6dof"``)."""
-    return SynthConfig(image_size=int(image_size or cfg.image_size), views=int(views), voxel_res=0,
-                       framing="6dof", domain=cfg.data.domain, seed=int(cfg.data.seed),
-                       pose=PoseConfig(fov_6dof_deg=float(cfg.fov_deg)))
+    return SynthConfig(
+        image_size=int(image_size or cfg.image_size),
+        views=int(views),
+        voxel_res=0,
+        framing="6dof",
+        domain=cfg.data.domain,
+        seed=int(cfg.data.seed),
+        pose=PoseConfig(fov_6dof_deg=float(cfg.fov_deg)),
+    )
 
 
-def prepare_renders(cfg: Refine6DofConfig, out_dir: str | os.PathLike | None, progress: bool = False,
-                    splits: tuple[str, ...] = ("train", "val", "test")
-                    ) -> tuple[ClusterResult, dict[str, Path | None]]:
+def prepare_renders(
+    cfg: Refine6DofConfig,
+    out_dir: str | os.PathLike | None,
+    progress: bool = False,
+    splits: tuple[str, ...] = ("train", "val", "test"),
+) -> tuple[ClusterResult, dict[str, Path | None]]:
     """Clusters and the ``train`` / ``val`` / ``test`` render folders.
 
     Folders given in ``cfg.data`` are used as they are (checked); the others are rendered
@@ -175,34 +209,49 @@ def prepare_renders(cfg: Refine6DofConfig, out_dir: str | os.PathLike | None, pr
     bad = [s for s in splits if s not in ("train", "val", "test")]
     if bad or not splits:
         raise PoseshapeError(f"refine6dof: splits must be some of ('train', 'val', 'test'), got {splits!r}")
-    given = {s: p for s, p in (("train", cfg.data.train), ("val", cfg.data.val), ("test", cfg.data.test))
-             if s in splits}
+    given = {
+        s: p for s, p in (("train", cfg.data.train), ("val", cfg.data.val), ("test", cfg.data.test)) if s in splits
+    }
     paths: dict[str, Path | None] = {}
     todo = [s for s, p in given.items() if not p]
     parts = clusters.split(cfg.split_fractions, cfg.split_seed, cfg.medoids_in_splits) if todo else {}
-    base = Path(out_dir) / "data" if out_dir is not None else Path(tempfile.gettempdir()) / f"refine6dof_{clusters_key(cfg)}"
+    base = (
+        Path(out_dir) / "data"
+        if out_dir is not None
+        else Path(tempfile.gettempdir()) / f"refine6dof_{clusters_key(cfg)}"
+    )
     for s, p in given.items():
         if p:
             if not (Path(p) / "index.json").is_file():
-                raise PoseshapeError(f"refine6dof: data.{s}={p} is not a rendered data set (no index.json); "
-                                     "render one with `poseshape data render --framing 6dof` or leave "
-                                     f"data.{s} empty to let the method render it")
+                raise PoseshapeError(
+                    f"refine6dof: data.{s}={p} is not a rendered data set (no index.json); "
+                    "render one with `poseshape data render --framing 6dof` or leave "
+                    f"data.{s} empty to let the method render it"
+                )
             paths[s] = Path(p)
             continue
         idx = parts[s]
         if not idx:
             if s == "train":
-                raise PoseshapeError(f"refine6dof: no training models left after clustering ({len(clusters.keys)} "
-                                     f"models, {clusters.num_clusters} medoids kept out); add models "
-                                     "(data.models_per_category) or set medoids_in_splits=true")
+                raise PoseshapeError(
+                    f"refine6dof: no training models left after clustering ({len(clusters.keys)} "
+                    f"models, {clusters.num_clusters} medoids kept out); add models "
+                    "(data.models_per_category) or set medoids_in_splits=true"
+                )
             paths[s] = None
             continue
         coll_idx = [coll.index(*clusters.keys[i].split("/", 1)) for i in idx]
         views = cfg.data.test_views if (s == "test" and cfg.data.test_views) else cfg.data.views
         size = int(cfg.data.test_image_size or cfg.image_size) if s == "test" else int(cfg.image_size)
         folder = base / (s if size == int(cfg.image_size) else f"{s}_{size}px")
-        render_dataset(coll.subset(coll_idx), folder, synth_config(cfg, views, size), workers=int(cfg.data.workers),
-                       split_fractions=(1.0, 0.0, 0.0), progress=progress)
+        render_dataset(
+            coll.subset(coll_idx),
+            folder,
+            synth_config(cfg, views, size),
+            workers=int(cfg.data.workers),
+            split_fractions=(1.0, 0.0, 0.0),
+            progress=progress,
+        )
         paths[s] = folder
     return clusters, paths
 
@@ -225,7 +274,9 @@ def _resize(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
         return x
     if mode == "area":
         return F.interpolate(x[None], size=(size, size), mode="area")[0]
-    return F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+    return F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0].clamp(
+        0, 1
+    )
 
 
 class PoseSamples(Dataset):
@@ -243,8 +294,15 @@ class PoseSamples(Dataset):
         PoseshapeError: not a rendered set, empty, not square, or a model that was not clustered.
     """
 
-    def __init__(self, root: str | Path, config: Refine6DofConfig, clusters: ClusterResult,
-                 limit: int | None = None, what: str = "train", full_size: bool = False):
+    def __init__(
+        self,
+        root: str | Path,
+        config: Refine6DofConfig,
+        clusters: ClusterResult,
+        limit: int | None = None,
+        what: str = "train",
+        full_size: bool = False,
+    ):
         self.full_size = bool(full_size)
         if not (Path(root) / "index.json").is_file():
             raise PoseshapeError(f"refine6dof: data.{what}={root} is not a rendered data set (no index.json)")
@@ -268,8 +326,10 @@ class PoseSamples(Dataset):
             self.labels[(m["category"], str(m["model_id"]))] = clusters.label_of(m["category"], str(m["model_id"]))
         framing = self.ds.meta.get("config", {}).get("framing")
         if framing not in (None, "6dof"):
-            raise PoseshapeError(f"refine6dof: {root} was rendered with framing={framing!r}; paper 003 needs "
-                                 "framing='6dof' (uncropped, translated objects)")
+            raise PoseshapeError(
+                f"refine6dof: {root} was rendered with framing={framing!r}; paper 003 needs "
+                "framing='6dof' (uncropped, translated objects)"
+            )
 
     def __len__(self) -> int:
         return self.n
@@ -288,7 +348,12 @@ class PoseSamples(Dataset):
         R, t = it["R"], it["t"]
         item = {
             "input": network_input(img, mask, self.cfg.input),
-            "image": img, "mask": mask, "R": R, "t": t, "P": torch.cat([R, t[:, None]], -1), "K": K,
+            "image": img,
+            "mask": mask,
+            "R": R,
+            "t": t,
+            "P": torch.cat([R, t[:, None]], -1),
+            "K": K,
             "label": torch.tensor(self.labels[(it["category_name"], it["model_id"])], dtype=torch.int64),
             "category": it["category"],
         }

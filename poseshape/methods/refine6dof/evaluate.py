@@ -65,8 +65,15 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("s_per_image", "s/image", "{:.2f}"),
 ]
 
-_ONLINE_KEYS = {"steps": "online_steps", "batch": "online_batch", "lr": "online_lr", "render": "online_render",
-                "sigma": "online_sigma", "loss": "online_loss", "render_size": "render_size"}
+_ONLINE_KEYS = {
+    "steps": "online_steps",
+    "batch": "online_batch",
+    "lr": "online_lr",
+    "render": "online_render",
+    "sigma": "online_sigma",
+    "loss": "online_loss",
+    "render_size": "render_size",
+}
 
 
 def online_settings(cfg) -> dict[str, Any]:
@@ -76,8 +83,13 @@ def online_settings(cfg) -> dict[str, Any]:
     return out
 
 
-def eval_samples(cfg, run_dir: str | os.PathLike | None, data: str | os.PathLike | None = None,
-                 limit: int | None = None, progress: bool = False) -> PoseSamples:
+def eval_samples(
+    cfg,
+    run_dir: str | os.PathLike | None,
+    data: str | os.PathLike | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+) -> PoseSamples:
     """The evaluation set: ``data`` (a 6-DoF set of the run's models) or the run's test split.
 
     The test split is rendered into ``run_dir/data/`` (a temporary folder when ``run_dir`` is
@@ -90,8 +102,10 @@ def eval_samples(cfg, run_dir: str | os.PathLike | None, data: str | os.PathLike
     if data is None:
         _, paths = prepare_renders(cfg, run_dir, progress=progress, splits=("test",))
         if paths.get("test") is None:
-            raise PoseshapeError("evaluate: the run has no test split (all models went to training); give --data "
-                                 "or train with more models (data.models_per_category)")
+            raise PoseshapeError(
+                "evaluate: the run has no test split (all models went to training); give --data "
+                "or train with more models (data.models_per_category)"
+            )
         data = paths["test"]
     clusters, _ = compute_clusters(cfg, run_dir)
     return PoseSamples(data, cfg, clusters, limit=limit, what="test", full_size=True)
@@ -107,8 +121,10 @@ def row_settings(cfg, name: str, online: Sequence[str] = (), refine: Sequence[st
     if name not in ROWS:
         raise PoseshapeError(f"row {name!r}: expected one of {ROWS}")
     if online and "online" not in name or refine and "refine" not in name:
-        raise PoseshapeError(f"row {name!r}: online options {list(online)} / refine options {list(refine)} "
-                             "given for a row without that step")
+        raise PoseshapeError(
+            f"row {name!r}: online options {list(online)} / refine options {list(refine)} "
+            "given for a row without that step"
+        )
     on = rf = None
     if "online" in name:  # short names -> the config's online_* fields, typed and checked by the config
         mapped = []
@@ -153,16 +169,23 @@ def _refine_chunk(bank, labels, R, t, K, masks, config) -> tuple[torch.Tensor, t
     R2, t2, failed = R.clone(), t.clone(), 0
     for b in range(len(shapes)):  # one by one: keep every image that can be refined
         try:
-            r = refine_pose(masks[b:b + 1], shapes[b], R[b:b + 1].double(), t[b:b + 1].double(), K[b:b + 1].double(),
-                            config=config)
+            r = refine_pose(
+                masks[b : b + 1],
+                shapes[b],
+                R[b : b + 1].double(),
+                t[b : b + 1].double(),
+                K[b : b + 1].double(),
+                config=config,
+            )
             R2[b], t2[b] = r.R[0].to(R.dtype), r.t[0].to(t.dtype)
         except PoseshapeError:
             failed += 1
     return R2, t2, failed
 
 
-def evaluate_rows(encoder, bank, ds: PoseSamples, rows: Mapping[str, Mapping[str, Any]], *, chunk: int = 20,
-                  progress: bool = True) -> dict[str, dict[str, Any]]:
+def evaluate_rows(
+    encoder, bank, ds: PoseSamples, rows: Mapping[str, Mapping[str, Any]], *, chunk: int = 20, progress: bool = True
+) -> dict[str, dict[str, Any]]:
     """Metrics of every row on the whole set ``ds`` (the encoder runs once per chunk).
 
     Args:
@@ -191,8 +214,10 @@ def evaluate_rows(encoder, bank, ds: PoseSamples, rows: Mapping[str, Mapping[str
     bar = tqdm(total=len(ds), desc="eval refine6dof", disable=not progress, dynamic_ncols=True)
     for lo in range(0, len(ds), chunk):
         items = [ds[i] for i in range(lo, min(len(ds), lo + chunk))]
-        b = {k: torch.stack([it[k] for it in items]).to(dev)
-             for k in ("input", "mask_full", "K_full", "R", "t", "K", "label", "category")}
+        b = {
+            k: torch.stack([it[k] for it in items]).to(dev)
+            for k in ("input", "mask_full", "K_full", "R", "t", "K", "label", "category")
+        }
         cats.append(b["category"].cpu())
         mask, Kf = b["mask_full"], b["K_full"]  # the set's own resolution (>= S)
         with torch.no_grad():
@@ -222,9 +247,14 @@ def evaluate_rows(encoder, bank, ds: PoseSamples, rows: Mapping[str, Mapping[str
     def summary(a: dict, sel: torch.Tensor) -> dict[str, Any]:
         r = torch.cat(a["rot"])[sel]
         n = int(r.numel())
-        return {"n": n, "accuracy": float(torch.cat(a["acc"])[sel].mean()), "miou": float(torch.cat(a["iou"])[sel].mean()),
-                "mve_deg": float(r.median()), "acc_pi6": float((r < 30).float().mean()),
-                "t_err": float(torch.cat(a["t"])[sel].median())}
+        return {
+            "n": n,
+            "accuracy": float(torch.cat(a["acc"])[sel].mean()),
+            "miou": float(torch.cat(a["iou"])[sel].mean()),
+            "mve_deg": float(r.median()),
+            "acc_pi6": float((r < 30).float().mean()),
+            "t_err": float(torch.cat(a["t"])[sel].median()),
+        }
 
     result = {}
     everything = torch.ones_like(cat, dtype=torch.bool)
@@ -248,9 +278,18 @@ def _run_dir(predictor) -> Path | None:
     return Path(p).parent
 
 
-def evaluate(predictor, data: str | os.PathLike | None = None, *, rows: Sequence[str] = ("encoder", "online", "refine"),
-             online: Sequence[str] = (), refine: Sequence[str] = (), limit: int | None = None, batch_size: int = 20,
-             run_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
+def evaluate(
+    predictor,
+    data: str | os.PathLike | None = None,
+    *,
+    rows: Sequence[str] = ("encoder", "online", "refine"),
+    online: Sequence[str] = (),
+    refine: Sequence[str] = (),
+    limit: int | None = None,
+    batch_size: int = 20,
+    run_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Paper 003's Table 1 rows for a ``refine6dof`` predictor (``poseshape eval``).
 
     Args:
@@ -282,8 +321,10 @@ def evaluate(predictor, data: str | os.PathLike | None = None, *, rows: Sequence
         raise PoseshapeError("evaluate: no rows to evaluate")
     if online and not any("online" in r for r in rows) or refine and not any("refine" in r for r in rows):
         raise PoseshapeError(f"evaluate: --online/--refine options given but the rows {rows} do not use them")
-    settings = {r: row_settings(predictor.config, r, online if "online" in r else (),
-                                refine if "refine" in r else ()) for r in rows}
+    settings = {
+        r: row_settings(predictor.config, r, online if "online" in r else (), refine if "refine" in r else ())
+        for r in rows
+    }
     rd = Path(run_dir) if run_dir is not None else _run_dir(predictor)
     ds = eval_samples(predictor.config, rd, data, limit, progress)
     enc = predictor.encoder
@@ -292,7 +333,15 @@ def evaluate(predictor, data: str | os.PathLike | None = None, *, rows: Sequence
         res = evaluate_rows(enc, predictor.bank, ds, settings, chunk=int(batch_size), progress=progress)
     finally:
         enc.train(was_training)
-    return {"rows": res, "columns": COLUMNS, "data": str(ds.ds.root), "samples": len(ds),
-            "models": len(ds.ds.meta["models"]), "medoids": [predictor.bank.name(i) for i in range(len(predictor.bank))],
-            "settings": {r: {"online": s["online"], "refine": vars(s["refine"]) if s["refine"] else None}
-                         for r, s in settings.items()}}
+    return {
+        "rows": res,
+        "columns": COLUMNS,
+        "data": str(ds.ds.root),
+        "samples": len(ds),
+        "models": len(ds.ds.meta["models"]),
+        "medoids": [predictor.bank.name(i) for i in range(len(predictor.bank))],
+        "settings": {
+            r: {"online": s["online"], "refine": vars(s["refine"]) if s["refine"] else None}
+            for r, s in settings.items()
+        },
+    }

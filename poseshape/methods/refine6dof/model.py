@@ -79,8 +79,10 @@ def decode_pose(raw: torch.Tensor, pose_repr: str = "cossin") -> tuple[torch.Ten
     """
     d = pose_dim(pose_repr)
     if not isinstance(raw, torch.Tensor) or raw.dim() != 2 or raw.shape[1] != d:
-        raise ShapeError(f"raw pose: expected shape (B, {d}) for pose_repr={pose_repr!r}, "
-                         f"got {tuple(raw.shape) if isinstance(raw, torch.Tensor) else type(raw).__name__}")
+        raise ShapeError(
+            f"raw pose: expected shape (B, {d}) for pose_repr={pose_repr!r}, "
+            f"got {tuple(raw.shape) if isinstance(raw, torch.Tensor) else type(raw).__name__}"
+        )
     if pose_repr == "cossin":
         cs = raw[:, :6].reshape(-1, 3, 2)
         cs = cs / cs.norm(dim=-1, keepdim=True).clamp_min(1e-6)
@@ -113,9 +115,18 @@ class PoseEncoder(nn.Module):
         depth_init: initial bias of the ``t_z`` output (object units).
     """
 
-    def __init__(self, num_classes: int, image_size: int = 128, in_channels: int = 3, width: float = 1.0,
-                 fc_hidden: int = 1024, dropout: float = 0.5, slope: float = 0.2, pose_repr: str = "cossin",
-                 depth_init: float = 1.3):
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: int = 128,
+        in_channels: int = 3,
+        width: float = 1.0,
+        fc_hidden: int = 1024,
+        dropout: float = 0.5,
+        slope: float = 0.2,
+        pose_repr: str = "cossin",
+        depth_init: float = 1.3,
+    ):
         super().__init__()
         if num_classes < 1:
             raise ShapeError(f"PoseEncoder: num_classes must be >= 1, got {num_classes}")
@@ -134,8 +145,12 @@ class PoseEncoder(nn.Module):
 
         def branch(out: int) -> nn.Sequential:
             return nn.Sequential(
-                nn.Linear(self.feature_dim, fc_hidden), nn.LeakyReLU(slope), nn.Dropout(dropout),
-                nn.Linear(fc_hidden, fc_hidden), nn.LeakyReLU(slope), nn.Dropout(dropout),
+                nn.Linear(self.feature_dim, fc_hidden),
+                nn.LeakyReLU(slope),
+                nn.Dropout(dropout),
+                nn.Linear(fc_hidden, fc_hidden),
+                nn.LeakyReLU(slope),
+                nn.Dropout(dropout),
                 nn.Linear(fc_hidden, out),
             )
 
@@ -158,13 +173,21 @@ class PoseEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         S, C = self.image_size, self.in_channels
         if not isinstance(images, torch.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != (C, S, S):
-            raise ShapeError(f"images: expected shape (B, {C}, {S}, {S}), got "
-                             f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+            raise ShapeError(
+                f"images: expected shape (B, {C}, {S}, {S}), got "
+                f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}"
+            )
         h = self.features(images * 2.0 - 1.0).flatten(1)
         raw = self.pose(h)
         R, t, angles = decode_pose(raw, self.pose_repr)
-        return {"logits": self.classifier(h), "raw_pose": raw, "R": R, "t": t, "angles": angles,
-                "P": compose_pose(R, t)}
+        return {
+            "logits": self.classifier(h),
+            "raw_pose": raw,
+            "R": R,
+            "t": t,
+            "angles": angles,
+            "P": compose_pose(R, t),
+        }
 
 
 class MedoidBank(nn.Module):
@@ -202,8 +225,10 @@ class MedoidBank(nn.Module):
         """The buffers for ``meshes`` (``C`` of them), ``voxels (C, Q, Q, Q)``, names and sizes."""
         C = len(meshes)
         if not (C == len(names) == len(sizes) == voxels.shape[0]):
-            raise ShapeError(f"MedoidBank.pack: {C} meshes, {len(names)} names, {len(sizes)} sizes and "
-                             f"{voxels.shape[0]} voxel grids must agree")
+            raise ShapeError(
+                f"MedoidBank.pack: {C} meshes, {len(names)} names, {len(sizes)} sizes and "
+                f"{voxels.shape[0]} voxel grids must agree"
+            )
         V = max((m.verts.shape[0] for m in meshes), default=0)
         F = max((m.faces.shape[0] for m in meshes), default=0)
         verts = torch.zeros(C, V, 3)
@@ -217,11 +242,13 @@ class MedoidBank(nn.Module):
         for i, b in enumerate(raw):
             nm[i, : len(b)] = torch.tensor(list(b), dtype=torch.uint8)
         return {
-            "verts": verts, "faces": faces,
+            "verts": verts,
+            "faces": faces,
             "num_verts": torch.tensor([m.verts.shape[0] for m in meshes], dtype=torch.int64),
             "num_faces": torch.tensor([m.faces.shape[0] for m in meshes], dtype=torch.int64),
             "voxels": (voxels > 0.5).to(torch.uint8).cpu(),
-            "sizes": torch.as_tensor(list(sizes), dtype=torch.int64), "names": nm,
+            "sizes": torch.as_tensor(list(sizes), dtype=torch.int64),
+            "names": nm,
         }
 
     @torch.no_grad()

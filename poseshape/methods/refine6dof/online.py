@@ -36,8 +36,15 @@ from poseshape.methods.refine6dof.model import MedoidBank
 from poseshape.render.fastraster import rasterize
 from poseshape.render.mesh_soft import render_silhouette
 
-__all__ = ["LOSSES", "OnlineResult", "hard_silhouettes", "online_refine", "render_medoids", "scale_intrinsics",
-           "silhouette_loss"]
+__all__ = [
+    "LOSSES",
+    "OnlineResult",
+    "hard_silhouettes",
+    "online_refine",
+    "render_medoids",
+    "scale_intrinsics",
+    "silhouette_loss",
+]
 
 LOSSES = ("iou", "mse", "bce")
 
@@ -73,30 +80,48 @@ def _grouped(labels: torch.Tensor, fn) -> torch.Tensor:
     return torch.cat(outs)[torch.argsort(order_t)]
 
 
-def render_medoids(bank: MedoidBank, labels: torch.Tensor, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor,
-                   image_size: int, mode: str = "edge", sigma: float = 1e-4) -> torch.Tensor:
+def render_medoids(
+    bank: MedoidBank,
+    labels: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    K: torch.Tensor,
+    image_size: int,
+    mode: str = "edge",
+    sigma: float = 1e-4,
+) -> torch.Tensor:
     """Soft silhouettes ``(B, 1, S, S)`` of each item's medoid (``labels (B,)``) at ``(R, t)``.
 
     ``R (B, 3, 3)``, ``t (B, 3)`` object units, ``K (B, 3, 3)`` pixels of the ``S x S`` render.
     Differentiable w.r.t. ``R``, ``t`` and ``K``.
     """
+
     def one(c: int, idx: torch.Tensor) -> torch.Tensor:
         m = bank.mesh(c)
-        return render_silhouette(m.verts.to(R.dtype), m.faces, R[idx], t[idx], K[idx], image_size=image_size,
-                                 mode=mode, sigma=sigma)
+        return render_silhouette(
+            m.verts.to(R.dtype), m.faces, R[idx], t[idx], K[idx], image_size=image_size, mode=mode, sigma=sigma
+        )
 
     return _grouped(labels, one)
 
 
 @torch.no_grad()
-def hard_silhouettes(bank: MedoidBank, labels: torch.Tensor, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor,
-                     image_size: int) -> torch.Tensor:
+def hard_silhouettes(
+    bank: MedoidBank, labels: torch.Tensor, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor, image_size: int
+) -> torch.Tensor:
     """Exact (z-buffer) silhouettes ``(B, 1, S, S)`` in {0, 1} of each item's medoid."""
+
     def one(c: int, idx: torch.Tensor) -> torch.Tensor:
         m = bank.mesh(c)
         v = m.verts.float().cpu()
-        out = rasterize(v[None].expand(len(idx), -1, -1), m.faces.cpu(), R[idx].float().cpu(),
-                        t[idx].float().cpu(), K[idx].float().cpu(), (image_size, image_size))
+        out = rasterize(
+            v[None].expand(len(idx), -1, -1),
+            m.faces.cpu(),
+            R[idx].float().cpu(),
+            t[idx].float().cpu(),
+            K[idx].float().cpu(),
+            (image_size, image_size),
+        )
         mask = out.mask if hasattr(out, "mask") else out[3]
         return mask.reshape(len(idx), 1, image_size, image_size).float()
 
@@ -124,10 +149,22 @@ class OnlineResult:
     losses: torch.Tensor
 
 
-def online_refine(encoder: nn.Module, bank: MedoidBank, inputs: torch.Tensor, masks: torch.Tensor,
-                  K: torch.Tensor, *, steps: int = 30, batch: int = 20, lr: float = 1e-6, render: str = "edge",
-                  sigma: float = 1e-4, loss: str = "iou", render_size: int | None = None,
-                  labels: torch.Tensor | None = None) -> OnlineResult:
+def online_refine(
+    encoder: nn.Module,
+    bank: MedoidBank,
+    inputs: torch.Tensor,
+    masks: torch.Tensor,
+    K: torch.Tensor,
+    *,
+    steps: int = 30,
+    batch: int = 20,
+    lr: float = 1e-6,
+    render: str = "edge",
+    sigma: float = 1e-4,
+    loss: str = "iou",
+    render_size: int | None = None,
+    labels: torch.Tensor | None = None,
+) -> OnlineResult:
     """Fine-tune copies of ``encoder`` online on the silhouette misalignment (paper 003, §4.2).
 
     Args:
@@ -169,8 +206,11 @@ def online_refine(encoder: nn.Module, bank: MedoidBank, inputs: torch.Tensor, ma
         raise ShapeError(f"K: expected shape (3, 3) or ({B}, 3, 3), got {tuple(K.shape)}")
     rs = int(render_size or S)
     Kr = scale_intrinsics(K, rs / S)
-    m_r = masks.float() if masks.shape[-1] == rs and masks.shape[-2] == rs else \
-        F.interpolate(masks.float(), size=(rs, rs), mode="area")
+    m_r = (
+        masks.float()
+        if masks.shape[-1] == rs and masks.shape[-2] == rs
+        else F.interpolate(masks.float(), size=(rs, rs), mode="area")
+    )
 
     Rs, ts, R0s, t0s, labs, probs, curves = [], [], [], [], [], [], []
     for lo in range(0, B, batch):
@@ -204,5 +244,12 @@ def online_refine(encoder: nn.Module, bank: MedoidBank, inputs: torch.Tensor, ma
         labs.append(lab), probs.append(out0["logits"].softmax(1))
         curves.append(torch.stack(curve))
         del enc, opt
-    return OnlineResult(R=torch.cat(Rs), t=torch.cat(ts), R0=torch.cat(R0s), t0=torch.cat(t0s),
-                        labels=torch.cat(labs), probs=torch.cat(probs), losses=torch.cat(curves, 1))
+    return OnlineResult(
+        R=torch.cat(Rs),
+        t=torch.cat(ts),
+        R0=torch.cat(R0s),
+        t0=torch.cat(t0s),
+        labels=torch.cat(labs),
+        probs=torch.cat(probs),
+        losses=torch.cat(curves, 1),
+    )

@@ -46,9 +46,16 @@ from poseshape.methods.refine6dof.online import hard_silhouettes, online_refine
 __all__ = ["Refine6DofPredictor", "posed_from_pinhole"]
 
 
-def posed_from_pinhole(aligned: torch.Tensor, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor, image_size: int,
-                       frame_extent: float, posed_depth: float, out_size: int | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def posed_from_pinhole(
+    aligned: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    K: torch.Tensor,
+    image_size: int,
+    frame_extent: float,
+    posed_depth: float,
+    out_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Weak-perspective posed grids of aligned shapes under pinhole poses (module docstring).
 
     Args:
@@ -89,8 +96,9 @@ class Refine6DofPredictor(Predictor):
 
     method = "refine6dof"
     #: The encoder sees the uncropped camera image (§4.1): callers do not crop around the mask.
-    capabilities = Capabilities(uses_mask=True, full_frame=True, crop_margin=0.0, shape_kinds=("mesh", "voxels"),
-                                camera="pinhole")
+    capabilities = Capabilities(
+        uses_mask=True, full_frame=True, crop_margin=0.0, shape_kinds=("mesh", "voxels"), camera="pinhole"
+    )
 
     def __init__(self, config: Refine6DofConfig, models: dict[str, nn.Module]):
         self.config = config
@@ -102,11 +110,15 @@ class Refine6DofPredictor(Predictor):
         for m in models.values():
             m.eval()
         if self.bank.empty:
-            raise PoseshapeError("refine6dof: the checkpoint has no medoids (its 'clusters' stage did not run); "
-                                 "use a checkpoint written after that stage")
+            raise PoseshapeError(
+                "refine6dof: the checkpoint has no medoids (its 'clusters' stage did not run); "
+                "use a checkpoint written after that stage"
+            )
         if len(self.bank) != self.encoder.num_classes:
-            raise PoseshapeError(f"refine6dof: the checkpoint has {len(self.bank)} medoids but the class branch "
-                                 f"has {self.encoder.num_classes} outputs")
+            raise PoseshapeError(
+                f"refine6dof: the checkpoint has {len(self.bank)} medoids but the class branch "
+                f"has {self.encoder.num_classes} outputs"
+            )
 
     @property
     def device(self) -> torch.device:
@@ -134,10 +146,17 @@ class Refine6DofPredictor(Predictor):
             x = F.interpolate(x, size=(S, S), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
         m = None
         if masks is not None:
-            if not isinstance(masks, torch.Tensor) or masks.dim() != 4 or masks.shape[1] != 1 \
-                    or masks.shape[0] != images.shape[0] or masks.shape[-2:] != images.shape[-2:]:
-                raise ShapeError(f"masks: expected shape ({images.shape[0]}, 1, {images.shape[-2]}, "
-                                 f"{images.shape[-1]}), got {tuple(getattr(masks, 'shape', ()))}")
+            if (
+                not isinstance(masks, torch.Tensor)
+                or masks.dim() != 4
+                or masks.shape[1] != 1
+                or masks.shape[0] != images.shape[0]
+                or masks.shape[-2:] != images.shape[-2:]
+            ):
+                raise ShapeError(
+                    f"masks: expected shape ({images.shape[0]}, 1, {images.shape[-2]}, "
+                    f"{images.shape[-1]}), got {tuple(getattr(masks, 'shape', ()))}"
+                )
             check_finite(masks, "masks")
             m = masks.to(self.device, torch.float32)
             if m.shape[-1] != S:
@@ -157,9 +176,21 @@ class Refine6DofPredictor(Predictor):
         R, t = out["R"], out["t"]
         extras: dict = {}
         if m is not None and self.online and cfg.online_steps > 0:
-            res = online_refine(self.encoder, self.bank, inp, m, K, steps=cfg.online_steps, batch=cfg.online_batch,
-                                lr=cfg.online_lr, render=cfg.online_render, sigma=cfg.online_sigma,
-                                loss=cfg.online_loss, render_size=cfg.render_size or None, labels=label)
+            res = online_refine(
+                self.encoder,
+                self.bank,
+                inp,
+                m,
+                K,
+                steps=cfg.online_steps,
+                batch=cfg.online_batch,
+                lr=cfg.online_lr,
+                render=cfg.online_render,
+                sigma=cfg.online_sigma,
+                loss=cfg.online_loss,
+                render_size=cfg.render_size or None,
+                labels=label,
+            )
             extras.update(encoder_R=R, encoder_t=t, online_loss=res.losses)
             R, t = res.R, res.t
         aligned = torch.stack([self.bank.voxel_grid(int(c)) for c in label])[:, None].to(x.device)
@@ -168,10 +199,19 @@ class Refine6DofPredictor(Predictor):
         sil = hard_silhouettes(self.bank, label, R, t, K, self.image_size)
         names = [self.bank.name(int(k)) for k in label]
         extras.update(class_probs=probs, label=label, sigma=sigma, medoid_names=names, frame_extent=E)
-        return Prediction(R=R, t=t, camera=Camera.pinhole(K, (self.image_size, self.image_size)),
-                          meshes=[self.bank.mesh(int(k)) for k in label], voxels=aligned, posed_voxels=posed,
-                          silhouette=sil, category=[n.split("/")[0] for n in names], model_id=names,
-                          confidence=probs.gather(1, label[:, None])[:, 0], extras=extras)
+        return Prediction(
+            R=R,
+            t=t,
+            camera=Camera.pinhole(K, (self.image_size, self.image_size)),
+            meshes=[self.bank.mesh(int(k)) for k in label],
+            voxels=aligned,
+            posed_voxels=posed,
+            silhouette=sil,
+            category=[n.split("/")[0] for n in names],
+            model_id=names,
+            confidence=probs.gather(1, label[:, None])[:, 0],
+            extras=extras,
+        )
 
     def refine_config(self) -> RefineConfig:
         """The medoid's shape stays as it is (the scene places medoids): pose only."""
@@ -185,8 +225,9 @@ class Refine6DofPredictor(Predictor):
         S = self.image_size
         K = out.camera.resize(S).K.float()
         R, t = out.R.float(), out.t.float()
-        posed, _, sigma = posed_from_pinhole(out.voxels.float(), R, t, K, S, out.extras["frame_extent"],
-                                             self.config.posed_depth)
+        posed, _, sigma = posed_from_pinhole(
+            out.voxels.float(), R, t, K, S, out.extras["frame_extent"], self.config.posed_depth
+        )
         sil = hard_silhouettes(self.bank, out.extras["label"].cpu(), R, t, K, S)
         extras = dict(out.extras)
         extras["sigma"] = sigma

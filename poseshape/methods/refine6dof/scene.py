@@ -123,8 +123,10 @@ def scene_from_prediction(pred, indices: Sequence[int] | None = None) -> list[Sc
     ``t`` and ``model_id``.
     """
     if pred.meshes is None or not pred.camera.is_pinhole:
-        raise PoseshapeError("scene_from_prediction: the prediction has no meshes or no pinhole camera (it is "
-                             "not a refine6dof prediction)")
+        raise PoseshapeError(
+            "scene_from_prediction: the prediction has no meshes or no pinhole camera (it is "
+            "not a refine6dof prediction)"
+        )
     idx = range(len(pred)) if indices is None else [pred._check_index(i) for i in indices]
     names = pred.model_id or [""] * len(pred)
     return [SceneObject(pred.meshes[i], pred.R[i], pred.t[i], names[i] or "") for i in idx]

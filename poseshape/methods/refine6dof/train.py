@@ -56,8 +56,9 @@ def check_config(cfg: Refine6DofConfig) -> None:
     if cfg.num_clusters < 1:
         raise PoseshapeError(f"refine6dof: num_clusters must be >= 1, got {cfg.num_clusters}")
     if not cfg.data.categories:
-        raise PoseshapeError("refine6dof: data.categories is empty; name the categories, e.g. "
-                             "--set 'data.categories=[car]'")
+        raise PoseshapeError(
+            "refine6dof: data.categories is empty; name the categories, e.g. --set 'data.categories=[car]'"
+        )
     if cfg.image_size < 32:
         raise PoseshapeError(f"refine6dof: image_size must be >= 32, got {cfg.image_size}")
 
@@ -65,9 +66,17 @@ def check_config(cfg: Refine6DofConfig) -> None:
 def build(cfg: Refine6DofConfig) -> dict[str, nn.Module]:
     """``{"encoder": PoseEncoder, "medoids": MedoidBank}`` for ``cfg``."""
     check_config(cfg)
-    enc = PoseEncoder(num_classes(cfg), image_size=cfg.image_size, in_channels=INPUT_CHANNELS[cfg.input],
-                      width=cfg.width, fc_hidden=cfg.fc_hidden, dropout=cfg.dropout, slope=cfg.leaky_slope,
-                      pose_repr=cfg.pose_repr, depth_init=cfg.depth_init)
+    enc = PoseEncoder(
+        num_classes(cfg),
+        image_size=cfg.image_size,
+        in_channels=INPUT_CHANNELS[cfg.input],
+        width=cfg.width,
+        fc_hidden=cfg.fc_hidden,
+        dropout=cfg.dropout,
+        slope=cfg.leaky_slope,
+        pose_repr=cfg.pose_repr,
+        depth_init=cfg.depth_init,
+    )
     return {"encoder": enc, "medoids": MedoidBank()}
 
 
@@ -113,10 +122,15 @@ def _cluster_step(models, batch, ctx):
     bank.set(**{k: v for k, v in batch.items()})
     expected = num_classes(ctx.config)
     if len(bank) != expected:
-        raise PoseshapeError(f"refine6dof: clustering gave {len(bank)} clusters but the class branch has "
-                             f"{expected} outputs (num_clusters x categories)")
-    return {"loss": torch.zeros((), requires_grad=True), "clusters": float(len(bank)),
-            "mean_size": float(bank.sizes.float().mean())}
+        raise PoseshapeError(
+            f"refine6dof: clustering gave {len(bank)} clusters but the class branch has "
+            f"{expected} outputs (num_clusters x categories)"
+        )
+    return {
+        "loss": torch.zeros((), requires_grad=True),
+        "clusters": float(len(bank)),
+        "mean_size": float(bank.sizes.float().mean()),
+    }
 
 
 def _no_optimizer(modules: dict[str, nn.Module], cfg: Refine6DofConfig) -> torch.optim.Optimizer:
@@ -132,12 +146,15 @@ def _encoder_data(cfg: Refine6DofConfig, ctx: StageContext):
     return train, val
 
 
-def encoder_losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: Refine6DofConfig
-                   ) -> dict[str, torch.Tensor]:
+def encoder_losses(
+    out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: Refine6DofConfig
+) -> dict[str, torch.Tensor]:
     """``{"pose": eq. 2, "class": eq. 3}`` of an encoder output and a batch."""
     s = torch.tensor([1.0, 1.0, 1.0, float(cfg.translation_scale)], dtype=out["P"].dtype, device=out["P"].device)
-    return {"pose": pose_mse(out["P"] * s, batch["P"].to(s.dtype) * s),
-            "class": F.cross_entropy(out["logits"], batch["label"])}
+    return {
+        "pose": pose_mse(out["P"] * s, batch["P"].to(s.dtype) * s),
+        "class": F.cross_entropy(out["logits"], batch["label"]),
+    }
 
 
 def _encoder_step(models, batch, ctx):
@@ -160,8 +177,12 @@ def _validate_encoder(models, batches, ctx):
     if not acc:
         return {}
     r = torch.cat(rot)
-    return {"val_acc": float(torch.cat(acc).mean()), "val_mve": float(r.median()),
-            "val_acc_pi6": float((r < 30).float().mean()), "val_t_err": float(torch.cat(terr).median())}
+    return {
+        "val_acc": float(torch.cat(acc).mean()),
+        "val_mve": float(r.median()),
+        "val_acc_pi6": float((r < 30).float().mean()),
+        "val_t_err": float(torch.cat(terr).median()),
+    }
 
 
 def _adam(modules: dict[str, nn.Module], cfg: Refine6DofConfig) -> torch.optim.Optimizer:
@@ -169,8 +190,9 @@ def _adam(modules: dict[str, nn.Module], cfg: Refine6DofConfig) -> torch.optim.O
     feat = {id(p) for p in unwrap_module(enc).feature_parameters()}
     decay = [p for p in enc.parameters() if p.requires_grad and id(p) in feat]
     rest = [p for p in enc.parameters() if p.requires_grad and id(p) not in feat]
-    return torch.optim.Adam([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+    return torch.optim.Adam(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=cfg.lr
+    )
 
 
 def stages(cfg: Refine6DofConfig) -> list[Stage]:
@@ -178,10 +200,23 @@ def stages(cfg: Refine6DofConfig) -> list[Stage]:
     check_config(cfg)
     common: dict[str, Any] = {"num_workers": cfg.num_workers}
     return [
-        Stage("clusters", train=["medoids"], optimizer=_no_optimizer, data=_cluster_data, step=_cluster_step,
-              iterations=1),
-        Stage("encoder", train=["encoder"], optimizer=_adam, data=_encoder_data, step=_encoder_step,
-              iterations=cfg.encoder_iters, batch_size=cfg.batch_size, drop_last=False,
-              validate=_validate_encoder, val_every=cfg.val_every, best_metric="val_mve", best_mode="min",
-              grad_clip=cfg.grad_clip, **common),
+        Stage(
+            "clusters", train=["medoids"], optimizer=_no_optimizer, data=_cluster_data, step=_cluster_step, iterations=1
+        ),
+        Stage(
+            "encoder",
+            train=["encoder"],
+            optimizer=_adam,
+            data=_encoder_data,
+            step=_encoder_step,
+            iterations=cfg.encoder_iters,
+            batch_size=cfg.batch_size,
+            drop_last=False,
+            validate=_validate_encoder,
+            val_every=cfg.val_every,
+            best_metric="val_mve",
+            best_mode="min",
+            grad_clip=cfg.grad_clip,
+            **common,
+        ),
     ]

@@ -20,14 +20,17 @@ from poseshape.methods.reproject.evaluate import evaluate
 from poseshape.methods.reproject.predictor import ReprojectPredictor
 from poseshape.methods.reproject.train import build, stages
 
-SPEC = register_method(MethodSpec(
-    name="reproject",
-    config_cls=ReprojectConfig,
-    build=build,
-    stages=stages,
-    predictor=ReprojectPredictor,
-    evaluate=evaluate,
-    description="paper 000: p-TL / p-3D-VAE-GAN, pose-aware voxels, reprojection fine-tuning",
-), replace=True)
+SPEC = register_method(
+    MethodSpec(
+        name="reproject",
+        config_cls=ReprojectConfig,
+        build=build,
+        stages=stages,
+        predictor=ReprojectPredictor,
+        evaluate=evaluate,
+        description="paper 000: p-TL / p-3D-VAE-GAN, pose-aware voxels, reprojection fine-tuning",
+    ),
+    replace=True,
+)
 
 __all__ = ["SPEC", "ReprojectConfig", "ReprojectPredictor"]

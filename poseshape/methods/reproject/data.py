@@ -39,8 +39,9 @@ __all__ = [
 def _resize_image(img: torch.Tensor, size: int) -> torch.Tensor:
     if img.shape[-1] == size and img.shape[-2] == size:
         return img
-    return F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True,
-                         align_corners=False)[0].clamp(0, 1)
+    return F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0].clamp(
+        0, 1
+    )
 
 
 def _mask_to_frame(mask: torch.Tensor, res: int) -> torch.Tensor:
@@ -53,10 +54,13 @@ def _open(path: str, what: str, **kw) -> ShardDataset:
         raise PoseshapeError(
             f"reproject: no {what} data set given; render one with `poseshape data render` "
             f"(or poseshape.methods.reproject.data.render_reproject_data) and pass "
-            f"--set data.{what}=FOLDER")
+            f"--set data.{what}=FOLDER"
+        )
     if not (Path(path) / "index.json").is_file():
-        raise PoseshapeError(f"reproject: data.{what}={path} is not a rendered data set "
-                             "(no index.json); make it with `poseshape data render`")
+        raise PoseshapeError(
+            f"reproject: data.{what}={path} is not a rendered data set "
+            "(no index.json); make it with `poseshape data render`"
+        )
     return ShardDataset(path, **kw)
 
 
@@ -69,8 +73,7 @@ class RenderedSamples(Dataset):
     ``aligned (1, Q, Q, Q)`` the scaled {0, 1} target, ``category ()``.
     """
 
-    def __init__(self, root: str | Path, config: ReprojectConfig, limit: int | None = None,
-                 what: str = "train"):
+    def __init__(self, root: str | Path, config: ReprojectConfig, limit: int | None = None, what: str = "train"):
         self.ds = _open(str(root), what)
         self.cfg = config
         self.categories = self.ds.categories
@@ -88,8 +91,9 @@ class RenderedSamples(Dataset):
         it = self.ds[i]
         Q = self.cfg.voxel_res
         S_data = it["image"].shape[-1]
-        pose, sigma = pinhole_to_posed(it["R"][None].double(), it["t"][None].double(),
-                                       it["K"][None].double(), S_data, self.cfg.frame_extent)
+        pose, sigma = pinhole_to_posed(
+            it["R"][None].double(), it["t"][None].double(), it["K"][None].double(), S_data, self.cfg.frame_extent
+        )
         vox = it["voxels"][None]
         if vox.shape[-1] != Q:
             vox = (F.interpolate(vox, size=(Q, Q, Q), mode="trilinear", align_corners=False) > 0.5).float()
@@ -119,8 +123,10 @@ class SilhouetteSamples(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         it = self.ds[i]
-        return {"image": _resize_image(it["image"], self.cfg.image_size),
-                "mask": _mask_to_frame(it["mask"], self.cfg.voxel_res)}
+        return {
+            "image": _resize_image(it["image"], self.cfg.image_size),
+            "mask": _mask_to_frame(it["mask"], self.cfg.voxel_res),
+        }
 
 
 class MixedSamples(Dataset):
@@ -142,19 +148,35 @@ class MixedSamples(Dataset):
         return {"rendered": self.rendered[i], "natural": self.natural[int(self.perm[i % len(self.perm)])]}
 
 
-def reproject_synth_config(image_size: int = 64, views: int = 24, voxel_res: int = 30, domain: str = "render",
-                           seed: int = 0):
+def reproject_synth_config(
+    image_size: int = 64, views: int = 24, voxel_res: int = 30, domain: str = "render", seed: int = 0
+):
     """The data-engine settings ``reproject`` assumes (see :mod:`.frame` and :func:`.config.default_frame_extent`)."""
-    return SynthConfig(image_size=image_size, views=views, voxel_res=voxel_res, framing="fixed", domain=domain,
-                       seed=seed, pose=PoseConfig(distribution="pascal", distance=(2.5, 3.5), fov_deg=30.0,
-                                                  translation_jitter=0.1))
+    return SynthConfig(
+        image_size=image_size,
+        views=views,
+        voxel_res=voxel_res,
+        framing="fixed",
+        domain=domain,
+        seed=seed,
+        pose=PoseConfig(distribution="pascal", distance=(2.5, 3.5), fov_deg=30.0, translation_jitter=0.1),
+    )
 
 
-def render_reproject_data(meshes: Any, out: str | Path, categories: Sequence[str] | None = ("aeroplane", "car", "chair"),
-                          image_size: int = 64, views: int = 24, test_views: int | None = None,
-                          models_per_category: int | None = None, seed: int = 0, workers: int = 1,
-                          progress: bool = True, train_domain: str = "render",
-                          split_fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> dict[str, Path]:
+def render_reproject_data(
+    meshes: Any,
+    out: str | Path,
+    categories: Sequence[str] | None = ("aeroplane", "car", "chair"),
+    image_size: int = 64,
+    views: int = 24,
+    test_views: int | None = None,
+    models_per_category: int | None = None,
+    seed: int = 0,
+    workers: int = 1,
+    progress: bool = True,
+    train_domain: str = "render",
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+) -> dict[str, Path]:
     """Render the three sets of the reproject experiments into ``out/{train,natural,test}``.
 
     ``train``: the train-split models, clean renders (stages 1-2, rendered half of 3); pass
@@ -173,13 +195,24 @@ def render_reproject_data(meshes: Any, out: str | Path, categories: Sequence[str
         ``{"train": path, "natural": path, "test": path}``.
     """
     out = Path(out)
-    plan = {"train": ("train", train_domain, views), "natural": ("val", "natural", views),
-            "test": ("test", "natural", test_views or views)}
+    plan = {
+        "train": ("train", train_domain, views),
+        "natural": ("val", "natural", views),
+        "test": ("test", "natural", test_views or views),
+    }
     paths = {}
     for name, (split, domain, nv) in plan.items():
         cfg = reproject_synth_config(image_size, nv, 30, domain, seed=seed)
-        render_dataset(meshes, out / name, cfg, workers=workers, categories=list(categories) if categories else None,
-                       split=split, models_per_category=models_per_category, progress=progress,
-                       split_fractions=split_fractions)
+        render_dataset(
+            meshes,
+            out / name,
+            cfg,
+            workers=workers,
+            categories=list(categories) if categories else None,
+            split=split,
+            models_per_category=models_per_category,
+            progress=progress,
+            split_fractions=split_fractions,
+        )
         paths[name] = out / name
     return paths

@@ -62,8 +62,9 @@ def _summarise(rows: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def evaluate_predictor(predictor, data_root: str | os.PathLike, *, batch_size: int = 32,
-                       limit: int | None = None, progress: bool = True) -> dict[str, Any]:
+def evaluate_predictor(
+    predictor, data_root: str | os.PathLike, *, batch_size: int = 32, limit: int | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Evaluate a posed-frame predictor (``reproject``) on a rendered test set.
 
     Args:
@@ -82,7 +83,9 @@ def evaluate_predictor(predictor, data_root: str | os.PathLike, *, batch_size: i
     ds = RenderedSamples(data_root, cfg, limit=limit, what="test")
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
     Q, E = cfg.voxel_res, cfg.frame_extent
-    acc: dict[str, list[torch.Tensor]] = {k: [] for k in ("rot", "trans", "ap2d", "ap3d", "ap3d_aligned", "iou2d", "cat")}
+    acc: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("rot", "trans", "ap2d", "ap3d", "ap3d_aligned", "iou2d", "cat")
+    }
     for b in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True):
         pred = predictor(b["image"])
         dev = pred.voxels.device
@@ -113,10 +116,15 @@ def evaluate_predictor(predictor, data_root: str | os.PathLike, *, batch_size: i
     return {"overall": _summarise(rows), "per_category": per_cat, "data": str(data_root), "samples": len(ds)}
 
 
-
-
-def evaluate(predictor, data: str | os.PathLike | None = None, *, limit: int | None = None, batch_size: int = 32,
-             progress: bool = True, **options) -> dict[str, Any]:
+def evaluate(
+    predictor,
+    data: str | os.PathLike | None = None,
+    *,
+    limit: int | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+    **options,
+) -> dict[str, Any]:
     """``MethodSpec.evaluate`` of ``reproject`` (``poseshape eval reproject --data DIR``): paper
     000's Tables 3 and 4 per category and over all samples (:func:`evaluate_predictor`).
 
@@ -132,5 +140,10 @@ def evaluate(predictor, data: str | os.PathLike | None = None, *, limit: int | N
     if data is None:
         raise PoseshapeError("eval: method reproject needs --data (a set written by poseshape data render)")
     res = evaluate_predictor(predictor, data, batch_size=batch_size, limit=limit, progress=progress)
-    return {"rows": results_rows(res), "columns": COLUMNS, "result": res, "data": res["data"],
-            "samples": res["samples"]}
+    return {
+        "rows": results_rows(res),
+        "columns": COLUMNS,
+        "result": res,
+        "data": res["data"],
+        "samples": res["samples"],
+    }

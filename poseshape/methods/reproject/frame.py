@@ -78,8 +78,9 @@ def rt_to_pose(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return torch.cat([w, t[..., :2].to(w.dtype)], -1)
 
 
-def pinhole_to_posed(R: torch.Tensor, t: torch.Tensor, K: torch.Tensor, image_size: int,
-                     frame_extent: float) -> tuple[torch.Tensor, torch.Tensor]:
+def pinhole_to_posed(
+    R: torch.Tensor, t: torch.Tensor, K: torch.Tensor, image_size: int, frame_extent: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Weak-perspective posed-frame pose of pinhole samples.
 
     Args:
@@ -127,19 +128,22 @@ def aligned_target(voxels: torch.Tensor, sigma: torch.Tensor, binary: bool = Tru
     return (v > 0.5).to(v.dtype) if binary else v
 
 
-def posed_voxels(aligned: torch.Tensor, pose: torch.Tensor, frame_extent: float,
-                 out_size: int | None = None) -> torch.Tensor:
+def posed_voxels(
+    aligned: torch.Tensor, pose: torch.Tensor, frame_extent: float, out_size: int | None = None
+) -> torch.Tensor:
     """Paper 000's rigid inverse-warp layer (eq. 2, 6): aligned ``(B, 1, Q, Q, Q)`` -> posed grid.
 
     ``pose (B, 5)``; the result ``(B, 1, P, P, P)`` (``P = out_size``, default ``Q``) spans
     the posed cube of side ``frame_extent``; differentiable in both arguments.
     """
     R, t = pose_to_rt(pose)
-    return pose_voxels(aligned, R.to(aligned.dtype), t.to(aligned.dtype),
-                       out_size=out_size or aligned.shape[-1], extent=frame_extent)
+    return pose_voxels(
+        aligned, R.to(aligned.dtype), t.to(aligned.dtype), out_size=out_size or aligned.shape[-1], extent=frame_extent
+    )
 
 
-def posed_silhouette(aligned: torch.Tensor, pose: torch.Tensor, frame_extent: float,
-                     out_size: int | None = None) -> torch.Tensor:
+def posed_silhouette(
+    aligned: torch.Tensor, pose: torch.Tensor, frame_extent: float, out_size: int | None = None
+) -> torch.Tensor:
     """Eq. 3: max-projection of the posed grid, ``(B, 1, P, P)`` in [0, 1] over the image crop."""
     return max_projection(posed_voxels(aligned, pose, frame_extent, out_size))

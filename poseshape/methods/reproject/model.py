@@ -50,9 +50,14 @@ def _c(n: int, width: float) -> int:
 def _conv3d_stack(width: float) -> nn.Sequential:
     c1, c2, c3 = _c(32, width), _c(64, width), _c(64, width)
     return nn.Sequential(
-        nn.Conv3d(1, c1, 4, 2, 1), nn.LeakyReLU(SLOPE, inplace=True),
-        nn.Conv3d(c1, c2, 4, 2, 1), nn.BatchNorm3d(c2), nn.LeakyReLU(SLOPE, inplace=True),
-        nn.Conv3d(c2, c3, 4, 2, 1), nn.BatchNorm3d(c3), nn.LeakyReLU(SLOPE, inplace=True),
+        nn.Conv3d(1, c1, 4, 2, 1),
+        nn.LeakyReLU(SLOPE, inplace=True),
+        nn.Conv3d(c1, c2, 4, 2, 1),
+        nn.BatchNorm3d(c2),
+        nn.LeakyReLU(SLOPE, inplace=True),
+        nn.Conv3d(c2, c3, 4, 2, 1),
+        nn.BatchNorm3d(c3),
+        nn.LeakyReLU(SLOPE, inplace=True),
     )
 
 
@@ -73,7 +78,7 @@ class ShapeEncoder3D(nn.Module):
         self.res = res
         self.convs = _conv3d_stack(width)
         n = _conv_out(_conv_out(_conv_out(res)))
-        feat = _c(64, width) * n ** 3
+        feat = _c(64, width) * n**3
         self.fc_mu = nn.Linear(feat, latent)
         self.fc_logvar = nn.Linear(feat, latent)
 
@@ -93,12 +98,16 @@ class ShapeDecoder3D(nn.Module):
         self.res, self.latent = res, latent
         self.c0 = _c(128, width)
         c1, c2 = _c(64, width), _c(32, width)
-        self.fc = nn.Linear(latent, self.c0 * 4 ** 3)
+        self.fc = nn.Linear(latent, self.c0 * 4**3)
         self.bn0 = nn.BatchNorm3d(self.c0)
         # 4 -> 8 -> 16 -> res: (16 - 1) * 2 - 2 p + 4 = res  =>  p = (34 - res) / 2
         self.deconvs = nn.Sequential(
-            nn.ConvTranspose3d(self.c0, c1, 4, 2, 1), nn.BatchNorm3d(c1), nn.LeakyReLU(SLOPE, inplace=True),
-            nn.ConvTranspose3d(c1, c2, 4, 2, 1), nn.BatchNorm3d(c2), nn.LeakyReLU(SLOPE, inplace=True),
+            nn.ConvTranspose3d(self.c0, c1, 4, 2, 1),
+            nn.BatchNorm3d(c1),
+            nn.LeakyReLU(SLOPE, inplace=True),
+            nn.ConvTranspose3d(c1, c2, 4, 2, 1),
+            nn.BatchNorm3d(c2),
+            nn.LeakyReLU(SLOPE, inplace=True),
             nn.ConvTranspose3d(c2, 1, 4, 2, (34 - res) // 2),
         )
 
@@ -124,11 +133,20 @@ class ImageRegressor(nn.Module):
         self.image_size = image_size
         c = [_c(64, width), _c(128, width), _c(256, width), _c(512, width), 200]
         self.convs = nn.Sequential(
-            nn.Conv2d(3, c[0], 11, 4, 0), nn.LeakyReLU(SLOPE, inplace=True),
-            nn.Conv2d(c[0], c[1], 5, 2, 2), nn.BatchNorm2d(c[1]), nn.LeakyReLU(SLOPE, inplace=True),
-            nn.Conv2d(c[1], c[2], 5, 2, 2), nn.BatchNorm2d(c[2]), nn.LeakyReLU(SLOPE, inplace=True),
-            nn.Conv2d(c[2], c[3], 5, 2, 2), nn.BatchNorm2d(c[3]), nn.LeakyReLU(SLOPE, inplace=True),
-            nn.Conv2d(c[3], c[4], 3, 1, 1), nn.BatchNorm2d(c[4]), nn.LeakyReLU(SLOPE, inplace=True),
+            nn.Conv2d(3, c[0], 11, 4, 0),
+            nn.LeakyReLU(SLOPE, inplace=True),
+            nn.Conv2d(c[0], c[1], 5, 2, 2),
+            nn.BatchNorm2d(c[1]),
+            nn.LeakyReLU(SLOPE, inplace=True),
+            nn.Conv2d(c[1], c[2], 5, 2, 2),
+            nn.BatchNorm2d(c[2]),
+            nn.LeakyReLU(SLOPE, inplace=True),
+            nn.Conv2d(c[2], c[3], 5, 2, 2),
+            nn.BatchNorm2d(c[3]),
+            nn.LeakyReLU(SLOPE, inplace=True),
+            nn.Conv2d(c[3], c[4], 3, 1, 1),
+            nn.BatchNorm2d(c[4]),
+            nn.LeakyReLU(SLOPE, inplace=True),
         )
         n = _conv_out(image_size, 11, 4, 0)
         for _ in range(3):
@@ -153,7 +171,7 @@ class Discriminator3D(nn.Module):
         self.res = res
         self.convs = _conv3d_stack(width)
         n = _conv_out(_conv_out(_conv_out(res)))
-        self.fc = nn.Linear(_c(64, width) * n ** 3, 1)
+        self.fc = nn.Linear(_c(64, width) * n**3, 1)
 
     def forward(self, voxels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _check_grid(voxels, self.res, "voxels")

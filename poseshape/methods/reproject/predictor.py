@@ -74,8 +74,9 @@ class ReprojectPredictor(Predictor):
         cfg = self.config
         x = images.to(self.device, torch.float32)
         if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              antialias=True, align_corners=False).clamp(0, 1)
+            x = F.interpolate(
+                x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False
+            ).clamp(0, 1)
         mu, _ = style_code(self.models, x, cfg)
         aligned = self.models["decoder"](mu)
         pose = regress_pose(self.models, x, cfg.twist_gain)
@@ -83,8 +84,15 @@ class ReprojectPredictor(Predictor):
         R, t = pose_to_rt(pose)
         E = float(cfg.frame_extent)
         cam = posed_frame_camera(x.shape[0], self.image_size, E).to(x.device)
-        return Prediction(R=R, t=t, camera=cam, voxels=aligned, posed_voxels=posed, silhouette=posed.amax(dim=2),
-                          extras={"style": mu, "pose": pose, "frame_extent": E})
+        return Prediction(
+            R=R,
+            t=t,
+            camera=cam,
+            voxels=aligned,
+            posed_voxels=posed,
+            silhouette=posed.amax(dim=2),
+            extras={"style": mu, "pose": pose, "frame_extent": E},
+        )
 
     def refine_config(self) -> RefineConfig:
         """A predicted shape's proportions are uncertain: refine its per-axis scale too."""
@@ -112,5 +120,6 @@ class ReprojectPredictor(Predictor):
         extras = dict(out.extras)
         extras.pop("pose", None)  # the network's raw pose vector no longer describes (R, t)
         extras.update(refine_scale=c, refine_aspect=factors.tolist())
-        return out.replace(t=t, camera=one.camera, voxels=aligned, posed_voxels=posed,
-                           silhouette=max_projection(posed), extras=extras), res
+        return out.replace(
+            t=t, camera=one.camera, voxels=aligned, posed_voxels=posed, silhouette=max_projection(posed), extras=extras
+        ), res

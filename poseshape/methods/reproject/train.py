@@ -91,17 +91,17 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, training: bool) -> to
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
 
-def style_code(models: dict[str, nn.Module], images: torch.Tensor, cfg: ReprojectConfig
-               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def style_code(
+    models: dict[str, nn.Module], images: torch.Tensor, cfg: ReprojectConfig
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Style regressor: ``images (B, 3, S, S)`` -> ``(mu (B, L), logvar (B, L) or None)``."""
     out = models["style"](images)
     if cfg.generator == "vaegan":
-        return out[:, : cfg.latent], out[:, cfg.latent:]
+        return out[:, : cfg.latent], out[:, cfg.latent :]
     return out, None
 
 
-def regress_pose(models: dict[str, nn.Module], images: torch.Tensor, twist_gain: float = 1 / math.pi
-                 ) -> torch.Tensor:
+def regress_pose(models: dict[str, nn.Module], images: torch.Tensor, twist_gain: float = 1 / math.pi) -> torch.Tensor:
     """Pose regressor: ``(B, 3, S, S)`` -> pose ``(B, 5)`` with the twist tanh-bounded to radius pi.
 
     The twist is ``w = pi * tanh(g |v|) * v / |v|`` of the raw outputs ``v`` (paper 000: "the
@@ -124,7 +124,7 @@ def pose_loss(pred: torch.Tensor, gt: torch.Tensor, cfg: ReprojectConfig) -> tor
         Rp, _ = pose_to_rt(pred)
         Rg, _ = pose_to_rt(gt)
         ang = geodesic_distance(Rp, Rg)
-        return (ang ** 2).mean() + ((pred[:, 3:] - gt[:, 3:]) ** 2).sum(-1).mean()
+        return (ang**2).mean() + ((pred[:, 3:] - gt[:, 3:]) ** 2).sum(-1).mean()
     raise PoseshapeError(f"reproject: pose_loss must be 'l2' or 'geodesic', got {cfg.pose_loss!r}")
 
 
@@ -189,8 +189,7 @@ def _vaegan_step(models, batch, ctx):
     kl = kl_divergence(mu, logvar)
     g_adv = gan_g_loss(logit_fake_g)
     loss = d_loss + feat + cfg.kl_weight * kl + cfg.gan_weight * g_adv
-    return {"loss": loss, "d_loss": d_loss.detach(), "feat": feat.detach(), "kl": kl.detach(),
-            "g_adv": g_adv.detach()}
+    return {"loss": loss, "d_loss": d_loss.detach(), "feat": feat.detach(), "kl": kl.detach(), "g_adv": g_adv.detach()}
 
 
 def _rendered_losses(models, b, cfg) -> dict[str, torch.Tensor]:
@@ -201,7 +200,7 @@ def _rendered_losses(models, b, cfg) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             mu_gt, _ = models["encoder"](b["aligned"])
         out["style"] = ((mu - mu_gt) ** 2).sum(-1).mean()
-    elif "discriminator" in models and logvar is not None and _trains(models['style']):
+    elif "discriminator" in models and logvar is not None and _trains(models["style"]):
         recon = models["decoder"](mu)
         with torch.no_grad():
             _, feat_real = models["discriminator"](b["aligned"])
@@ -267,8 +266,12 @@ def _validate_predictions(models, batches, ctx):
         sil = posed.amax(dim=2)
         ap2.append(average_precision(sil, b["mask"] > 0.5, reduction="none"))
     r = torch.cat(rot)
-    return {"val_rot_mederr": float(r.median()), "val_acc_pi6": float((r < 30).float().mean()),
-            "val_ap3d": float(torch.cat(ap3).nanmean()), "val_ap2d": float(torch.cat(ap2).nanmean())}
+    return {
+        "val_rot_mederr": float(r.median()),
+        "val_acc_pi6": float((r < 30).float().mean()),
+        "val_ap3d": float(torch.cat(ap3).nanmean()),
+        "val_ap2d": float(torch.cat(ap2).nanmean()),
+    }
 
 
 # --------------------------------------------------------------------------- optimisers
@@ -276,6 +279,7 @@ def _adam(lr_attr: str):
     def make(modules: dict[str, nn.Module], cfg: ReprojectConfig) -> torch.optim.Optimizer:
         params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
         return torch.optim.Adam(params, lr=getattr(cfg, lr_attr))
+
     return make
 
 
@@ -286,24 +290,59 @@ def _rmsprop(modules: dict[str, nn.Module], cfg: ReprojectConfig) -> torch.optim
 
 def stages(cfg: ReprojectConfig) -> list[Stage]:
     """The three stages of the configured variant (see the module docstring)."""
-    common: dict[str, Any] = dict(batch_size=cfg.batch_size, drop_last=True, num_workers=cfg.num_workers,
-                                  val_every=cfg.val_every, grad_clip=cfg.grad_clip)
+    common: dict[str, Any] = dict(
+        batch_size=cfg.batch_size,
+        drop_last=True,
+        num_workers=cfg.num_workers,
+        val_every=cfg.val_every,
+        grad_clip=cfg.grad_clip,
+    )
     if cfg.generator == "vae":
-        first = Stage("vae", train=["encoder", "decoder"], optimizer=_adam("lr"), data=_rendered,
-                      step=_vae_step, iterations=cfg.vae_iters, validate=_validate_shapes,
-                      best_metric=None, **common)
+        first = Stage(
+            "vae",
+            train=["encoder", "decoder"],
+            optimizer=_adam("lr"),
+            data=_rendered,
+            step=_vae_step,
+            iterations=cfg.vae_iters,
+            validate=_validate_shapes,
+            best_metric=None,
+            **common,
+        )
         style_mods = ["style", "pose"]
     else:
-        first = Stage("vaegan", train=["style", "decoder", "discriminator"], optimizer=_rmsprop,
-                      data=_rendered, step=_vaegan_step, iterations=cfg.vae_iters,
-                      validate=_validate_shapes, **common)
+        first = Stage(
+            "vaegan",
+            train=["style", "decoder", "discriminator"],
+            optimizer=_rmsprop,
+            data=_rendered,
+            step=_vaegan_step,
+            iterations=cfg.vae_iters,
+            validate=_validate_shapes,
+            **common,
+        )
         style_mods = ["pose"]
     pair_common = dict(common, batch_size=max(1, cfg.batch_size // 2))  # 1:1 rendered : natural
     return [
         first,
-        Stage("regress", train=style_mods, optimizer=_adam("lr"), data=_rendered, step=_regress_step,
-              iterations=cfg.regress_iters, validate=_validate_predictions, **common),
-        Stage("finetune", train=["style", "pose"], optimizer=_adam("finetune_lr"), data=_mixed,
-              step=_finetune_step, iterations=cfg.finetune_iters, validate=_validate_predictions,
-              **pair_common),
+        Stage(
+            "regress",
+            train=style_mods,
+            optimizer=_adam("lr"),
+            data=_rendered,
+            step=_regress_step,
+            iterations=cfg.regress_iters,
+            validate=_validate_predictions,
+            **common,
+        ),
+        Stage(
+            "finetune",
+            train=["style", "pose"],
+            optimizer=_adam("finetune_lr"),
+            data=_mixed,
+            step=_finetune_step,
+            iterations=cfg.finetune_iters,
+            validate=_validate_predictions,
+            **pair_common,
+        ),
     ]

@@ -14,8 +14,6 @@ import pytest
 import torch
 
 from poseshape.core.errors import PoseshapeError, ShapeError
-from poseshape.geometry.camera import viewpoint_to_pose
-from poseshape.geometry.rotations import geodesic_distance, so3_exp
 from poseshape.engine.refine import (
     RefineConfig,
     hard_silhouettes,
@@ -25,9 +23,11 @@ from poseshape.engine.refine import (
     simplify_mesh,
     start_rotations,
 )
-from poseshape.testing.refine_trials import perturbed_pose_trials
+from poseshape.geometry.camera import viewpoint_to_pose
+from poseshape.geometry.rotations import geodesic_distance, so3_exp
 from poseshape.shapes.meshes import Mesh, load_mesh
 from poseshape.shapes.procedural import generate
+from poseshape.testing.refine_trials import perturbed_pose_trials
 
 DEG = math.pi / 180
 
@@ -140,10 +140,18 @@ def test_hypotheses_are_used_as_starts():
     R = R.double()
     t = torch.tensor([[64.0, 64.0, 0.0]], dtype=torch.float64)
     mask = hard_silhouettes(mesh.verts.double()[None], mesh.faces, R, t, None, torch.tensor([80.0]), S).float()
-    hyp = torch.stack([R @ _Ry(120 * DEG), so3_exp(torch.tensor([0.1, 0.15, 0.0], dtype=torch.float64)) @ R,
-                       R @ _Ry(-100 * DEG)], 1)  # (1, 3, 3, 3); the second is 10 deg off
-    res = refine_pose(mask, Mesh(mesh.verts.float(), mesh.faces), hyp, t[:, None].expand(1, 3, 3),
-                      scale=torch.tensor([80.0]), keep=3, steps=20)
+    hyp = torch.stack(
+        [R @ _Ry(120 * DEG), so3_exp(torch.tensor([0.1, 0.15, 0.0], dtype=torch.float64)) @ R, R @ _Ry(-100 * DEG)], 1
+    )  # (1, 3, 3, 3); the second is 10 deg off
+    res = refine_pose(
+        mask,
+        Mesh(mesh.verts.float(), mesh.faces),
+        hyp,
+        t[:, None].expand(1, 3, 3),
+        scale=torch.tensor([80.0]),
+        keep=3,
+        steps=20,
+    )
     assert res.starts_R.shape == (1, 3, 3, 3) and torch.allclose(res.starts_R.double(), hyp)
     assert int(res.start[0]) == 1
     assert float(geodesic_distance(res.R, R)[0]) < 4 * DEG
@@ -172,13 +180,18 @@ def test_per_image_meshes_and_vertex_offsets():
     b, _ = generate("sofa", 4)
     a, b = Mesh(a.verts.float(), a.faces), Mesh(b.verts.float(), b.faces)
     S = 96
-    R, _ = viewpoint_to_pose(torch.tensor([30 * DEG, 200 * DEG]), torch.tensor([10 * DEG, 20 * DEG]),
-                             torch.zeros(2), torch.ones(2))
+    R, _ = viewpoint_to_pose(
+        torch.tensor([30 * DEG, 200 * DEG]), torch.tensor([10 * DEG, 20 * DEG]), torch.zeros(2), torch.ones(2)
+    )
     R = R.double()
     t = torch.tensor([[48.0, 48.0, 0.0]] * 2, dtype=torch.float64)
     s = torch.tensor([60.0, 60.0], dtype=torch.float64)
-    masks = torch.cat([hard_silhouettes(m.verts.double()[None], m.faces, R[i:i + 1], t[i:i + 1], None, s[i:i + 1], S)
-                       for i, m in enumerate((a, b))]).float()
+    masks = torch.cat(
+        [
+            hard_silhouettes(m.verts.double()[None], m.faces, R[i : i + 1], t[i : i + 1], None, s[i : i + 1], S)
+            for i, m in enumerate((a, b))
+        ]
+    ).float()
     R0 = so3_exp(torch.tensor([[0.0, 0.15, 0.0], [0.1, 0.0, 0.0]], dtype=torch.float64)) @ R
     res = refine_pose(masks, [a, b], R0, t, scale=s, starts=2, keep=2, render_size=96)
     assert (geodesic_distance(res.R, R) < 3 * DEG).all(), res.R
@@ -186,12 +199,23 @@ def test_per_image_meshes_and_vertex_offsets():
     stretched = Mesh(a.verts * torch.tensor([1.15, 1.0, 1.0]), a.faces)
     m1 = hard_silhouettes(stretched.verts.double()[None], a.faces, R[:1], t[:1], None, s[:1], S).float()
     plain = refine_pose(m1, a, R[:1], t[:1], scale=s[:1], starts=1, optimize_scale=False, render_size=96)
-    deform = refine_pose(m1, a, R[:1], t[:1], scale=s[:1], starts=1, optimize_scale=False, render_size=96,
-                         optimize_verts=True, lr_verts=0.004)
+    deform = refine_pose(
+        m1,
+        a,
+        R[:1],
+        t[:1],
+        scale=s[:1],
+        starts=1,
+        optimize_scale=False,
+        render_size=96,
+        optimize_verts=True,
+        lr_verts=0.004,
+    )
     assert deform.verts is not None and deform.verts[0].shape == a.verts.shape
     assert float(deform.iou[0]) > float(plain.iou[0]) + 0.01
-    aspect = refine_pose(m1, a, R[:1], t[:1], scale=s[:1], starts=1, optimize_scale=False, render_size=96,
-                         optimize_aspect=True)
+    aspect = refine_pose(
+        m1, a, R[:1], t[:1], scale=s[:1], starts=1, optimize_scale=False, render_size=96, optimize_aspect=True
+    )
     assert aspect.aspect.shape == (1, 3) and float(aspect.aspect[0, 0]) == pytest.approx(1.15, abs=0.05)
     assert float(aspect.iou[0]) > float(plain.iou[0]) + 0.01
     # the offsets stretch the shape along x
@@ -206,8 +230,17 @@ def test_frames_gif_and_strip(tmp_path):
     R, _ = viewpoint_to_pose(torch.tensor([50 * DEG]), torch.tensor([20 * DEG]), torch.zeros(1), torch.ones(1))
     t = torch.tensor([[40.0, 40.0, 0.0]])
     mask = hard_silhouettes(mesh.verts[None], mesh.faces, R, t, None, torch.tensor([50.0]), 80).float()
-    res = refine_pose(mask, mesh, so3_exp(torch.tensor([[0.0, 0.3, 0.0]])) @ R, t, scale=torch.tensor([50.0]),
-                      starts=2, steps=8, render_size=64, record_frames=True)
+    res = refine_pose(
+        mask,
+        mesh,
+        so3_exp(torch.tensor([[0.0, 0.3, 0.0]])) @ R,
+        t,
+        scale=torch.tensor([50.0]),
+        starts=2,
+        steps=8,
+        render_size=64,
+        record_frames=True,
+    )
     assert res.frames.shape == (9, 1, 64, 64) and res.frames.dtype == torch.uint8
     assert res.frames[-1].float().mean() > 10  # the silhouette is drawn
     pics = overlay_frames(res, 0)
@@ -259,22 +292,50 @@ def small_case():
     return mesh, mask, R.float(), t, s
 
 
-@pytest.mark.parametrize("case", ["empty mask", "nan pose", "inf t", "mask shape", "R shape", "t shape",
-                                  "batch", "not rotation", "two cameras", "no camera", "bad scale",
-                                  "mesh count", "empty mesh", "nan mask", "config", "unknown setting",
-                                  "mask values"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "empty mask",
+        "nan pose",
+        "inf t",
+        "mask shape",
+        "R shape",
+        "t shape",
+        "batch",
+        "not rotation",
+        "two cameras",
+        "no camera",
+        "bad scale",
+        "mesh count",
+        "empty mesh",
+        "nan mask",
+        "config",
+        "unknown setting",
+        "mask values",
+    ],
+)
 def test_bad_inputs_raise_clear_errors(case, small_case):
     mesh, mask, R, t, s = small_case
     kw = {"scale": s}
     args = [mask, mesh, R, t]
     pat = {
-        "empty mask": "mask\\(s\\) \\[0\\] are empty", "nan pose": "initial pose R: contains 1 non-finite",
-        "inf t": "initial pose t: contains", "mask shape": "masks: expected shape \\(B, 1, H, W\\)",
-        "R shape": "R: expected shape", "t shape": "t: expected shape", "batch": "does not match masks",
-        "not rotation": "not a rotation matrix", "two cameras": "exactly one camera", "no camera": "exactly one camera",
-        "bad scale": "scale: expected positive", "mesh count": "got 2 meshes for 1 masks",
-        "empty mesh": "the mesh has no faces", "nan mask": "masks: contains", "config": "RefineConfig.steps",
-        "unknown setting": "unknown setting", "mask values": "values in \\[0, 1\\]",
+        "empty mask": "mask\\(s\\) \\[0\\] are empty",
+        "nan pose": "initial pose R: contains 1 non-finite",
+        "inf t": "initial pose t: contains",
+        "mask shape": "masks: expected shape \\(B, 1, H, W\\)",
+        "R shape": "R: expected shape",
+        "t shape": "t: expected shape",
+        "batch": "does not match masks",
+        "not rotation": "not a rotation matrix",
+        "two cameras": "exactly one camera",
+        "no camera": "exactly one camera",
+        "bad scale": "scale: expected positive",
+        "mesh count": "got 2 meshes for 1 masks",
+        "empty mesh": "the mesh has no faces",
+        "nan mask": "masks: contains",
+        "config": "RefineConfig.steps",
+        "unknown setting": "unknown setting",
+        "mask values": "values in \\[0, 1\\]",
     }[case]
     if case == "empty mask":
         args[0] = torch.zeros_like(mask)

@@ -6,24 +6,38 @@ import pytest
 import torch
 
 #: A CPU-sized configuration: 64 px, a quarter of the channels, 2 clusters of 8 procedural cars.
-TINY = ["width=0.25", "fc_hidden=128", "image_size=64", "num_clusters=2", "data.models_per_category=8",
-        "data.views=8", "hog_size=48"]
+TINY = [
+    "width=0.25",
+    "fc_hidden=128",
+    "image_size=64",
+    "num_clusters=2",
+    "data.models_per_category=8",
+    "data.views=8",
+    "hog_size=48",
+]
 
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """``{"cfg", "spec", "clusters", "paths", "buffers", "root", "overrides"}`` of a tiny run (all models in train)."""
+    from poseshape.engine.registry import get_method
     from poseshape.methods.refine6dof.data import prepare_renders
     from poseshape.methods.refine6dof.train import medoid_buffers
-    from poseshape.engine.registry import get_method
 
     spec = get_method("refine6dof")
     overrides = [*TINY, "dropout=0.0", "medoids_in_splits=true", "split_fractions=[1,0,0]"]
     cfg = spec.make_config(None, overrides)
     root = tmp_path_factory.mktemp("r6tiny")
     clusters, paths = prepare_renders(cfg, root)
-    return {"cfg": cfg, "spec": spec, "clusters": clusters, "paths": paths, "root": root, "overrides": overrides,
-            "buffers": medoid_buffers(cfg, root)}
+    return {
+        "cfg": cfg,
+        "spec": spec,
+        "clusters": clusters,
+        "paths": paths,
+        "root": root,
+        "overrides": overrides,
+        "buffers": medoid_buffers(cfg, root),
+    }
 
 
 @pytest.fixture(scope="session")

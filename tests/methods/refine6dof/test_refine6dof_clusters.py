@@ -177,13 +177,15 @@ def test_pascal3d_cars_cluster(shared_data):
 
 def test_more_meshes_joins_mesh_folders(shared_data, tmp_path):
     """data.more_meshes: PASCAL3D+ chairs + the meshes_obj chairs (Y up, front +X) in one collection."""
-    from poseshape.methods.refine6dof.data import load_collection
     from poseshape.engine.registry import get_method
+    from poseshape.methods.refine6dof.data import load_collection
 
     spec = get_method("refine6dof")
     base = [f"data.meshes={shared_data / 'pascal3d_cad'}", "data.categories=[chair]"]
     one = load_collection(spec.make_config(None, base))
-    more = load_collection(spec.make_config(None, [*base, f"data.more_meshes=[{shared_data / 'meshes_obj'}@yup_xfront]"]))
+    more = load_collection(
+        spec.make_config(None, [*base, f"data.more_meshes=[{shared_data / 'meshes_obj'}@yup_xfront]"])
+    )
     assert len(more) == len(one) + 30 and more.categories == ["chair"]
     ids = {r.model_id for r in more.models}
     assert {r.model_id for r in one.models} < ids and "ChairArms1" in ids
@@ -195,6 +197,8 @@ def test_more_meshes_joins_mesh_folders(shared_data, tmp_path):
     with pytest.raises(PoseshapeError, match="more_meshes entry .*nope.* is not a folder"):
         load_collection(spec.make_config(None, bad))
     with pytest.raises(PoseshapeError, match=r"no models of \['zebra'\].*they have \[.*'car'.*'chair'"):
-        load_collection(spec.make_config(None, [f"data.meshes={shared_data / 'pascal3d_cad'}", "data.categories=[zebra]"]))
+        load_collection(
+            spec.make_config(None, [f"data.meshes={shared_data / 'pascal3d_cad'}", "data.categories=[zebra]"])
+        )
     with pytest.raises(PoseshapeError, match="data.meshes must be a folder too"):
         load_collection(spec.make_config(None, ["data.more_meshes=[x]"]))

@@ -34,8 +34,15 @@ def test_encoder_row_matches_a_brute_force_computation(setup, tiny):
     lab = out["logits"].argmax(1)
     gt = torch.stack([it["label"] for it in items])
     # geodesic angles by scipy, independently of poseshape.metrics
-    ang = [np.degrees((Rotation.from_matrix(out["R"][i].double().numpy()).inv()
-                       * Rotation.from_matrix(items[i]["R"].double().numpy())).magnitude()) for i in range(len(items))]
+    ang = [
+        np.degrees(
+            (
+                Rotation.from_matrix(out["R"][i].double().numpy()).inv()
+                * Rotation.from_matrix(items[i]["R"].double().numpy())
+            ).magnitude()
+        )
+        for i in range(len(items))
+    ]
     terr = [float((out["t"][i] - items[i]["t"]).norm()) for i in range(len(items))]
     assert m["n"] == 10
     assert m["accuracy"] == pytest.approx(float((lab == gt).float().mean()))
@@ -49,9 +56,11 @@ def test_encoder_row_matches_a_brute_force_computation(setup, tiny):
 def test_refine_row_raises_the_iou_and_online_row_runs(setup, tiny):
     models, ds = setup
     cfg = tiny["cfg"]
-    rows = {"encoder": row_settings(cfg, "encoder"),
-            "online": row_settings(cfg, "online", online=["steps=3", "lr=1e-4", "render=softras"]),
-            "refine": row_settings(cfg, "refine", refine=["steps=20", "starts=4"])}
+    rows = {
+        "encoder": row_settings(cfg, "encoder"),
+        "online": row_settings(cfg, "online", online=["steps=3", "lr=1e-4", "render=softras"]),
+        "refine": row_settings(cfg, "refine", refine=["steps=20", "starts=4"]),
+    }
     with pytest.raises(PoseshapeError, match="given for a row without that step"):
         row_settings(cfg, "refine", online=["steps=3"])
     assert rows["refine"]["refine"].starts == 4 and rows["online"]["online"]["lr"] == 1e-4
@@ -124,9 +133,26 @@ def test_cli_eval_json(tmp_path, setup, tiny, capsys, monkeypatch):
     monkeypatch.setattr(predict, "load_predictor", lambda **kw: pred)
     from poseshape.cli.main import main
 
-    rc = main(["eval", "--checkpoint", "x.pt", "--data", str(tiny["paths"]["train"]), "--limit", "3",
-               "--rows", "encoder,refine", "--refine", "steps=4", "--refine", "starts=2", "--no-progress",
-               "--out", str(tmp_path / "ev")])
+    rc = main(
+        [
+            "eval",
+            "--checkpoint",
+            "x.pt",
+            "--data",
+            str(tiny["paths"]["train"]),
+            "--limit",
+            "3",
+            "--rows",
+            "encoder,refine",
+            "--refine",
+            "steps=4",
+            "--refine",
+            "starts=2",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "ev"),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "MVE (deg)" in text and "refine" in text
@@ -162,14 +188,26 @@ def test_per_category_rows_partition_the_set(setup, tiny):
         def __getitem__(self, i):
             return dict(self.base[i], category=torch.tensor(i % 2))
 
-    res = evaluate_rows(models["encoder"], models["medoids"], TwoCategories(ds),
-                        {"encoder": row_settings(tiny["cfg"], "encoder")}, chunk=4, progress=False)["encoder"]
+    res = evaluate_rows(
+        models["encoder"],
+        models["medoids"],
+        TwoCategories(ds),
+        {"encoder": row_settings(tiny["cfg"], "encoder")},
+        chunk=4,
+        progress=False,
+    )["encoder"]
     per = res["per_category"]
     assert set(per) == {"car", "van"} and per["car"]["n"] + per["van"]["n"] == res["n"] == 10
     mean_acc = (per["car"]["accuracy"] * per["car"]["n"] + per["van"]["accuracy"] * per["van"]["n"]) / 10
     mean_iou = (per["car"]["miou"] * per["car"]["n"] + per["van"]["miou"] * per["van"]["n"]) / 10
     assert res["accuracy"] == pytest.approx(mean_acc) and res["miou"] == pytest.approx(mean_iou)
     # a one-category set has no per-category breakdown
-    one = evaluate_rows(models["encoder"], models["medoids"], ds, {"encoder": row_settings(tiny["cfg"], "encoder")},
-                        chunk=4, progress=False)["encoder"]
+    one = evaluate_rows(
+        models["encoder"],
+        models["medoids"],
+        ds,
+        {"encoder": row_settings(tiny["cfg"], "encoder")},
+        chunk=4,
+        progress=False,
+    )["encoder"]
     assert "per_category" not in one

@@ -19,16 +19,17 @@ from poseshape.shapes.meshes import icosphere
 
 def _is_rotation(R: torch.Tensor, tol: float = 1e-5) -> bool:
     eye = torch.eye(3, dtype=R.dtype).expand_as(R)
-    return bool(torch.allclose(R @ R.transpose(-1, -2), eye, atol=tol)
-                and torch.allclose(torch.det(R), torch.ones(R.shape[0], dtype=R.dtype), atol=tol))
+    return bool(
+        torch.allclose(R @ R.transpose(-1, -2), eye, atol=tol)
+        and torch.allclose(torch.det(R), torch.ones(R.shape[0], dtype=R.dtype), atol=tol)
+    )
 
 
 @pytest.mark.parametrize("repr_", ["cossin", "cos"])
 def test_pose_head_always_gives_a_rotation(repr_):
     g = torch.Generator().manual_seed(1)
     d = 9 if repr_ == "cossin" else 6
-    raw = torch.cat([torch.randn(200, d, generator=g) * s for s in (1e-4, 1.0, 1e3)]
-                    + [torch.zeros(1, d)], 0).double()
+    raw = torch.cat([torch.randn(200, d, generator=g) * s for s in (1e-4, 1.0, 1e3)] + [torch.zeros(1, d)], 0).double()
     R, t, _ = decode_pose(raw, repr_)
     assert R.shape == (601, 3, 3) and t.shape == (601, 3)
     assert torch.isfinite(R).all() and _is_rotation(R)
@@ -64,7 +65,9 @@ def test_cosines_alone_lose_the_sign():
     assert torch.allclose(R1, R2, atol=1e-6)  # same output for different truths
     truth = torch.from_numpy(Rotation.from_euler("ZYX", a[0].numpy()).as_matrix())[None]
     assert float(rotation_error(R1, truth)) > 30.0
-    pair = lambda x: torch.cat([torch.stack([torch.cos(x), torch.sin(x)], -1).reshape(1, 6), torch.zeros(1, 3, dtype=x.dtype)], 1)
+    pair = lambda x: torch.cat(
+        [torch.stack([torch.cos(x), torch.sin(x)], -1).reshape(1, 6), torch.zeros(1, 3, dtype=x.dtype)], 1
+    )
     Rp, _, _ = decode_pose(pair(a), "cossin")
     Rm, _, _ = decode_pose(pair(flipped), "cossin")
     assert float(rotation_error(Rp, truth)) < 1e-4

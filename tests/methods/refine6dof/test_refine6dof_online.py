@@ -61,7 +61,7 @@ def test_render_medoids_groups_by_cluster(trained):
     lab = torch.tensor([1, 0, 1, 0])
     sil = render_medoids(bank, lab, b["R"][:4], b["t"][:4], b["K"][:4], 64)
     for i in range(4):
-        one = render_medoids(bank, lab[i:i + 1], b["R"][i:i + 1], b["t"][i:i + 1], b["K"][i:i + 1], 64)
+        one = render_medoids(bank, lab[i : i + 1], b["R"][i : i + 1], b["t"][i : i + 1], b["K"][i : i + 1], 64)
         assert torch.allclose(sil[i], one[0], atol=1e-6)
 
 

@@ -21,8 +21,10 @@ def _objects():
     b = icosphere(1)
     Ra = euler_angles_to_matrix(torch.tensor([0.3, -1.1, math.pi]), "ZYX")
     Rb = euler_angles_to_matrix(torch.tensor([0.0, 0.5, math.pi]), "ZYX")
-    return [SceneObject(a, Ra, torch.tensor([-0.4, 0.1, 2.0]), "car/01"),
-            SceneObject(b, Rb, torch.tensor([0.6, 0.2, 3.5]), "car/04")]
+    return [
+        SceneObject(a, Ra, torch.tensor([-0.4, 0.1, 2.0]), "car/01"),
+        SceneObject(b, Rb, torch.tensor([0.6, 0.2, 3.5]), "car/04"),
+    ]
 
 
 @pytest.mark.parametrize("ext", ["glb", "obj"])

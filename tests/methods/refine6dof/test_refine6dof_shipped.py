@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from poseshape.methods.refine6dof.evaluate import evaluate
 from poseshape.engine.predictor import default_checkpoint, load_predictor
+from poseshape.methods.refine6dof.evaluate import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +16,10 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def shipped():
     if not default_checkpoint("refine6dof").is_file():
-        pytest.fail("the shipped default model poseshape/assets/refine6dof.pt is missing "
-                    "(scripts/train_default_refine6dof.sh makes it)")
+        pytest.fail(
+            "the shipped default model poseshape/assets/refine6dof.pt is missing "
+            "(scripts/train_default_refine6dof.sh makes it)"
+        )
     return load_predictor(method="refine6dof", device="cpu")
 
 
@@ -56,8 +58,15 @@ def test_reconstruct_and_scene_with_the_shipped_model(shipped, run_dir, tmp_path
     img = (it["image"].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
     Image.fromarray(img).save(tmp_path / "car.png")
     Image.fromarray((it["mask"][0].numpy() > 0.5).astype(np.uint8) * 255).save(tmp_path / "car_mask.png")
-    args = [str(tmp_path / "car.png"), "--mask", str(tmp_path / "car_mask.png"), "--method", "refine6dof",
-            "--device", "cpu"]
+    args = [
+        str(tmp_path / "car.png"),
+        "--mask",
+        str(tmp_path / "car_mask.png"),
+        "--method",
+        "refine6dof",
+        "--device",
+        "cpu",
+    ]
     assert main(["reconstruct", *args, "--out", str(tmp_path / "rec")]) == 0
     pose = json.loads((tmp_path / "rec" / "pose.json").read_text())
     assert pose["full_frame"] is True and pose["method"] == "refine6dof"
@@ -83,8 +92,12 @@ def test_cli_eval_refine6dof_shipped(shipped, run_dir, tmp_path, capsys, monkeyp
     from poseshape.methods.refine6dof import evaluate as table
 
     monkeypatch.setattr(table, "_run_dir", lambda predictor: run_dir)  # reuse the rendered split
-    assert main(["eval", "refine6dof", "--rows", "encoder", "--limit", "6", "--no-progress",
-                 "--out", str(tmp_path / "ev")]) == 0
+    assert (
+        main(
+            ["eval", "refine6dof", "--rows", "encoder", "--limit", "6", "--no-progress", "--out", str(tmp_path / "ev")]
+        )
+        == 0
+    )
     assert "MVE (deg)" in capsys.readouterr().out
     js = json.loads((tmp_path / "ev.json").read_text())
     assert js["refine6dof (default)"]["samples"] == 6

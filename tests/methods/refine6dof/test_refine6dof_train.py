@@ -12,9 +12,20 @@ from poseshape.engine.registry import get_method
 from poseshape.engine.train import Trainer
 
 #: a whole run: 12 procedural cars -> 2 clusters, 3 renders each, 6 encoder steps
-RUN = ["width=0.25", "fc_hidden=32", "image_size=32", "num_clusters=2", "data.models_per_category=12",
-       "data.views=3", "hog_size=32", "encoder_iters=6", "batch_size=4", "val_every=3", "online_steps=2",
-       "voxel_res=16"]
+RUN = [
+    "width=0.25",
+    "fc_hidden=32",
+    "image_size=32",
+    "num_clusters=2",
+    "data.models_per_category=12",
+    "data.views=3",
+    "hog_size=32",
+    "encoder_iters=6",
+    "batch_size=4",
+    "val_every=3",
+    "online_steps=2",
+    "voxel_res=16",
+]
 
 
 def test_registered_with_the_papers_defaults():
@@ -38,8 +49,16 @@ def test_cli_trains_all_stages_checkpoints_and_predicts(tmp_path, capsys):
         args += ["--set", s]
     assert main(args) == 0
     assert capsys.readouterr().out.strip().endswith("last.pt")
-    for f in ("last.pt", "stage_0_clusters.pt", "stage_1_encoder.pt", "best_encoder.pt", "clusters.json",
-              "config.yaml", "logs/train_1_encoder.csv", "logs/val_1_encoder.csv"):
+    for f in (
+        "last.pt",
+        "stage_0_clusters.pt",
+        "stage_1_encoder.pt",
+        "best_encoder.pt",
+        "clusters.json",
+        "config.yaml",
+        "logs/train_1_encoder.csv",
+        "logs/val_1_encoder.csv",
+    ):
         assert (out / f).is_file(), f
     assert {p.name for p in (out / "data").iterdir()} == {"train", "val", "test"}
     ck = torch.load(out / "last.pt", weights_only=True)
@@ -167,9 +186,15 @@ def test_prerendered_sets_via_data_train(tiny, tmp_path):
     assert len(tr.models["medoids"]) == 2
     # a set of another framing (cropped, paper 000's) is refused with the reason
     crop = tmp_path / "crop"
-    render_dataset("procedural", crop, SynthConfig(image_size=32, views=2, voxel_res=0, framing="crop"),
-                   categories=["car"], models_per_category=8, split_fractions=(1, 0, 0), progress=False)
+    render_dataset(
+        "procedural",
+        crop,
+        SynthConfig(image_size=32, views=2, voxel_res=0, framing="crop"),
+        categories=["car"],
+        models_per_category=8,
+        split_fractions=(1, 0, 0),
+        progress=False,
+    )
     over[-1] = f"data.train={crop}"
     with pytest.raises(PoseshapeError, match="framing='crop'.*6dof"):
-        Trainer(spec, spec.make_config(None, over), out_dir=tmp_path / "r2", progress=False,
-                tensorboard=False).fit()
+        Trainer(spec, spec.make_config(None, over), out_dir=tmp_path / "r2", progress=False, tensorboard=False).fit()

@@ -62,13 +62,13 @@ def test_scale_voxels_box():
     v = torch.zeros(1, 1, 30, 30, 30)
     v[..., 10:20, 10:20, 10:20] = 1  # a cube of side 1/3
     big = (scale_voxels(v, torch.tensor([1.5])) > 0.5).float()
-    assert big.sum().item() == pytest.approx(15 ** 3, rel=0.05)
+    assert big.sum().item() == pytest.approx(15**3, rel=0.05)
 
 
 def test_posed_silhouette_matches_rendered_mask():
     """GT voxels posed by the pinhole->weak-perspective pose reproject onto the rendered mask."""
-    from poseshape.methods.reproject.data import reproject_synth_config
     from poseshape.data.synth import load_models, render_views
+    from poseshape.methods.reproject.data import reproject_synth_config
 
     cfg = reproject_synth_config(image_size=64, views=6, voxel_res=30)
     models, _ = load_models("procedural", categories=["car"], models_per_category=2)
@@ -87,5 +87,7 @@ def test_posed_silhouette_matches_rendered_mask():
     # a wrong pose (mirrored x translation and rotated) does much worse
     bad = pose.clone().float()
     bad[:, :3] += torch.tensor([0.0, 1.0, 0.0])
-    iou_bad = mask_iou(posed_silhouette(aligned_target(vox, sigma.float()), bad, E), F.interpolate(masks, size=30, mode="area"))
+    iou_bad = mask_iou(
+        posed_silhouette(aligned_target(vox, sigma.float()), bad, E), F.interpolate(masks, size=30, mode="area")
+    )
     assert iou_bad.mean() < iou.mean() - 0.1

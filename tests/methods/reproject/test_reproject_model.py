@@ -61,16 +61,15 @@ def _procedural_voxels(n: int, res: int = 30) -> torch.Tensor:
     from poseshape.shapes.voxels import voxelize
 
     cats = ["car", "chair", "aeroplane", "table"]
-    return torch.stack([voxelize(procedural.generate(cats[i % 4], seed=i)[0], res)
-                        for i in range(n)])[:, None].float()
+    return torch.stack([voxelize(procedural.generate(cats[i % 4], seed=i)[0], res) for i in range(n)])[:, None].float()
 
 
 @pytest.mark.slow
 def test_vae_overfits_16_shapes():
     """The VAE reconstructs 16 training shapes with IoU > 0.9 (issue 5)."""
     from poseshape.losses import kl_divergence, voxel_l2
-    from poseshape.metrics import voxel_iou
     from poseshape.methods.reproject.train import reparameterize
+    from poseshape.metrics import voxel_iou
 
     torch.manual_seed(0)
     vox = _procedural_voxels(16)
@@ -92,13 +91,21 @@ def test_vae_overfits_16_shapes():
 @pytest.mark.slow
 def test_pose_regressor_overfits_16_images(tmp_path):
     """The pose regressor fits 16 rendered images to a rotation error below 10 degrees (issue 5)."""
-    from poseshape.metrics import rotation_error
     from poseshape.methods.reproject.data import RenderedSamples, render_reproject_data
     from poseshape.methods.reproject.frame import pose_to_rt
     from poseshape.methods.reproject.train import pose_loss, regress_pose
+    from poseshape.metrics import rotation_error
 
-    paths = render_reproject_data("procedural", tmp_path, categories=("car", "chair"), image_size=48,
-                                  views=4, models_per_category=10, seed=0, progress=False)
+    paths = render_reproject_data(
+        "procedural",
+        tmp_path,
+        categories=("car", "chair"),
+        image_size=48,
+        views=4,
+        models_per_category=10,
+        seed=0,
+        progress=False,
+    )
     cfg = ReprojectConfig(image_size=48, width=0.5)
     ds = RenderedSamples(paths["train"], cfg)
     b = torch.utils.data.default_collate([ds[i] for i in range(16)])

@@ -25,10 +25,19 @@ import torch
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[3]
-TINY = ["image_size=32", "batch_size=4", "vae_iters=5", "regress_iters=6", "finetune_iters=5",
-        "val_every=4", "val_samples=8", "width=0.25", "latent=16"]
+TINY = [
+    "image_size=32",
+    "batch_size=4",
+    "vae_iters=5",
+    "regress_iters=6",
+    "finetune_iters=5",
+    "val_every=4",
+    "val_samples=8",
+    "width=0.25",
+    "latent=16",
+]
 
-DRIVER = textwrap.dedent('''
+DRIVER = textwrap.dedent("""
     import dataclasses, os, signal, sys
     import torch
     from poseshape.engine.registry import get_method
@@ -54,7 +63,7 @@ DRIVER = textwrap.dedent('''
     rank = int(os.environ.get("RANK", "0"))
     torch.save({f"{n}.{k}": v.detach().cpu() for n, m in models.items()
                 for k, v in getattr(m, "module", m).state_dict().items()}, os.path.join(out, f"rank{rank}.pt"))
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +71,19 @@ def setup(tmp_path_factory):
     from poseshape.methods.reproject.data import render_reproject_data
 
     root = tmp_path_factory.mktemp("rp_resume")
-    paths = render_reproject_data("procedural", root / "data", categories=("car", "chair"), image_size=32,
-                                  views=4, models_per_category=10, seed=0, progress=False)
+    paths = render_reproject_data(
+        "procedural",
+        root / "data",
+        categories=("car", "chair"),
+        image_size=32,
+        views=4,
+        models_per_category=10,
+        seed=0,
+        progress=False,
+    )
     driver = root / "driver.py"
     driver.write_text(DRIVER)
-    args = TINY + [f"data.train={paths['train']}", f"data.natural={paths['natural']}",
-                   f"data.val={paths['test']}"]
+    args = TINY + [f"data.train={paths['train']}", f"data.natural={paths['natural']}", f"data.val={paths['test']}"]
     return driver, args
 
 
@@ -78,8 +94,15 @@ def _env(**extra):
 
 
 def _run(driver, out, args, **env):
-    return subprocess.run([sys.executable, str(driver), str(out), *args], cwd=REPO, env=_env(**env),
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, str(driver), str(out), *args],
+        cwd=REPO,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_reproject_resume_after_sigkill_is_bit_exact(setup, tmp_path):
@@ -115,8 +138,18 @@ def _free_port() -> int:
 
 def test_reproject_ddp_two_processes_keep_identical_weights(setup, tmp_path):
     driver, args = setup
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(driver), str(tmp_path / "ddp"), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--nnodes=1",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        str(driver),
+        str(tmp_path / "ddp"),
+        *args,
+    ]
     r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     w0 = torch.load(tmp_path / "ddp" / "rank0.pt", weights_only=True)

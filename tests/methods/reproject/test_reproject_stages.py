@@ -10,8 +10,17 @@ import torch
 from poseshape.engine.registry import get_method
 from poseshape.engine.train import Trainer, load_trained
 
-TINY = ["image_size=32", "batch_size=4", "vae_iters=3", "regress_iters=3", "finetune_iters=3",
-        "val_every=3", "val_samples=8", "width=0.25", "latent=16"]
+TINY = [
+    "image_size=32",
+    "batch_size=4",
+    "vae_iters=3",
+    "regress_iters=3",
+    "finetune_iters=3",
+    "val_every=3",
+    "val_samples=8",
+    "width=0.25",
+    "latent=16",
+]
 
 
 @pytest.fixture(scope="module")
@@ -19,14 +28,25 @@ def tiny_data(tmp_path_factory):
     from poseshape.methods.reproject.data import render_reproject_data
 
     root = tmp_path_factory.mktemp("rp_data")
-    return render_reproject_data("procedural", root, categories=("car", "chair"), image_size=32, views=4,
-                                 models_per_category=10, seed=0, progress=False)
+    return render_reproject_data(
+        "procedural",
+        root,
+        categories=("car", "chair"),
+        image_size=32,
+        views=4,
+        models_per_category=10,
+        seed=0,
+        progress=False,
+    )
 
 
 def _config(paths, extra=()):
     spec = get_method("reproject")
-    return spec, spec.make_config(None, TINY + [f"data.train={paths['train']}", f"data.natural={paths['natural']}",
-                                                f"data.val={paths['test']}", *extra])
+    return spec, spec.make_config(
+        None,
+        TINY
+        + [f"data.train={paths['train']}", f"data.natural={paths['natural']}", f"data.val={paths['test']}", *extra],
+    )
 
 
 @pytest.mark.parametrize("generator", ["vae", "vaegan"])
@@ -98,9 +118,24 @@ def test_cli_train_and_eval(tiny_data, tmp_path, capsys):
         args += ["--set", s]
     assert main(args) == 0
     ck = tmp_path / "run"
-    rc = main(["eval", "--checkpoint", str(ck / "stage_1_regress.pt"), "--checkpoint", str(ck / "last.pt"),
-               "--label", "before", "--label", "after", "--data", str(tiny_data["test"]),
-               "--out", str(tmp_path / "ev"), "--no-progress"])
+    rc = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(ck / "stage_1_regress.pt"),
+            "--checkpoint",
+            str(ck / "last.pt"),
+            "--label",
+            "before",
+            "--label",
+            "after",
+            "--data",
+            str(tiny_data["test"]),
+            "--out",
+            str(tmp_path / "ev"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "before all" in text and "after all" in text and "2D AP" in text

@@ -106,8 +106,11 @@ def test_weak_perspective_scale_in_the_K_slot():
 @pytest.mark.parametrize("camera", ["pinhole", "weak"])
 def test_dense_hard_reference_equals_tiled(camera):
     verts, faces, R, t = _scene()
-    kw = {"K": torch.tensor([[40.0, 0, 12.5], [0, 42.0, 11.5], [0, 0, 1]], dtype=D64)} if camera == "pinhole" \
+    kw = (
+        {"K": torch.tensor([[40.0, 0, 12.5], [0, 42.0, 11.5], [0, 0, 1]], dtype=D64)}
+        if camera == "pinhole"
         else {"K": None, "scale": 17.0}
+    )
     if camera == "pinhole":
         t = torch.tensor([[0.1, 0.0, 2.0], [0.0, -0.1, 2.6]], dtype=D64)
     a = render.rasterize(verts, faces, R, t, image_size=(24, 26), chunk_size=777, **kw)
