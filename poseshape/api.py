@@ -21,25 +21,10 @@ from pathlib import Path
 import torch
 
 from poseshape.core.errors import PoseshapeError
-from poseshape.engine.predictor import Predictor, load_predictor
+from poseshape.engine.predictor import Predictor, load_predictor, resolve_device
 from poseshape.engine.registry import list_methods
 
 __all__ = ["load"]
-
-
-def _device(device: str | torch.device | None) -> str | torch.device:
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise PoseshapeError(f"device {device!r}: not a device name (use cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        have = ", ".join(["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())])
-        raise PoseshapeError(f"device {device!r} is not available here; devices: {have}")
-    if dev.type not in ("cpu", "cuda"):
-        raise PoseshapeError(f"device {device!r}: only cpu and cuda are supported")
-    return dev
 
 
 def load(
@@ -60,7 +45,7 @@ def load(
         CheckpointError: a missing or corrupt checkpoint, or no shipped model for the method.
         PoseshapeError: an unknown method name or device.
     """
-    dev = _device(device)
+    dev = resolve_device(device)
     s = os.fspath(name_or_checkpoint)
     looks_like_path = Path(s).suffix in (".pt", ".pth") or os.sep in s or Path(s).exists()
     if not looks_like_path:

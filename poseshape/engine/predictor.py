@@ -27,7 +27,7 @@ from poseshape.engine.refine import RefineConfig, RefineResult, refine_predictio
 from poseshape.engine.train import load_trained
 from poseshape.geometry.camera import CAMERA_KINDS
 
-__all__ = ["Capabilities", "Predictor", "default_checkpoint", "load_predictor"]
+__all__ = ["Capabilities", "Predictor", "default_checkpoint", "load_predictor", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,28 @@ class Predictor(abc.ABC):
 
 
 # =============================================================================== checkpoints
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """A usable torch device: ``None`` -> CUDA when available, else CPU.
+
+    Raises:
+        PoseshapeError: not a device name, or a device this machine does not have (the message
+            lists the ones it has).
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise PoseshapeError(f"device {device!r}: not a device name (use cpu, cuda or cuda:N)") from None
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    have = ", ".join(["cpu"] + [f"cuda:{i}" for i in range(n)])
+    if dev.type == "cuda" and (dev.index or 0) >= n:
+        raise PoseshapeError(f"device {device!r} is not available on this machine; devices: {have}")
+    if dev.type not in ("cpu", "cuda"):
+        raise PoseshapeError(f"device {device!r} is not supported; devices: {have}")
+    return dev
+
+
 _METHOD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -170,8 +192,7 @@ def load_predictor(
             )
     else:
         path = Path(checkpoint)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     spec, config, models = load_trained(path, method=method, device=device)
     if spec.predictor is None:
         raise PoseshapeError(f"{path}: method {spec.name!r} registers no predictor, so it cannot reconstruct")

@@ -418,3 +418,25 @@ def test_reconstruct_refuses_refine_when_not_refinable_and_vanishing_masks(
     )
     assert rc == 2 and re.search(r"dot\.png: the object is too small .* 300x300 .* 32x32", se), se
     assert not out.exists()  # checked before the first image was written
+
+
+@pytest.mark.parametrize("device", ["cuda:7", "mps", "bogus"])
+def test_reconstruct_unknown_device_is_exit_2_with_the_devices(tmp_path, files, oracle_checkpoint, capsys, device):
+    ip, mp = files / "car.png", files / "car_mask.png"
+    rc = main(
+        [
+            "reconstruct",
+            str(ip),
+            "--mask",
+            str(mp),
+            "--checkpoint",
+            str(oracle_checkpoint),
+            "--out",
+            str(tmp_path / "o"),
+            "--device",
+            device,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and "cpu" in err and device in err
+    assert not (tmp_path / "o").exists()
