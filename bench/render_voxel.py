@@ -3,7 +3,7 @@
 For a 32^3 grid -> 64^2 image (64 samples per ray) and a 64^3 grid -> 128^2 image (128
 samples per ray), batch 1 and 64: the ``max`` and ``absorption`` projections
 (:func:`poseshape.render.project_voxels`, pinhole camera) and paper 001's ray-consistency
-loss (:func:`poseshape.render.ray_consistency_loss`, eqs. 1-4, against a random mask).
+loss (:func:`poseshape.losses.consistency.ray_consistency_loss`, eqs. 1-4, against a random mask).
 ``fwd+bwd`` adds the backward pass with gradients w.r.t. the voxels, R and t. Timing and
 peak memory as in ``bench/render_mesh.py`` (median of ``repeats`` after one warm-up; RSS
 growth sampled every 1 ms after ``malloc_trim``).
@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from render_mesh import time_fn
 
 from poseshape.geometry.camera import intrinsics, viewpoint_to_pose
-from poseshape.render import project_voxels, ray_consistency_loss
+from poseshape.losses.consistency import ray_consistency_loss
+from poseshape.render import project_voxels
 
 CASES = [(32, 64, 64), (64, 128, 128)]  # (grid, image, samples per ray)
 KINDS = ["max", "absorption", "ray-consistency loss"]

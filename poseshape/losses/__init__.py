@@ -17,8 +17,9 @@ that no loss or gradient is ever infinite.
 ``angle_loss``              geodesic angle between rotations, radians
 =========================  ===============================================================
 
-The ray-consistency loss of paper 001 lives with its renderer
-(:func:`poseshape.render.voxel.ray_consistency_loss`) and the Laplacian smoothing loss with
+Paper 001's self-consistency losses (``ray_consistency_loss``, ``projection_iou_loss``,
+``self_consistency_loss``, ``SelfConsistencyLoss``) are in :mod:`.consistency`, on top of the
+ray renderer :func:`poseshape.render.voxel.ray_terms`; the Laplacian smoothing loss with
 the meshes (:func:`poseshape.shapes.meshes.laplacian_smoothing_loss`).
 """
 

@@ -22,9 +22,9 @@ Voxels (:mod:`.voxel`)
       inverse warp, paper 001's eq. 7); :func:`max_projection` of a posed grid (paper 000 eq. 3).
     * :func:`project_voxels` ``(voxels, R, t, K, image_size, mode="max"|"absorption") ->
       (B,1,H,W)`` by sampling the camera rays through the aligned grid.
-    * :func:`ray_consistency_loss` ``(voxels, R, t, K, mask, n_samples=64)`` (paper 001 eqs.
-      1-4), :func:`projection_iou_loss` (eq. 5), :func:`self_consistency_loss` (eq. 6).
-      Modules: :class:`VoxelPoser`, :class:`VoxelProjector`, :class:`SelfConsistencyLoss`.
+    * :func:`ray_terms` ``(voxels, R, t, mask, K, n_samples=64)`` -> per-pixel ray quantities of
+      paper 001 (eqs. 1-4); its losses live in :mod:`poseshape.losses.consistency`.
+      Modules: :class:`VoxelPoser`, :class:`VoxelProjector`.
 
 RGB shading and backgrounds for synthetic data live in :mod:`poseshape.render.shading`
 (imported on demand; it is not re-exported here).
@@ -43,15 +43,12 @@ from poseshape.render.mesh_soft import (
 from poseshape.render.raster_common import DEFAULT_CHUNK_SIZE, parse_image_size
 from poseshape.render.voxel import (
     BOUNDING_RADIUS,
-    SelfConsistencyLoss,
     VoxelPoser,
     VoxelProjector,
     max_projection,
     pose_voxels,
     project_voxels,
-    projection_iou_loss,
-    ray_consistency_loss,
-    self_consistency_loss,
+    ray_terms,
 )
 
 __all__ = [
@@ -59,7 +56,6 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "Fragments",
     "HardRasterizer",
-    "SelfConsistencyLoss",
     "SoftSilhouetteRenderer",
     "VoxelPoser",
     "VoxelProjector",
@@ -68,12 +64,10 @@ __all__ = [
     "parse_image_size",
     "pose_voxels",
     "project_voxels",
-    "projection_iou_loss",
+    "ray_terms",
     "rasterize",
     "rasterize_dense",
-    "ray_consistency_loss",
     "render_silhouette",
     "render_silhouette_dense",
-    "self_consistency_loss",
     "sigma_ndc_to_px2",
 ]

@@ -9,8 +9,8 @@ Three operations, all pure functions with thin :class:`torch.nn.Module` wrappers
   pixel's camera ray through the *aligned* grid (no posed grid is materialised):
   ``mode="max"`` is paper 000's eq. 3 (max along the ray), ``mode="absorption"`` is DRC's
   ray-escape complement ``1 - prod_i (1 - x_i)`` (paper 001, ``1 - q_pen``).
-* :func:`ray_consistency_loss`, :func:`projection_iou_loss` and
-  :func:`self_consistency_loss` -- paper 001's eqs. 1-6.
+* :func:`ray_terms` -- paper 001's per-ray stop / penetration probabilities (eqs. 1-4);
+  the losses built on them are in :mod:`poseshape.losses.consistency`.
 
 Conventions (``poseshape/geometry/conventions.py``): the aligned grid ``(B, 1, D, H, W)``
 spans the unit cube ``[-0.5, 0.5]^3`` of the object frame with ``(d, h, w) -> (z, y, x)``;
@@ -54,15 +54,12 @@ from poseshape.shapes.voxels import warp_voxels
 
 __all__ = [
     "BOUNDING_RADIUS",
-    "SelfConsistencyLoss",
     "VoxelPoser",
     "VoxelProjector",
+    "ray_terms",
     "max_projection",
     "pose_voxels",
     "project_voxels",
-    "projection_iou_loss",
-    "ray_consistency_loss",
-    "self_consistency_loss",
 ]
 
 #: Radius of the object's bounding sphere (holds the whole unit cube [-0.5, 0.5]^3).
@@ -417,7 +414,7 @@ def _reduce_ray(occ: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch
     return loss, 1.0 - pen
 
 
-def _check_mask(mask: torch.Tensor, name: str = "mask") -> None:
+def check_mask(mask: torch.Tensor, name: str = "mask") -> None:
     if not isinstance(mask, torch.Tensor):
         raise ShapeError(f"{name}: expected a torch.Tensor, got {type(mask).__name__}")
     if mask.dim() != 4 or mask.shape[1] != 1 or min(mask.shape[2:], default=0) < 1:
@@ -425,10 +422,26 @@ def _check_mask(mask: torch.Tensor, name: str = "mask") -> None:
     check_finite(mask, name)
 
 
-def _ray_terms(voxels, R, t, mask, K, scale, n_samples, max_points):
+def ray_terms(voxels, R, t, mask, K=None, scale=None, n_samples: int = 64, max_points: int = DEFAULT_MAX_POINTS):
+    """Paper 001's per-ray quantities for every pixel of ``mask`` (eqs. 1-4, after DRC).
+
+    Each pixel's ray is sampled at ``N = n_samples`` depths (eq. 1: ``x_i = Tri(voxels,
+    X_obj(l_i))``), giving the stop probabilities ``q_i = x_i prod_{j<i} (1 - x_j)`` (eq. 2)
+    and the penetration probability ``q_pen = prod_{j<=N} (1 - x_j)`` (eq. 3).
+
+    Args:
+        voxels: ``(B, 1, D, H, W)`` aligned occupancy in [0, 1].
+        R, t, K, scale: camera as in :func:`project_voxels`.
+        mask: ``(B, 1, H, W)`` observed silhouette in [0, 1] (sets the image size).
+
+    Returns:
+        ``(ray_loss, proj, m)``, each ``(B, 1, H, W)``: the per-pixel eq. 4
+        ``m q_pen + (1 - m) sum_i q_i``, the projection ``1 - q_pen`` and the mask as used.
+        Memory is bounded by ``max_points`` samples per chunk; differentiable in voxels and pose.
+    """
     if mask is None:
         raise ShapeError("mask: required, the observed (B, 1, H, W) silhouette")
-    _check_mask(mask)
+    check_mask(mask)
     cam = _Camera(voxels, R, t, K, scale, tuple(mask.shape[2:]), n_samples)
     B = _batch_size([("camera/voxels", cam.B), ("mask", mask.shape[0])])
     if B != cam.B:  # mask batch larger: broadcast the camera tensors
@@ -442,115 +455,6 @@ def _ray_terms(voxels, R, t, mask, K, scale, n_samples, max_points):
     m = mask.to(device=cam.voxels.device, dtype=cam.voxels.dtype).expand(B, 1, cam.H, cam.W)
     loss, proj = _run_chunked(cam, _reduce_ray, (m.reshape(B, -1),), max_points)
     return loss.reshape(B, 1, cam.H, cam.W), proj.reshape(B, 1, cam.H, cam.W), m
-
-
-def ray_consistency_loss(
-    voxels: torch.Tensor,
-    R: torch.Tensor,
-    t: torch.Tensor,
-    K: torch.Tensor | None = None,
-    mask: torch.Tensor | None = None,
-    *,
-    scale: float | torch.Tensor | None = None,
-    n_samples: int = 64,
-    reduction: str = "mean",
-    max_points: int = DEFAULT_MAX_POINTS,
-) -> torch.Tensor:
-    """Paper 001's ray-consistency loss ``L_ray`` (eqs. 1-4, after DRC).
-
-    For every pixel ``(u, v)`` of ``mask`` the ray is sampled at ``N = n_samples`` depths
-    (eq. 1: ``x_i = Tri(voxels, X_obj(l_i))``), giving the stop probabilities
-    ``q_i = x_i prod_{j<i} (1 - x_j)`` (eq. 2) and the penetration probability
-    ``q_pen = prod_{j<=N} (1 - x_j)`` (eq. 3); the per-pixel loss (eq. 4) is
-    ``m q_pen + (1 - m) sum_i q_i``.  ``L_ray`` is the mean over all pixels (and images).
-
-    Args:
-        voxels: ``(B, 1, D, H, W)`` aligned occupancy in [0, 1].
-        R, t, K, scale: camera as in :func:`project_voxels` (weak perspective:
-            ``K=None, mask=..., scale=s``).
-        mask: ``(B, 1, H, W)`` observed silhouette in [0, 1] (required; sets the image
-            size).
-        n_samples: samples per ray (paper 001: 64).
-        reduction: ``"mean"`` (paper), ``"sum"`` or ``"none"`` (``(B, 1, H, W)`` map).
-        max_points: memory bound as in :func:`project_voxels`.
-
-    Returns:
-        Scalar loss (or the per-pixel map), differentiable w.r.t. voxels and pose.
-    """
-    if reduction not in ("mean", "sum", "none"):
-        raise ShapeError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
-    loss, _, _ = _ray_terms(voxels, R, t, mask, K, scale, n_samples, max_points)
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
-
-
-def projection_iou_loss(
-    proj: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6, literal: bool = False
-) -> torch.Tensor:
-    """Paper 001's projection IoU loss (eq. 5): ``exp(1 - IoU(P, m)) - 1``, batch mean.
-
-    ``IoU = sum_i P_i m_i / sum_i (P_i + m_i - P_i m_i)`` per image (soft IoU, sums over
-    pixels).  The paper prints ``+ P_i m_i`` in the denominator, which bounds the "IoU" by
-    1/3 and makes the loss minimum non-zero; we read it as the usual soft IoU (its
-    reference [10]'s loss) and keep the printed form behind ``literal=True``.
-
-    Args:
-        proj: ``(B, 1, H, W)`` projection in [0, 1] (e.g. ``1 - q_pen``).
-        mask: ``(B, 1, H, W)`` observed mask in [0, 1].
-        eps: added to the denominator (empty projection and mask give IoU 0).
-        literal: use the paper's printed ``+ P m`` denominator.
-
-    Returns:
-        Scalar loss, 0 for a perfect match (with ``literal=False``).
-    """
-    _check_mask(proj, "proj")
-    _check_mask(mask)
-    if proj.shape != mask.shape:
-        raise ShapeError(f"proj and mask: shapes differ, {tuple(proj.shape)} vs {tuple(mask.shape)}")
-    m = mask.to(proj)
-    inter = (proj * m).flatten(1).sum(1)
-    union = (proj + m + (inter.new_tensor(1.0) if literal else -1.0) * proj * m).flatten(1).sum(1)
-    iou = inter / (union + eps)
-    return (torch.exp(1.0 - iou) - 1.0).mean()
-
-
-def self_consistency_loss(
-    voxels: torch.Tensor,
-    R: torch.Tensor,
-    t: torch.Tensor,
-    K: torch.Tensor | None = None,
-    mask: torch.Tensor | None = None,
-    *,
-    scale: float | torch.Tensor | None = None,
-    n_samples: int = 64,
-    lambda_ray: float = 10.0,
-    lambda_proj: float = 0.25,
-    max_points: int = DEFAULT_MAX_POINTS,
-) -> torch.Tensor:
-    """Paper 001's 2D-3D self-consistency loss (eq. 6).
-
-    ``L_sc = (lambda_ray L_ray + lambda_proj L_proj) / 2`` with ``L_ray`` from
-    :func:`ray_consistency_loss`, ``L_proj`` from :func:`projection_iou_loss` applied to the
-    projection ``P = 1 - q_pen`` of the same rays, and the paper's weights
-    ``lambda_ray = 10``, ``lambda_proj = 0.25`` as defaults.  One pass over the rays
-    computes both terms.
-
-    Args:
-        voxels: ``(B, 1, D, H, W)`` aligned occupancy in [0, 1].
-        R, t, K, scale: camera as in :func:`project_voxels`.
-        mask: ``(B, 1, H, W)`` observed silhouette in [0, 1] (required; sets the image size).
-        n_samples: samples per ray (paper 001: 64).
-        lambda_ray, lambda_proj: the weights of eq. 6.
-        max_points: memory bound as in :func:`project_voxels`.
-
-    Returns:
-        Scalar loss, differentiable w.r.t. voxels and pose.
-    """
-    loss, proj, m = _ray_terms(voxels, R, t, mask, K, scale, n_samples, max_points)
-    return 0.5 * (lambda_ray * loss.mean() + lambda_proj * projection_iou_loss(proj, m))
 
 
 # ----------------------------------------------------------------------------------------
@@ -609,34 +513,5 @@ class VoxelProjector(nn.Module):
             image_size=self.image_size,
             mode=self.mode,
             n_samples=self.n_samples,
-            max_points=self.max_points,
-        )
-
-
-class SelfConsistencyLoss(nn.Module):
-    """Module form of :func:`self_consistency_loss` (paper 001's weights by default)."""
-
-    def __init__(
-        self,
-        n_samples: int = 64,
-        lambda_ray: float = 10.0,
-        lambda_proj: float = 0.25,
-        max_points: int = DEFAULT_MAX_POINTS,
-    ):
-        super().__init__()
-        self.n_samples, self.lambda_ray, self.lambda_proj = n_samples, lambda_ray, lambda_proj
-        self.max_points = max_points
-
-    def forward(self, voxels, R, t, K=None, mask=None, scale=None):
-        return self_consistency_loss(
-            voxels,
-            R,
-            t,
-            K,
-            mask,
-            scale=scale,
-            n_samples=self.n_samples,
-            lambda_ray=self.lambda_ray,
-            lambda_proj=self.lambda_proj,
             max_points=self.max_points,
         )

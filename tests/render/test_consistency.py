@@ -10,14 +10,13 @@ import torch
 
 from poseshape.core.errors import ShapeError
 from poseshape.geometry.rotations import axis_angle_to_matrix
+from poseshape.losses.consistency import ray_consistency_loss, self_consistency_loss
 from poseshape.render import (
     max_projection,
     pose_voxels,
     project_voxels,
     rasterize,
-    ray_consistency_loss,
     render_silhouette,
-    self_consistency_loss,
 )
 
 D64 = torch.float64

@@ -11,17 +11,19 @@ from scipy.ndimage import map_coordinates
 from scipy.spatial.transform import Rotation
 
 from poseshape.core.errors import ShapeError
+from poseshape.losses.consistency import (
+    SelfConsistencyLoss,
+    projection_iou_loss,
+    ray_consistency_loss,
+    self_consistency_loss,
+)
 from poseshape.render.voxel import (
     BOUNDING_RADIUS,
-    SelfConsistencyLoss,
     VoxelPoser,
     VoxelProjector,
     max_projection,
     pose_voxels,
     project_voxels,
-    projection_iou_loss,
-    ray_consistency_loss,
-    self_consistency_loss,
 )
 
 try:  # the project's own parametrisation once it exists
