@@ -36,7 +36,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from poseshape.core.checks import check_finite, check_shape
 from poseshape.core.errors import ShapeError
@@ -47,6 +46,7 @@ from poseshape.geometry.rotations import (
     quaternion_to_matrix,
 )
 from poseshape.shapes.meshes import Mesh, sample_points
+from poseshape.shapes.voxels import warp_voxels
 
 __all__ = [
     "AzimuthAlignment",
@@ -607,11 +607,8 @@ def rotate_voxels(voxels: torch.Tensor, R: torch.Tensor, mode: str = "bilinear")
 
 
 def _rotate_voxels_unchecked(v: torch.Tensor, R: torch.Tensor, mode: str) -> torch.Tensor:
-    # grid_sample's output voxel at normalised coordinate g samples the input at theta @ [g; 1].
-    # We want V'(x) = V(R^T x); the coordinate scaling (g = 2x) commutes with R.
-    theta = torch.cat([R.transpose(-1, -2), R.new_zeros(R.shape[0], 3, 1)], dim=2)
-    grid = F.affine_grid(theta, list(v.shape), align_corners=False)
-    return F.grid_sample(v, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    # V'(x) = V(R^T x): the shapes layer's rigid warp with t = 0
+    return warp_voxels(v, R, R.new_zeros(R.shape[0], 3), mode=mode)
 
 
 def rotate_points(points: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
