@@ -42,6 +42,7 @@ from poseshape.methods.refine6dof.config import Refine6DofConfig
 from poseshape.methods.refine6dof.data import network_input
 from poseshape.methods.refine6dof.model import MedoidBank
 from poseshape.methods.refine6dof.online import hard_silhouettes, online_refine
+from poseshape.shapes.voxels import warp_voxels
 
 __all__ = ["Refine6DofPredictor", "posed_from_pinhole"]
 
@@ -67,7 +68,7 @@ def posed_from_pinhole(
     Returns:
         ``(posed (B, 1, P, P, P), c (B, 3) posed-frame centre, sigma (B,))``.
     """
-    B, Q = aligned.shape[0], aligned.shape[-1]
+    Q = aligned.shape[-1]
     P = int(out_size or Q)
     S = float(image_size)
     E = float(frame_extent)
@@ -76,12 +77,10 @@ def posed_from_pinhole(
     u0, v0 = uv[:, 0] / uv[:, 2].clamp_min(1e-9), uv[:, 1] / uv[:, 2].clamp_min(1e-9)
     c = torch.stack([(u0 - S / 2) * E / S, (v0 - S / 2) * E / S, torch.zeros_like(u0)], -1)
     sigma = posed_depth / z
-    ax = ((torch.arange(P, dtype=aligned.dtype, device=aligned.device) + 0.5) / P - 0.5) * E
-    gz, gy, gx = torch.meshgrid(ax, ax, ax, indexing="ij")
-    p = torch.stack([gx, gy, gz], -1).reshape(1, -1, 3)  # (1, P^3, 3) posed (x, y, z)
-    X = ((p - c[:, None, :].to(p.dtype)) / sigma[:, None, None].to(p.dtype)) @ R.to(p.dtype)  # R^T (p - c) / sigma
-    grid = (2.0 * X).reshape(B, P, P, P, 3)
-    posed = F.grid_sample(aligned, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # posed point p = E x (x: the posed grid's unit-cube coordinate) holds the aligned shape at
+    # X = R^T (p - c) / sigma = M^T (x - c / E) with M = (E / sigma) R: the shapes layer's warp
+    M = (E / sigma)[:, None, None].to(aligned.dtype) * R.to(aligned.dtype)
+    posed = warp_voxels(aligned, M, c.to(aligned.dtype) / E, out_size=P)
     return posed, c, sigma
 
 

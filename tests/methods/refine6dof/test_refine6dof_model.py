@@ -146,3 +146,28 @@ def test_medoid_bank_roundtrip_weights_only():
     assert torch.equal(fresh.voxel_grid(0), vox[0])
     with pytest.raises(IndexError):
         fresh.mesh(2)
+
+
+def test_posed_from_pinhole_samples_the_aligned_shape_at_the_weak_perspective_preimage():
+    """Reference: each posed voxel centre p, mapped back by X = R^T (p - c) / sigma, sampled with an
+    explicit grid_sample (independent of shapes.warp_voxels's affine_grid path)."""
+    import torch.nn.functional as F
+    from scipy.spatial.transform import Rotation
+
+    from poseshape.geometry.camera import intrinsics_from_fov
+    from poseshape.methods.refine6dof.predictor import posed_from_pinhole
+
+    g = torch.Generator().manual_seed(0)
+    aligned = torch.rand(2, 1, 6, 6, 6, generator=g, dtype=torch.float64)
+    R = torch.tensor(Rotation.from_rotvec([[0.3, 0.5, -0.2], [-1.0, 0.1, 0.4]]).as_matrix())
+    t = torch.tensor([[0.1, -0.05, 2.5], [-0.2, 0.1, 3.2]], dtype=torch.float64)
+    K = intrinsics_from_fov(torch.tensor(0.8, dtype=torch.float64), 32).expand(2, 3, 3)
+    E, P = 1.3, 8
+    posed, c, sigma = posed_from_pinhole(aligned, R, t, K, 32, E, 1.0, out_size=P)
+    ax = ((torch.arange(P, dtype=torch.float64) + 0.5) / P - 0.5) * E
+    gz, gy, gx = torch.meshgrid(ax, ax, ax, indexing="ij")
+    p = torch.stack([gx, gy, gz], -1).reshape(1, -1, 3)
+    X = ((p - c[:, None]) / sigma[:, None, None]) @ R  # rows: R^T (p - c) / sigma
+    want = F.grid_sample(aligned, (2 * X).reshape(2, P, P, P, 3), align_corners=False)
+    torch.testing.assert_close(posed, want)
+    torch.testing.assert_close(sigma, 1.0 / t[:, 2])
