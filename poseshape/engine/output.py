@@ -8,7 +8,8 @@ whose camera refers to the user's image (see :func:`poseshape.engine.reconstruct
                     viewer: the OpenCV camera frame turned by ``diag(1, -1, -1)``), object
                     units; opens upright, seen as the input camera saw it
 ``mesh.glb``        the canonical mesh (object frame, +Y up) under a node whose matrix is the
-                    pose in the viewer frame, ``diag(1, -1, -1) [R | t]``
+                    pose in the viewer frame, ``diag(1, -1, -1) [R | t]``, and a perspective
+                    camera that sees the input view (:func:`glb_camera`)
 ``pose.json``       :mod:`poseshape.engine.pose_record` (``R``, ``t``, the camera in input pixels,
                     viewpoint, category, model id, confidence, mask IoU, warnings)
 ``posed_voxels.npz`` ``aligned`` (canonical grid, when the method has one), ``posed`` (the
@@ -42,7 +43,7 @@ from poseshape.metrics import mask_iou
 from poseshape.shapes.meshes import Mesh
 from poseshape.viz import overlay_silhouette, png_bytes, render_views
 
-__all__ = ["FILE_NAMES", "VIEWER_FROM_CAMERA", "write_prediction"]
+__all__ = ["FILE_NAMES", "VIEWER_FROM_CAMERA", "glb_camera", "write_prediction"]
 
 #: Output files of :func:`write_prediction`, by key.
 FILE_NAMES: dict[str, str] = {
@@ -73,7 +74,36 @@ def _small_extras(extras: Mapping[str, Any], limit: int = 32) -> dict[str, Any]:
     return out
 
 
-def _glb(mesh: Mesh, R: torch.Tensor, t: torch.Tensor) -> bytes:
+#: Distance (object units) of the perspective camera that stands in for a weak-perspective one
+#: in the GLB: far enough that its view differs from the orthographic one by < 5 % of the size.
+WEAK_STANDIN_DISTANCE = 20.0
+
+
+def glb_camera(camera) -> tuple[tuple[float, float], np.ndarray]:
+    """The glTF perspective camera of a one-item :class:`Camera`: ``((fov_x, fov_y) degrees,
+    4x4 camera-node matrix)`` in the viewer frame.
+
+    Pinhole: at the origin, the fields of view of ``K`` (glTF cameras have a centred principal
+    point, so an off-centre ``(cx, cy)`` shifts the view by ``(cx - W/2, cy - H/2)`` pixels).
+    Weak perspective (no glTF equivalent): a narrow perspective camera at
+    :data:`WEAK_STANDIN_DISTANCE` on the viewer's +z, shifted so that its axis passes through
+    the principal point, with the field of view that keeps the scale at depth 0.
+    """
+    K = camera.K[0].detach().cpu().double()
+    H, W = camera.image_size
+    fx, fy, cx, cy = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
+    node = np.eye(4)
+    if camera.is_pinhole:
+        fov = (2 * np.degrees(np.arctan(W / 2 / fx)), 2 * np.degrees(np.arctan(H / 2 / fy)))
+    else:
+        d = WEAK_STANDIN_DISTANCE
+        fov = (2 * np.degrees(np.arctan(W / 2 / fx / d)), 2 * np.degrees(np.arctan(H / 2 / fy / d)))
+        # the pixel (W/2, H/2) of the image sees X_cam = ((W/2 - cx)/fx, (H/2 - cy)/fy); viewer y = -y
+        node[:3, 3] = [(W / 2 - cx) / fx, -(H / 2 - cy) / fy, d]
+    return fov, node
+
+
+def _glb(mesh: Mesh, R: torch.Tensor, t: torch.Tensor, camera) -> bytes:
     T = np.eye(4)
     T[:3, :3] = (VIEWER_FROM_CAMERA @ R.double()).numpy()
     T[:3, 3] = (VIEWER_FROM_CAMERA @ t.double()).numpy()
@@ -81,7 +111,39 @@ def _glb(mesh: Mesh, R: torch.Tensor, t: torch.Tensor) -> bytes:
         return _empty_glb()
     scene = trimesh.Scene()
     scene.add_geometry(_trimesh(mesh.verts, mesh.faces), node_name="object", geom_name="canonical_mesh", transform=T)
-    return scene.export(file_type="glb")
+    fov, node = glb_camera(camera)
+    H, W = camera.image_size
+    scene.set_camera(fov=fov, resolution=(W, H))
+    scene.camera_transform = node
+    # glTF's aspectRatio is the viewport's tan(xfov/2) / tan(yfov/2); trimesh writes the ratio of
+    # the angles themselves, which shows a wider view than K's
+    aspect = float(np.tan(np.radians(fov[0]) / 2) / np.tan(np.radians(fov[1]) / 2))
+    return _patch_glb_json(
+        scene.export(file_type="glb"),
+        lambda js: js["cameras"][0]["perspective"].update(aspectRatio=aspect, yfov=float(np.radians(fov[1]))),
+    )
+
+
+def _patch_glb_json(glb: bytes, edit) -> bytes:
+    """Apply ``edit(json_dict)`` to a GLB's JSON chunk and rebuild the container."""
+    n = int.from_bytes(glb[12:16], "little")
+    if glb[:4] != b"glTF" or glb[16:20] != b"JSON":
+        raise ValueError("not a GLB with a leading JSON chunk")
+    js = json.loads(glb[20 : 20 + n])
+    edit(js)
+    body = json.dumps(js, separators=(",", ":")).encode()
+    body += b" " * (-len(body) % 4)
+    rest = glb[20 + n :]
+    total = 12 + 8 + len(body) + len(rest)
+    return (
+        b"glTF"
+        + (2).to_bytes(4, "little")
+        + total.to_bytes(4, "little")
+        + len(body).to_bytes(4, "little")
+        + b"JSON"
+        + body
+        + rest
+    )
 
 
 def _empty_glb() -> bytes:
@@ -210,7 +272,7 @@ def write_prediction(
     payloads = {
         "voxels": buf.getvalue(),
         "obj": obj.encode() if isinstance(obj, str) else obj,
-        "glb": _glb(mesh, R, t),
+        "glb": _glb(mesh, R, t, cam),
         "pose": (json.dumps(record, indent=2) + "\n").encode(),
         "overlay": png_bytes(overlay_silhouette(img, sil, m[0].float() if m is not None else None)),
         "views": png_bytes(render_views(mesh, n=4, size=views_size)),

@@ -519,3 +519,54 @@ def test_write_prediction_leaves_nothing_half_written(tmp_path, scene, monkeypat
     with pytest.raises(ShapeError, match="mask"):
         write_prediction(pred, 0, tmp_path / "bad", mask=torch.ones(1, 5, 5))
     assert not (tmp_path / "bad").exists()
+
+
+def _gltf_pixels(path, H, W):
+    """Project the GLB's mesh through its own camera as a glTF viewer does: -> (N, 2) pixels."""
+    import struct
+
+    import trimesh
+
+    b = path.read_bytes()
+    n = struct.unpack("<I", b[12:16])[0]
+    js = json.loads(b[20 : 20 + n])
+    (cam,) = js["cameras"]
+    yfov, aspect = cam["perspective"]["yfov"], cam["perspective"]["aspectRatio"]
+    sc = trimesh.load(path, process=False)
+    cam_node = next(nd for nd in js["nodes"] if "camera" in nd)
+    C = np.array(cam_node.get("matrix", np.eye(4).ravel().tolist())).reshape(4, 4).T
+    if "translation" in cam_node:
+        C = np.eye(4)
+        C[:3, 3] = cam_node["translation"]
+    geom_node = sc.graph.nodes_geometry[0]
+    T, gname = sc.graph.get(geom_node)
+    V = np.c_[sc.geometry[gname].vertices, np.ones(len(sc.geometry[gname].vertices))] @ T.T
+    Vc = V @ np.linalg.inv(C).T  # camera space: looks along -z, y up
+    f_y = (H / 2) / np.tan(yfov / 2)
+    f_x = (W / 2) / np.tan(np.arctan(np.tan(yfov / 2) * aspect))
+    u = W / 2 + f_x * Vc[:, 0] / -Vc[:, 2]
+    v = H / 2 - f_y * Vc[:, 1] / -Vc[:, 2]
+    return np.stack([u, v], 1), sc.geometry[gname].vertices
+
+
+@pytest.mark.parametrize("kind", ["pinhole", "weak_perspective"])
+def test_glb_camera_shows_the_input_view(tmp_path, kind):
+    tet = Mesh(
+        torch.tensor([[0, 0, 0], [0.4, 0, 0], [0, 0.4, 0], [0, 0, 0.4]]) - 0.1,
+        torch.tensor([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]),
+    )
+    R = torch.tensor(Rotation.from_rotvec([0.3, -0.5, 0.2]).as_matrix(), dtype=torch.float32)[None]
+    H, W = 60, 80
+    if kind == "pinhole":
+        cam = Camera.pinhole(torch.tensor([[70.0, 0, W / 2], [0, 70.0, H / 2], [0, 0, 1]]), (H, W))
+        t = torch.tensor([[0.1, -0.05, 2.5]])
+        tol = 1e-3
+    else:
+        cam = Camera.weak_perspective(torch.tensor([90.0]), torch.tensor([[33.0, 28.0]]), (H, W))
+        t = torch.tensor([[0.05, 0.02, 0.0]])
+        tol = 0.05 * 90 * 0.6  # the stand-in perspective camera: within 5 % of the object's size
+    pred = Prediction(R=R, t=t, camera=cam, meshes=[tet])
+    files = write_prediction(pred, 0, tmp_path / "o", views_size=32)
+    uv, verts = _gltf_pixels(files["glb"], H, W)
+    want = cam.project_object(torch.as_tensor(verts, dtype=torch.float32)[None], R, t)[0].numpy()
+    assert np.abs(uv - want).max() < tol
