@@ -40,6 +40,7 @@ from poseshape.core.config import apply_overrides
 from poseshape.core.errors import FileFormatError, PoseshapeError
 from poseshape.core.io import atomic_write_files as write_files_atomic
 from poseshape.engine.inputs import crop_to_square, read_image, read_mask
+from poseshape.engine.pose_record import pose_record, read_pose
 from poseshape.engine.refine import (
     RefineConfig,
     hard_silhouettes,
@@ -47,8 +48,7 @@ from poseshape.engine.refine import (
     refine_pose,
     save_animation,
 )
-from poseshape.geometry.camera import pose_to_viewpoint, viewpoint_to_pose
-from poseshape.geometry.rotations import so3_log
+from poseshape.geometry.camera import Camera, viewpoint_to_pose
 from poseshape.shapes.convert import voxels_to_mesh
 from poseshape.shapes.meshes import Mesh, load_mesh
 from poseshape.viz import overlay_silhouette, png_bytes
@@ -125,45 +125,23 @@ def _matrix(x, name: str, shape: tuple[int, ...], where: Path) -> torch.Tensor:
     return a
 
 
-def load_pose_json(path) -> dict:
-    """Read a starting pose: ``{"R" (3, 3), "t" (3,), "K" (3, 3) | None, "scale" float | None}``.
-
-    Accepts the ``pose.json`` of ``poseshape reconstruct`` (``R`` and
-    ``weak_perspective: {scale, t2}`` in input pixels) and pinhole files with ``R``, ``t``
-    and ``K``; a pinhole ``K`` wins when both are present.
+def load_pose_json(path, image_size: tuple[int, int] | None = None) -> dict:
+    """Read a starting pose with :func:`poseshape.engine.pose_record.read_pose` (the one reader of
+    ``pose.json``: this version, version 1, or hand-written ``R`` / ``t`` / ``K``), as the
+    refinement's camera arguments: ``{"R" (3, 3), "t" (3,), "K" (3, 3) | None, "scale" float | None}``
+    (weak perspective: ``t = (t2, 0)`` in pixels, ``u = scale (R X)[:2] + t2``).
 
     Raises:
         PoseshapeError: missing file; FileFormatError: not JSON, or missing / malformed keys.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise PoseshapeError(f"{p}: pose file not found")
-    try:
-        rec = json.loads(p.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FileFormatError(f"{p}: not a valid pose JSON file ({e})") from None
-    if not isinstance(rec, dict) or "R" not in rec:
-        raise FileFormatError(
-            f"{p}: a pose file needs 'R' (3x3) and either 'K' + 't' (pinhole) or "
-            "'weak_perspective': {'scale', 't2'} (as `poseshape reconstruct` writes)"
-        )
-    R = _matrix(rec["R"], "R", (3, 3), p)
-    if float((R.T @ R - torch.eye(3, dtype=R.dtype)).abs().max()) > 1e-3 or float(torch.linalg.det(R)) < 0.99:
-        raise FileFormatError(f"{p}: R is not a rotation matrix")
-    if "K" in rec:
-        if "t" not in rec:
-            raise FileFormatError(f"{p}: a pinhole pose needs 't' with 'K'")
-        return {"R": R, "t": _matrix(rec["t"], "t", (3,), p), "K": _matrix(rec["K"], "K", (3, 3), p), "scale": None}
-    wp = rec.get("weak_perspective")
-    if not isinstance(wp, dict) or "scale" not in wp or "t2" not in wp:
-        raise FileFormatError(
-            f"{p}: no camera: expected 'K' + 't' (pinhole) or 'weak_perspective': {{'scale', 't2'}} in input pixels"
-        )
-    s = _matrix(wp["scale"], "weak_perspective.scale", (), p)
-    if float(s) <= 0:
-        raise FileFormatError(f"{p}: weak_perspective.scale must be positive")
-    t2 = _matrix(wp["t2"], "weak_perspective.t2", (2,), p)
-    return {"R": R, "t": torch.cat([t2, torch.zeros(1, dtype=t2.dtype)]), "K": None, "scale": float(s)}
+    pr = read_pose(path, image_size)
+    R, t = pr.R[0], pr.t[0]
+    if pr.camera.is_pinhole:
+        return {"R": R, "t": t, "K": pr.camera.K[0].double(), "scale": None}
+    K = pr.camera.K[0].double()
+    s = float(K[0, 0])
+    t2 = s * t[:2] + K[:2, 2]
+    return {"R": R, "t": torch.cat([t2, torch.zeros(1, dtype=t2.dtype)]), "K": None, "scale": s}
 
 
 def _load_shape(args):
@@ -198,7 +176,7 @@ def _start_pose(args, mesh, mask: torch.Tensor):
     if args.pose:
         if args.azimuth is not None:
             raise PoseshapeError("give either --pose or --azimuth/--elevation/--theta, not both")
-        rec = load_pose_json(args.pose)
+        rec = load_pose_json(args.pose, tuple(mask.shape[-2:]))
         K = rec["K"][None] if rec["K"] is not None else None
         s = torch.tensor([rec["scale"]], dtype=torch.float64) if rec["scale"] is not None else None
         return rec["R"][None], rec["t"][None], K, s
@@ -286,34 +264,18 @@ def _loss_png(res) -> bytes:
     return buf.getvalue()
 
 
-def _record(res, cam: dict, args, mask_path: Path) -> dict:
-
+def _record(res, K, hw, args, mask_path: Path) -> dict:
+    """``pose.json`` of the refined pose (:func:`poseshape.engine.pose_record.pose_record`) plus the
+    refinement's facts; the camera is in the mask's pixels."""
     R = res.R[0].double()
-    t = res.t[0].double()
-    w = so3_log(R)
-    tv = t if res.scale is None else torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
-    az, el, th, _ = pose_to_viewpoint(R, tv)
-    rec = {
-        "R": R.tolist(),
-        "t": t.tolist(),
-        "axis_angle": w.tolist(),
-        "rotation_angle_deg": math.degrees(float(w.norm())),
-        "viewpoint": {
-            "azimuth_deg": math.degrees(float(az)),
-            "elevation_deg": math.degrees(float(el)),
-            "theta_deg": math.degrees(float(th)),
-            "convention": "PASCAL3D+",
-        },
-    }
     if res.scale is None:
-        rec["K"] = cam["K"][0].tolist()
-        rec["camera"] = "pinhole: input pixel (u, v, 1) ~ K (R X_obj + t)"
-    else:
-        rec["weak_perspective"] = {
-            "scale": float(res.scale[0]),
-            "t2": t[:2].tolist(),
-            "formula": "input pixel (u, v) = scale * (R X_obj)[:2] + t2",
-        }
+        t = res.t[0].double()
+        cam = Camera.pinhole(K.double().reshape(1, 3, 3), hw)
+    else:  # u = scale (R X)[:2] + t2: the object origin at the principal point t2
+        t = torch.zeros(3, dtype=torch.float64)
+        cam = Camera.weak_perspective(res.scale.double().reshape(1), res.t[0, :2].double().reshape(1, 2), hw)
+    rec = pose_record(R, t, cam, method="refine")
+    rec["image_size"] = {"height": int(hw[0]), "width": int(hw[1])}
     rec.update(
         {
             "iou": float(res.iou[0]),
@@ -389,7 +351,7 @@ def run(args) -> int:
     )[0, 0]
     base = image if image is not None else (0.35 + 0.4 * mask).expand(3, -1, -1)
     overlay = overlay_silhouette(base, sil, mask[0])
-    record = _record(res, {"K": K}, args, mask_path)
+    record = _record(res, K, (H, W), args, mask_path)
     payloads = {
         "pose": (json.dumps(record, indent=2) + "\n").encode(),
         "loss_csv": _loss_csv(res),

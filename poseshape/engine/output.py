@@ -131,30 +131,22 @@ def _patch_glb_json(glb: bytes, edit) -> bytes:
         raise ValueError("not a GLB with a leading JSON chunk")
     js = json.loads(glb[20 : 20 + n])
     edit(js)
+    return _glb_container(js, glb[20 + n :])
+
+
+def _glb_container(js: dict, rest: bytes = b"") -> bytes:
+    """A GLB file: its JSON chunk ``js`` (space-padded to 4 bytes) followed by ``rest`` (chunks)."""
     body = json.dumps(js, separators=(",", ":")).encode()
     body += b" " * (-len(body) % 4)
-    rest = glb[20 + n :]
     total = 12 + 8 + len(body) + len(rest)
-    return (
-        b"glTF"
-        + (2).to_bytes(4, "little")
-        + total.to_bytes(4, "little")
-        + len(body).to_bytes(4, "little")
-        + b"JSON"
-        + body
-        + rest
-    )
+    head = b"glTF" + (2).to_bytes(4, "little") + total.to_bytes(4, "little")
+    return head + len(body).to_bytes(4, "little") + b"JSON" + body + rest
 
 
 def _empty_glb() -> bytes:
     """A valid glTF 2.0 binary with one empty scene (trimesh refuses to export none)."""
-    js = json.dumps(
+    return _glb_container(
         {"asset": {"version": "2.0", "generator": "poseshape"}, "scene": 0, "scenes": [{"nodes": []}]}
-    ).encode()
-    js += b" " * (-len(js) % 4)
-    total = 12 + 8 + len(js)
-    return (
-        b"glTF" + (2).to_bytes(4, "little") + total.to_bytes(4, "little") + len(js).to_bytes(4, "little") + b"JSON" + js
     )
 
 

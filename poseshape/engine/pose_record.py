@@ -92,9 +92,11 @@ def _matrix(rec, key, shape, p):
     try:
         x = torch.tensor(rec[key], dtype=torch.float64)
     except (TypeError, ValueError):
-        raise FileFormatError(f"{p}: '{key}' is not a numeric array") from None
-    if tuple(x.shape) != shape or not torch.isfinite(x).all():
-        raise FileFormatError(f"{p}: '{key}' must be a finite {shape} array, got shape {tuple(x.shape)}")
+        raise FileFormatError(f"{p}: {key} is not a numeric array") from None
+    if tuple(x.shape) != shape:
+        raise FileFormatError(f"{p}: {key} must be a {shape} array, got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise FileFormatError(f"{p}: {key} contains NaN or inf")
     return x
 
 
@@ -126,7 +128,7 @@ def read_pose(path: str | os.PathLike, image_size: tuple[int, int] | None = None
         raise FileFormatError(f"{p}: pose schema {schema!r} is not {SCHEMA!r} (written by another poseshape?)")
     R = _matrix(rec, "R", (3, 3), p)
     if abs(float(torch.linalg.det(R)) - 1) > 1e-3 or (R @ R.T - torch.eye(3, dtype=R.dtype)).abs().max() > 1e-3:
-        raise FileFormatError(f"{p}: 'R' is not a rotation matrix")
+        raise FileFormatError(f"{p}: R is not a rotation matrix")
     size = rec.get("image_size")
     hw = (int(size["height"]), int(size["width"])) if isinstance(size, dict) else image_size
     if "camera" in rec:

@@ -175,7 +175,13 @@ def test_refine_pinhole_start(tmp_path, scene, capsys):
     )
     assert rc == 0, se
     rec = json.loads((out / "pose.json").read_text())
-    assert "K" in rec and rec["iou"] > 0.8
+    assert rec["camera"]["kind"] == "pinhole" and rec["schema"] == "poseshape.pose/2" and rec["iou"] > 0.8
+    # the one reader reads it back: the same pose and camera
+    from poseshape.engine.pose_record import read_pose
+
+    back = read_pose(out / "pose.json")
+    assert np.allclose(back.R[0].numpy(), rec["R"]) and np.allclose(back.t[0].numpy(), rec["t"])
+    assert np.allclose(back.camera.K[0].numpy(), rec["camera"]["K"]) and back.camera.is_pinhole
 
 
 def _bad(d, tmp_path):
@@ -285,3 +291,39 @@ def test_load_pose_json_pinhole(tmp_path):
     p.write_text(json.dumps({"R": np.eye(3).tolist(), "K": np.eye(3).tolist()}))
     with pytest.raises(FileFormatError, match="needs 't'"):
         load_pose_json(p)
+
+
+@pytest.mark.parametrize("kind", ["pinhole", "weak_perspective"])
+def test_refine_reads_the_pose_json_reconstruct_writes(tmp_path, kind):
+    """``poseshape refine --pose`` takes either camera kind from a ``pose.json`` written by the engine."""
+    from poseshape.cli.refine import load_pose_json
+    from poseshape.engine.output import write_prediction
+    from poseshape.engine.prediction import Prediction
+    from poseshape.geometry.camera import Camera
+    from poseshape.shapes.meshes import Mesh
+
+    tet = Mesh(
+        torch.tensor([[0, 0, 0], [0.4, 0, 0], [0, 0.4, 0], [0, 0, 0.4]]) - 0.1,
+        torch.tensor([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]),
+    )
+    R = torch.eye(3)[None]
+    if kind == "pinhole":
+        cam, t = (
+            Camera.pinhole(torch.tensor([[70.0, 0, 40], [0, 70.0, 30], [0, 0, 1]]), (60, 80)),
+            torch.tensor([[0.1, 0, 2.5]]),
+        )
+    else:
+        cam, t = (
+            Camera.weak_perspective(torch.tensor([90.0]), torch.tensor([[33.0, 28.0]]), (60, 80)),
+            torch.tensor([[0.1, 0.2, 0.0]]),
+        )
+    files = write_prediction(Prediction(R=R, t=t, camera=cam, meshes=[tet]), 0, tmp_path / "o", views_size=32)
+    rec = load_pose_json(files["pose"])
+    X = torch.tensor([[0.3, -0.2, 0.1]], dtype=torch.float64)
+    want = cam.to(dtype=torch.float64).project_object(X[None], R.double(), t.double())[0]
+    if kind == "pinhole":
+        Xc = X @ rec["R"].T + rec["t"]
+        got = (Xc @ rec["K"].T)[:, :2] / Xc[:, 2:]
+    else:
+        got = rec["scale"] * (X @ rec["R"].T)[:, :2] + rec["t"][:2]
+    torch.testing.assert_close(got, want)
