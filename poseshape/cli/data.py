@@ -64,6 +64,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     r.add_argument("--distance", type=float, nargs=2, default=(2.0, 3.0), metavar=("LO", "HI"))
     r.add_argument("--framing", choices=("crop", "fixed", "6dof"), default="crop")
+    r.add_argument(
+        "--realism",
+        choices=("none", "realistic"),
+        default="none",
+        help="photo-like effects: 'realistic' = random focal length (30-90 deg field of view) and "
+        "object size, off-centre crops, 20%% truncated by the border, 30%% with occluders (masks stay "
+        "whole; an 'occlusion' array marks the hidden pixels). Default none",
+    )
     r.add_argument("--depth", action="store_true", help="also store depth maps")
     r.add_argument("--backgrounds", default=None, help="folder of background images")
     r.add_argument("--shard-size", type=int, default=64, help="samples per shard")
@@ -94,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             backgrounds=args.backgrounds,
             compress=not args.no_compress,
+            realism=args.realism,
             pose=PoseConfig(distribution=args.pose, elevation_deg=tuple(args.elevation), distance=tuple(args.distance)),
         )
         summary = render_dataset(

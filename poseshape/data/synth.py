@@ -46,6 +46,9 @@ key                    dtype           shape / meaning
 ``voxels`` (if D > 0)  uint8           ``(N, D, D, ceil(D/8))`` ``np.packbits`` of the
                                        aligned occupancy ``(N, D, D, D)`` bool, axis -1,
                                        index ``(d, h, w) = (z, y, x)`` over the unit cube
+``occlusion`` (opt)     bool            ``(N, S, S)`` object pixels hidden by occluders (only
+                                       with ``realism.occluder_prob > 0``; ``masks`` stay
+                                       amodal: the whole object)
 ``posed_voxels`` (opt)  uint8          same packing of the pose-aware grid ``(N, P, P, P)``
                                        (:func:`poseshape.render.voxel.pose_voxels` with
                                        ``t = 0`` and extent ``P / D``, threshold 0.5)
@@ -75,6 +78,17 @@ ground position at horizontal distance ``[min, max]_camera_distance`` from the o
 looks at a random ground target within ``target_area`` of the object, so the object
 appears translated in the frame; ``K`` from ``fov_6dof_deg`` and ``viewpoint`` is
 :func:`pose_to_viewpoint` of that pose.
+
+Realism
+-------
+``config.realism`` (:class:`RealismConfig`, or a preset name of :data:`REALISM_PRESETS`;
+off by default, and then the output and the configuration hash are exactly those of a
+configuration without it) adds what real photos have and clean renders lack: a random
+focal length (the camera distance follows it, so wide lenses give strong perspective),
+a random object size in the photo, off-centre framing, truncation by the image border
+(a shifted principal point in ``K``) and occluders in front of the object (the masks stay
+amodal; ``occlusion`` marks what is hidden). Its draws come from a third per-sample
+stream ``default_rng([seed, 2, i])``, so turning it on does not change the other draws.
 """
 
 from __future__ import annotations
@@ -120,10 +134,13 @@ __all__ = [
     "POSE_DISTRIBUTIONS",
     "SHARD_KEYS",
     "ModelRecord",
+    "REALISM_PRESETS",
     "PoseConfig",
+    "RealismConfig",
     "RenderSummary",
     "SynthConfig",
     "fit_intrinsics",
+    "projected_box",
     "load_models",
     "read_shard",
     "render_dataset",
@@ -180,6 +197,7 @@ _PER_SAMPLE = (
     "voxels",
     "depth",
     "posed_voxels",
+    "occlusion",
 )
 
 
@@ -243,6 +261,115 @@ class PoseConfig:
 
 
 @dataclass
+class RealismConfig:
+    """Photo-like camera and scene effects on top of a framing (all off by default).
+
+    Each sample draws these from its own generator ``sample_rng(seed, i, stream=2)``, so a
+    configuration without them renders exactly as before, and one with them stays a pure
+    function of the seed.
+
+    Attributes:
+        fov_deg: ``(lo, hi)`` field of view of the *photo* the sample comes from, uniform in
+            degrees, or ``None`` (the framing's own camera). With it, the camera distance is
+            set so that the object's box (enlarged by ``crop_margin``) spans a fraction
+            ``object_fraction`` of that photo's side: a wide lens means a close camera and
+            strong perspective. ``"crop"`` framing then crops that box (the object stays on
+            the optical axis of the crop, as PASCAL3D+'s viewpoints assume); ``"fixed"`` keeps
+            the whole photo (``K`` from the field of view) and places the object off the
+            optical axis within the free room scaled by ``offcentre``; ``"6dof"`` only takes
+            ``K`` from the field of view.
+        object_fraction: ``(lo, hi)`` of that fraction (uniform).
+        offcentre: ``"fixed"`` framing: how far (0..1 of the free room) the object's box
+            centre may be from the image centre; ``"crop"``: amplitude of the crop-centre
+            shift as a fraction of the box side (the principal point moves with it).
+        truncation_prob: probability that the image border cuts the object.
+        truncation: ``(lo, hi)``: fraction of the object box's width (and/or height) that
+            lies outside the image, toward a random side or corner (the principal point in
+            ``K`` is shifted: a crop of the photo that cuts the object).
+        occluder_prob: probability of occluders in front of the object.
+        occluders: ``(lo, hi)`` number of occluders (inclusive).
+        occluder_size: half-size range of an occluder, fraction of the object box's side.
+        max_occlusion: largest fraction of the object's pixels the occluders may hide.
+    """
+
+    fov_deg: tuple[float, float] | None = None
+    object_fraction: tuple[float, float] = (0.3, 0.9)
+    offcentre: float = 0.0
+    truncation_prob: float = 0.0
+    truncation: tuple[float, float] = (0.05, 0.35)
+    occluder_prob: float = 0.0
+    occluders: tuple[int, int] = (1, 2)
+    occluder_size: tuple[float, float] = (0.15, 0.4)
+    max_occlusion: float = 0.4
+
+    def __post_init__(self) -> None:
+        def pair(name: str, lo: float, hi: float, kind=float) -> None:
+            v = getattr(self, name)
+            try:
+                a, b = (kind(x) for x in v)
+            except (TypeError, ValueError):
+                raise ShapeError(f"realism.{name}: expected a pair (lo, hi), got {v!r}") from None
+            if not (lo <= a <= b <= hi):
+                raise ShapeError(f"realism.{name}: expected {lo} <= lo <= hi <= {hi}, got {v!r}")
+            setattr(self, name, (a, b))
+
+        if self.fov_deg is not None:
+            pair("fov_deg", 1.0, 170.0)
+        pair("object_fraction", 0.01, 1.0)
+        pair("truncation", 0.0, 0.9)
+        pair("occluders", 0, 16, int)
+        pair("occluder_size", 0.0, 2.0)
+        for name in ("offcentre", "truncation_prob", "occluder_prob", "max_occlusion"):
+            v = float(getattr(self, name))
+            if not 0.0 <= v <= 1.0:
+                raise ShapeError(f"realism.{name}: expected a value in [0, 1], got {v!r}")
+            setattr(self, name, v)
+
+    @property
+    def active(self) -> bool:
+        """Whether any effect is on."""
+        return self != RealismConfig()
+
+
+#: Named realism settings (``SynthConfig(realism="realistic")``, ``--realism realistic``):
+#: focal lengths of 30-90 deg field of view, objects over 30-90 % of the photo, off-centre
+#: crops, 20 % truncated, 30 % occluded (at most 40 % of the object hidden).
+REALISM_PRESETS: dict[str, RealismConfig] = {
+    "none": RealismConfig(),
+    "realistic": RealismConfig(
+        fov_deg=(30.0, 90.0),
+        object_fraction=(0.3, 0.9),
+        offcentre=0.5,
+        truncation_prob=0.2,
+        truncation=(0.05, 0.35),
+        occluder_prob=0.3,
+        occluders=(1, 2),
+        occluder_size=(0.15, 0.4),
+        max_occlusion=0.4,
+    ),
+}
+
+
+def realism_config(value: RealismConfig | dict | str | None) -> RealismConfig:
+    """A :class:`RealismConfig` from itself, a dict of its fields, a preset name or ``None``."""
+    if value is None:
+        return RealismConfig()
+    if isinstance(value, RealismConfig):
+        return value
+    if isinstance(value, str):
+        if value not in REALISM_PRESETS:
+            raise ShapeError(f"realism: expected one of {sorted(REALISM_PRESETS)}, got {value!r}")
+        return REALISM_PRESETS[value]
+    if isinstance(value, dict):
+        names = {f.name for f in fields(RealismConfig)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise ShapeError(f"realism: unknown field(s) {unknown}; known: {sorted(names)}")
+        return RealismConfig(**value)
+    raise ShapeError(f"realism: expected a RealismConfig, dict or preset name, got {type(value).__name__}")
+
+
+@dataclass
 class SynthConfig:
     """Everything that determines a rendered data set (stored in ``index.json``).
 
@@ -259,6 +386,8 @@ class SynthConfig:
         pose: :class:`PoseConfig`.
         backgrounds: optional folder of background images (half the backgrounds).
         compress: zip-deflate the shards (smaller, slightly slower to write and read).
+        realism: :class:`RealismConfig` (or a preset name of :data:`REALISM_PRESETS`):
+            fields of view, off-centre crops, truncation, occluders.
     """
 
     image_size: int = 64
@@ -273,10 +402,12 @@ class SynthConfig:
     pose: PoseConfig = field(default_factory=PoseConfig)
     backgrounds: str | None = None
     compress: bool = True
+    realism: RealismConfig = field(default_factory=RealismConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.pose, dict):
             self.pose = PoseConfig(**self.pose)
+        self.realism = realism_config(self.realism)
         if self.framing not in FRAMINGS:
             raise ShapeError(f"framing: expected one of {FRAMINGS}, got {self.framing!r}")
         domain_style(self.domain)
@@ -292,6 +423,10 @@ class SynthConfig:
         d = asdict(self)
         d["pose"]["elevation_deg"] = list(d["pose"]["elevation_deg"])
         d["pose"]["distance"] = list(d["pose"]["distance"])
+        if self.realism.active:  # omitted when off: older data sets keep their hash
+            d["realism"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["realism"].items()}
+        else:
+            del d["realism"]
         return d
 
     @classmethod
@@ -346,7 +481,8 @@ class RenderSummary:
 
 
 def sample_rng(seed: int, index: int, stream: int = 0) -> np.random.Generator:
-    """The generator of sample ``index`` (``stream=0``) or model ``index`` (``stream=1``)."""
+    """The generator of sample ``index`` (``stream=0``), model ``index`` (``stream=1``) or the
+    realism effects of sample ``index`` (``stream=2``)."""
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(stream), int(index)])
 
 
@@ -385,6 +521,16 @@ def sample_viewpoints(config: PoseConfig, seed: int, n: int, views: int | None =
     return np.stack([sample_viewpoint(config, sample_rng(seed, i), i % views) for i in range(n)])
 
 
+def projected_box(verts: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Bounding box ``(B, 4)`` = ``(x0, y0, x1, y1)`` of the projected vertices in normalised
+    (``z = 1``) image coordinates, for ``verts (V, 3)`` and poses ``R (B, 3, 3)``, ``t (B, 3)``."""
+    Xc = verts.unsqueeze(0) @ R.transpose(-1, -2) + t.unsqueeze(-2)  # (B, V, 3)
+    z = Xc[..., 2].clamp(min=1e-6)
+    xn = Xc[..., 0] / z
+    yn = Xc[..., 1] / z
+    return torch.stack([xn.min(-1).values, yn.min(-1).values, xn.max(-1).values, yn.max(-1).values], -1)
+
+
 def fit_intrinsics(
     verts: torch.Tensor,
     R: torch.Tensor,
@@ -411,12 +557,7 @@ def fit_intrinsics(
         ``K (B, 3, 3)`` with ``fx = fy = S / s`` and the box centre at the image centre,
         where ``s`` is the square box side in normalised (``z = 1``) image coordinates.
     """
-    Xc = verts.unsqueeze(0) @ R.transpose(-1, -2) + t.unsqueeze(-2)  # (B, V, 3)
-    z = Xc[..., 2].clamp(min=1e-6)
-    xn = Xc[..., 0] / z
-    yn = Xc[..., 1] / z
-    x0, x1 = xn.min(-1).values, xn.max(-1).values
-    y0, y1 = yn.min(-1).values, yn.max(-1).values
+    x0, y0, x1, y1 = projected_box(verts, R, t).unbind(-1)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     side = torch.maximum(x1 - x0, y1 - y0).clamp(min=1e-6) * (1 + 2 * margin)
     if jitter is not None:
@@ -435,19 +576,32 @@ def fit_intrinsics(
 
 
 def sample_camera(
-    verts: torch.Tensor, config: SynthConfig, rngs: Sequence[np.random.Generator], views: Sequence[int]
+    verts: torch.Tensor,
+    config: SynthConfig,
+    rngs: Sequence[np.random.Generator],
+    views: Sequence[int],
+    realism_draws: np.ndarray | None = None,
 ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Camera of each sample: viewpoint ``(B, 4)``, ``R (B, 3, 3)``, ``t (B, 3)``, ``K (B, 3, 3)``.
 
     ``verts (V, 3)`` (object frame, float64 recommended) is needed by the crop and 6-DoF
-    framings. Each sample draws from its own generator in ``rngs``.
+    framings. Each sample draws from its own generator in ``rngs``. ``realism_draws``
+    ``(B, 8)`` uniform [0, 1) values (from the samples' realism streams) are used when
+    ``config.realism`` is active (see :class:`RealismConfig`).
     """
     pc = config.pose
     S = config.image_size
+    rc = config.realism
     vp = np.stack([sample_viewpoint(pc, r, v) for r, v in zip(rngs, views)])  # (B, 4)
     extra = np.stack([r.uniform(-1.0, 1.0, size=5) for r in rngs])  # framing jitter, always drawn
-    vpt = torch.as_tensor(vp, dtype=torch.float64)
     B = len(vp)
+    if rc.active and (realism_draws is None or realism_draws.shape != (B, 8)):
+        raise ShapeError(f"realism_draws: expected shape ({B}, 8) when realism is on")
+    fov = None
+    if rc.fov_deg is not None:
+        lo, hi = rc.fov_deg
+        fov = np.radians(lo + (hi - lo) * realism_draws[:, 0])  # (B,)
+    vpt = torch.as_tensor(vp, dtype=torch.float64)
     if config.framing == "6dof":
         ground = float(verts[:, 1].min())
         ang = 2 * math.pi * (extra[:, 0] + 1) / 2
@@ -457,18 +611,90 @@ def sample_camera(
         eye = np.stack([rad * np.sin(ang), np.full(B, ground + pc.camera_height), rad * np.cos(ang)], -1)
         target = np.stack([extra[:, 2] * pc.target_area / 2, np.full(B, ground), extra[:, 3] * pc.target_area / 2], -1)
         R, t = look_at(torch.as_tensor(eye), torch.as_tensor(target))
-        K = intrinsics_from_fov(math.radians(pc.fov_6dof_deg), S).to(torch.float64).expand(B, 3, 3).clone()
+        if fov is None:
+            K = intrinsics_from_fov(math.radians(pc.fov_6dof_deg), S).to(torch.float64).expand(B, 3, 3).clone()
+        else:
+            K = torch.stack([intrinsics_from_fov(float(f), S).to(torch.float64) for f in fov])
         a, e, th, d = pose_to_viewpoint(R, t)
         vp = torch.stack([a, e, th, d], -1).numpy()
-        return vp, R, t, K
+        return vp, R, t, _truncate(verts, R, t, K, S, rc, realism_draws)
     R, t = viewpoint_to_pose(vpt[:, 0], vpt[:, 1], vpt[:, 2], vpt[:, 3])
+    m = pc.crop_margin
+    if fov is not None:  # the camera distance that gives the object its share of the photo
+        lo, hi = rc.object_fraction
+        target = (lo + (hi - lo) * realism_draws[:, 1]) * 2 * np.tan(fov / 2) / (1 + 2 * m)  # (B,)
+        d = vpt[:, 3].clone()
+        target_t = torch.as_tensor(target)
+        for _ in range(4):  # box side ~ 1 / d: a few fixed-point steps
+            box = projected_box(verts, R, t)
+            side = torch.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]).clamp(min=1e-9)
+            d = (d * side / target_t).clamp(_MIN_DISTANCE, _MAX_DISTANCE)
+            t = torch.zeros_like(t)
+            t[:, 2] = d
+        vp = vp.copy()
+        vp[:, 3] = d.numpy()
     if config.framing == "fixed":
         t = t.clone()
         t[:, :2] += torch.as_tensor(extra[:, :2] * pc.translation_jitter)
-        K = intrinsics_from_fov(math.radians(pc.fov_deg), S).to(torch.float64).expand(B, 3, 3).clone()
+        if fov is None:
+            K = intrinsics_from_fov(math.radians(pc.fov_deg), S).to(torch.float64).expand(B, 3, 3).clone()
+        else:
+            K = torch.stack([intrinsics_from_fov(float(f), S).to(torch.float64) for f in fov])
+            if rc.offcentre > 0:  # move the object off the optical axis, inside the photo
+                box = projected_box(verts, R, t)
+                half = torch.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]) * (1 + 2 * m) / 2
+                room = (torch.as_tensor(np.tan(fov / 2)) - half).clamp(min=0.0)  # (B,)
+                shift = rc.offcentre * (2 * torch.as_tensor(realism_draws[:, 2:4]) - 1) * room[:, None]
+                t[:, :2] += shift * t[:, 2:3]
     else:
-        K = fit_intrinsics(verts.to(torch.float64), R, t, S, pc.crop_margin, extra[:, :3] * pc.crop_jitter)
-    return vp, R, t, K
+        jit = extra[:, :3] * pc.crop_jitter
+        if rc.offcentre > 0:  # an off-centre crop that still holds the whole object
+            jit = jit.copy()
+            jit[:, :2] += rc.offcentre * (2 * realism_draws[:, 2:4] - 1) * m / (1 + 2 * m)
+        K = fit_intrinsics(verts.to(torch.float64), R, t, S, m, jit)
+    return vp, R, t, _truncate(verts, R, t, K, S, rc, realism_draws)
+
+
+_MIN_DISTANCE = 1.2  # the camera stays outside the unit cube's bounding sphere (r = 0.87)
+_MAX_DISTANCE = 100.0
+#: truncation directions: (x, y) signs, sides then corners
+_TRUNCATION_DIRS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1))
+
+
+def _truncate(
+    verts: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    K: torch.Tensor,
+    S: int,
+    rc: RealismConfig,
+    draws: np.ndarray | None,
+) -> torch.Tensor:
+    """Shift the principal point of the samples chosen for truncation so that a fraction of
+    the object's pixel box lies past a side or corner of the image (a crop that cuts it)."""
+    if draws is None or rc.truncation_prob <= 0:
+        return K
+    K = K.clone()
+    box = projected_box(verts, R, t)  # (B, 4) normalised
+    f = K[:, 0, 0]
+    px0, px1 = box[:, 0] * f + K[:, 0, 2], box[:, 2] * f + K[:, 0, 2]
+    py0, py1 = box[:, 1] * K[:, 1, 1] + K[:, 1, 2], box[:, 3] * K[:, 1, 1] + K[:, 1, 2]
+    lo, hi = rc.truncation
+    for b in range(K.shape[0]):
+        if draws[b, 4] >= rc.truncation_prob:
+            continue
+        frac = lo + (hi - lo) * draws[b, 5]
+        sx, sy = _TRUNCATION_DIRS[min(int(draws[b, 6] * 8), 7)]
+        w, h = float(px1[b] - px0[b]), float(py1[b] - py0[b])
+        if sx > 0:
+            K[b, 0, 2] += S + frac * w - px1[b]
+        elif sx < 0:
+            K[b, 0, 2] += -frac * w - px0[b]
+        if sy > 0:
+            K[b, 1, 2] += S + frac * h - py1[b]
+        elif sy < 0:
+            K[b, 1, 2] += -frac * h - py0[b]
+    return K
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -547,7 +773,10 @@ def render_views(
     rngs = [sample_rng(config.seed, i) for i in sample_indices]
     views = [i % config.views for i in sample_indices]
     verts64 = torch.as_tensor(model.verts, dtype=torch.float64)
-    vp, R, t, K = sample_camera(verts64, config, rngs, views)
+    rc = config.realism
+    real_rngs = [sample_rng(config.seed, i, stream=2) for i in sample_indices] if rc.active else None
+    draws = np.stack([r.uniform(size=8) for r in real_rngs]) if real_rngs else None
+    vp, R, t, K = sample_camera(verts64, config, rngs, views, draws)
     R32, t32, K32 = R.float(), t.float(), K.float()
     verts = torch.as_tensor(model.verts, dtype=torch.float32)
     faces = torch.as_tensor(model.faces, dtype=torch.int64)
@@ -564,6 +793,17 @@ def render_views(
         fg = sh.shade(points, normals, mask, appearance, lights)
         bg = torch.from_numpy(np.stack([sh.random_background(r, (S, S), config.domain, backgrounds) for r in rngs]))
         img = sh.composite(fg, mask.unsqueeze(1), bg)
+        occlusion = None
+        if rc.occluder_prob > 0:  # occluders in front of the object; the masks stay amodal
+            occlusion = np.zeros((B, S, S), bool)
+            mask_np = mask.cpu().numpy()
+            for b in range(B):
+                if draws[b, 7] >= rc.occluder_prob:
+                    continue
+                n = int(real_rngs[b].integers(rc.occluders[0], rc.occluders[1] + 1))
+                rgb, occ = sh.occluder_layer(real_rngs[b], mask_np[b], n, rc.occluder_size, rc.max_occlusion)
+                img[b] = torch.where(torch.from_numpy(occ)[None], torch.from_numpy(rgb), img[b])
+                occlusion[b] = occ & mask_np[b]
         images = np.stack([sh.degrade(img[b], rngs[b], config.domain) for b in range(B)])
     out: dict[str, np.ndarray] = {
         "images": images,
@@ -579,6 +819,8 @@ def render_views(
         "split": np.array([model.split] * B),
         "sample_index": np.asarray(sample_indices, np.int64),
     }
+    if occlusion is not None:
+        out["occlusion"] = occlusion
     if config.depth:
         out["depth"] = torch.where(mask, depth.reshape(mask.shape).float(), torch.zeros(())).numpy()
     if config.voxel_res:

@@ -60,6 +60,7 @@ __all__ = [
     "lambertian",
     "list_background_images",
     "noise_background",
+    "occluder_layer",
     "pixel_normals",
     "random_background",
     "random_color",
@@ -457,6 +458,82 @@ def clutter_background(rng: np.random.Generator, size: tuple[int, int]) -> np.nd
         shade_ = 1.0 + 0.3 * (u / max(sx, 1e-3)).clip(-1, 1)  # a little shading on each blob
         img = np.where(m[None], (col[:, None, None] * shade_[None]).clip(0, 1), img)
     return img.astype(np.float32)
+
+
+def _blob(
+    kind: int, xx: np.ndarray, yy: np.ndarray, c: np.ndarray, s: np.ndarray, ang: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One clutter blob: ``(mask (H, W) bool, u (H, W))`` -- a rectangle (0), ellipse (1) or
+    bar (2) centred at ``c`` with half-sizes ``s`` and angle ``ang``; ``u`` is the blob's
+    own x coordinate (for its shading)."""
+    u = (xx - c[0]) * math.cos(ang) + (yy - c[1]) * math.sin(ang)
+    v = -(xx - c[0]) * math.sin(ang) + (yy - c[1]) * math.cos(ang)
+    if kind == 0:
+        return (np.abs(u) < s[0]) & (np.abs(v) < s[1]), u
+    if kind == 1:
+        return (u / s[0]) ** 2 + (v / s[1]) ** 2 < 1, u
+    return np.abs(v) < s[1] * 0.15, u
+
+
+def occluder_layer(
+    rng: np.random.Generator,
+    object_mask: np.ndarray,
+    count: int,
+    size: tuple[float, float] = (0.15, 0.45),
+    max_occlusion: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random occluders (rectangles, ellipses, thick bars) drawn over an object.
+
+    Each occluder is centred on a random pixel of the object's bounding box, with half-sizes
+    a fraction ``size`` of the box's longer side, a random angle, colour and a noise texture
+    (so it is not a flat cut-out). An occluder that would hide more than ``max_occlusion`` of
+    the object's pixels (together with the earlier ones) is shrunk (by 0.7, up to 4 times)
+    and dropped if it still does (a shrunk or dropped occluder re-uses its drawn values).
+
+    Args:
+        rng: random generator (its own stream: the rest of the sample does not depend on it).
+        object_mask: ``(H, W)`` bool silhouette of the object (not changed).
+        count: number of occluders to try.
+        size: half-size range, as a fraction of the object box's longer side.
+        max_occlusion: largest fraction of the object's pixels the occluders may hide.
+
+    Returns:
+        ``(rgb (3, H, W) float32 in [0, 1], mask (H, W) bool)``: the occluders' colours and
+        where they are. An empty object mask gives an empty layer.
+    """
+    if object_mask.ndim != 2:
+        raise ShapeError(f"object_mask: expected shape (H, W), got {object_mask.shape}")
+    H, W = object_mask.shape
+    rgb = np.zeros((3, H, W), np.float32)
+    occ = np.zeros((H, W), bool)
+    area = int(object_mask.sum())
+    ys, xs = np.nonzero(object_mask)
+    yy, xx = np.meshgrid((np.arange(H) + 0.5) / H, (np.arange(W) + 0.5) / W, indexing="ij")
+    for _ in range(int(count)):
+        kind = int(rng.integers(0, 3))
+        pos = rng.uniform(0, 1, size=2)
+        half = rng.uniform(size[0], size[1], size=2)
+        ang = float(rng.uniform(0, math.pi))
+        tex = noise_background(rng, (H, W))
+        if area == 0:
+            continue
+        x0, x1, y0, y1 = xs.min() / W, (xs.max() + 1) / W, ys.min() / H, (ys.max() + 1) / H
+        side = max(x1 - x0, y1 - y0)
+        c = np.array([x0 + pos[0] * (x1 - x0), y0 + pos[1] * (y1 - y0)])
+        s = half * side
+        if kind == 2:  # a bar (pole, branch): long and thin
+            s = np.array([1.0, max(s[1], 0.2 * side)])
+        for _try in range(5):
+            m, u = _blob(kind, xx, yy, c, s, ang)
+            if int((object_mask & (occ | m)).sum()) <= max_occlusion * area:
+                break
+            s = s * 0.7
+        else:
+            continue
+        shade_ = 1.0 + 0.3 * (u / max(float(s[0]), 1e-3)).clip(-1, 1)
+        rgb = np.where(m[None], (tex * shade_[None]).clip(0, 1), rgb)
+        occ |= m
+    return rgb.astype(np.float32), occ
 
 
 def list_background_images(folder: str | Path) -> list[Path]:

@@ -151,3 +151,22 @@ def test_composite():
     m = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
     out = sh.composite(fg, m, bg)
     torch.testing.assert_close(out[0, 0], m[0, 0])
+
+
+def test_occluder_layer_bounds_determinism_and_errors():
+    mask = np.zeros((48, 48), bool)
+    mask[10:40, 14:34] = True
+    for seed in range(6):
+        rgb, occ = sh.occluder_layer(np.random.default_rng(seed), mask, 3, size=(0.2, 0.5), max_occlusion=0.25)
+        assert rgb.shape == (3, 48, 48) and rgb.dtype == np.float32 and occ.shape == (48, 48)
+        assert (occ & mask).sum() <= 0.25 * mask.sum()
+        assert rgb.min() >= 0 and rgb.max() <= 1 and not rgb[:, ~occ].any()
+        rgb2, occ2 = sh.occluder_layer(np.random.default_rng(seed), mask, 3, size=(0.2, 0.5), max_occlusion=0.25)
+        np.testing.assert_array_equal(rgb, rgb2)
+        np.testing.assert_array_equal(occ, occ2)
+    hits = [sh.occluder_layer(np.random.default_rng(s), mask, 2)[1].any() for s in range(6)]
+    assert sum(hits) >= 4
+    rgb, occ = sh.occluder_layer(np.random.default_rng(0), np.zeros((8, 8), bool), 2)
+    assert not occ.any() and not rgb.any()
+    with pytest.raises(ShapeError, match="object_mask"):
+        sh.occluder_layer(np.random.default_rng(0), np.zeros((2, 8, 8), bool), 1)
