@@ -22,6 +22,7 @@ key                 dtype              shape / meaning
 ``category``        int64              ``()`` index into :attr:`ShardDataset.categories`
 ``category_name``   str                category name
 ``model_id``        str                model id
+``model_index``     int64              ``()`` index into ``index.json["models"]``
 ``index``           int64              ``()`` global sample index
 ``rendered``        bool               always ``True`` (synthetic data)
 ==================  =================  ==============================================
@@ -244,6 +245,7 @@ class ShardDataset(Dataset):
             "category": torch.tensor(int(d["category_index"][o]), dtype=torch.int64),
             "category_name": str(d["category"][o]),
             "model_id": str(d["model_id"][o]),
+            "model_index": torch.tensor(int(d["model_index"][o]), dtype=torch.int64),
             "index": torch.tensor(int(d["sample_index"][o]), dtype=torch.int64),
             "rendered": True,
         }

@@ -111,9 +111,12 @@ def quaternion_anchors(
         259 for n = 7 (85 / 585 for n = 5 / 9). See the module docstring.
       * ``"none"``: all ``n^3``.
     The order is the grid order (u1 slowest, u3 fastest), first occurrence kept.
+
+    ``n = 1`` (the paper's 1^3 ablation, pure residual regression) gives the single anchor at
+    ``u = (0, 0, 0)``, ``(0, 1, 0, 0)``: a half-turn about x (``linspace(0, 1, 1) = [0]``).
     """
-    if not isinstance(n, int) or n < 2:
-        raise PoseshapeError(f"n: expected an integer >= 2, got {n!r}")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise PoseshapeError(f"n: expected an integer >= 1, got {n!r}")
     u = np.linspace(0.0, 1.0, n)
     u1, u2, u3 = (a.ravel() for a in np.meshgrid(u, u, u, indexing="ij"))
     q = np.stack(

@@ -40,6 +40,8 @@ def test_items_match_the_shards(root):
         np.testing.assert_array_equal(it["voxels"][0].numpy() > 0.5, unpack_voxels(d["voxels"][o], 16))
         assert it["depth"].shape == (1, 32, 32)
         assert int(it["index"]) == g and ds.categories[int(it["category"])] == it["category_name"]
+        assert it["model_index"].dtype == torch.int64 and int(it["model_index"]) == int(d["model_index"][o])
+        assert ds.meta["models"][int(it["model_index"])]["model_id"] == it["model_id"]
     with pytest.raises(IndexError):
         ds[12]
 

@@ -181,7 +181,7 @@ def test_bad_inputs():
     with pytest.raises(PoseshapeError, match="dedup"):
         anc.quaternion_anchors(7, dedup="fuzzy")
     with pytest.raises(PoseshapeError, match="n"):
-        anc.quaternion_anchors(1)
+        anc.quaternion_anchors(0)
     ta = anc.TranslationAnchors((0, 0, 0), (1, 1, 1), (2, 2, 2))
     with pytest.raises(ShapeError, match="t"):
         ta.encode(torch.zeros(2))
@@ -256,3 +256,14 @@ def test_hopf_grid_counts_distinct_and_covers_better_than_paper_grid():
         anc.hopf_anchors(-1)
     with pytest.raises(PoseshapeError, match="nside"):
         anc.healpix_centers(0)
+
+
+def test_single_anchor_grid_for_the_1_cubed_ablation():
+    for dedup in ("rotation", "quaternion", "exact", "none"):
+        a = anc.quaternion_anchors(1, dedup=dedup)
+        torch.testing.assert_close(a, torch.tensor([[0.0, 1.0, 0.0, 0.0]], dtype=torch.float64))
+    q = anc.random_quaternions(50, seed=3)
+    a = anc.quaternion_anchors(1)
+    assert bool((anc.nearest_anchor(q, a) == 0).all())
+    back = anc.apply_quaternion_residual(anc.quaternion_residual(q, a[0]), a[0])
+    assert float((back * q).sum(-1).abs().min()) > 1 - 1e-12
