@@ -3,10 +3,15 @@
 ``render_dataset(meshes, out, config)`` (CLI: ``poseshape data render``) renders ``views``
 samples of every model of a mesh collection and writes them as numbered ``.npz`` shards
 plus an ``index.json``. Everything is a pure function of ``config.seed``: sample ``i`` is
-model ``i // views``, view ``i % views``, and draws all its randomness from
-``numpy.random.default_rng([seed, 0, i])`` (the model's colour/texture from
-``default_rng([seed, 1, model])``), so the output is identical whatever the number of
-workers or the order in which shards are rendered.
+model ``i // views``, view ``v = i % views``, and draws all its randomness from
+``numpy.random.default_rng([seed, 0, key, v])`` where ``key`` = :func:`model_key` of the
+model's category and id (the model's colour/texture from ``default_rng([seed, 1, key])``),
+so the output is identical whatever the number of workers or the order in which shards are
+rendered, and a model renders the same whichever subset (split, categories) is rendered.
+Two different models never share their draws: a held-out set rendered with the training
+set's seed does not repeat its poses, lights and backgrounds (sampling version 1 keyed the
+draws by the sample's position in the rendered set, so sample ``i`` of a test split had
+the pose, lights and background of training sample ``i``; see :data:`SAMPLING_VERSION`).
 
 Directory layout
 ----------------
@@ -131,6 +136,7 @@ from poseshape.shapes.voxels import voxelize
 __all__ = [
     "FORMAT_VERSION",
     "FRAMINGS",
+    "SAMPLING_VERSION",
     "POSE_DISTRIBUTIONS",
     "SHARD_KEYS",
     "ModelRecord",
@@ -146,6 +152,7 @@ __all__ = [
     "render_dataset",
     "render_views",
     "sample_camera",
+    "model_key",
     "sample_rng",
     "sample_viewpoint",
     "sample_viewpoints",
@@ -264,7 +271,7 @@ class PoseConfig:
 class RealismConfig:
     """Photo-like camera and scene effects on top of a framing (all off by default).
 
-    Each sample draws these from its own generator ``sample_rng(seed, i, stream=2)``, so a
+    Each sample draws these from its own generator ``sample_rng(seed, key, view, stream=2)``, so a
     configuration without them renders exactly as before, and one with them stays a pure
     function of the seed.
 
@@ -480,10 +487,26 @@ class RenderSummary:
 # ----------------------------------------------------------------------------- poses
 
 
-def sample_rng(seed: int, index: int, stream: int = 0) -> np.random.Generator:
-    """The generator of sample ``index`` (``stream=0``), model ``index`` (``stream=1``) or the
-    realism effects of sample ``index`` (``stream=2``)."""
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(stream), int(index)])
+#: Version of the per-sample random streams, part of the configuration hash (a folder rendered
+#: with another version is re-rendered, not resumed). 2: keyed by the model's identity and
+#: the view (:func:`sample_rng`); 1 (before 2026-12-05) keyed by the position in the set.
+SAMPLING_VERSION = 2
+
+
+def model_key(category: str, model_id: str) -> int:
+    """Stable 32-bit key of a model: BLAKE2b of ``"category/model_id"`` (seeds its draws)."""
+    digest = hashlib.blake2b(f"{category}/{model_id}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
+
+
+def sample_rng(seed: int, key: int, view: int | None = None, stream: int = 0) -> np.random.Generator:
+    """The generator of view ``view`` of the model with :func:`model_key` ``key``
+    (``stream=0``: pose, lights, background, degradations; ``stream=2``: realism effects), or
+    of the model itself (``view=None``, ``stream=1``: colour and texture)."""
+    parts = [int(seed) & 0xFFFFFFFF, int(stream), int(key)]
+    if view is not None:
+        parts.append(int(view))
+    return np.random.default_rng(parts)
 
 
 def sample_viewpoint(config: PoseConfig, rng: np.random.Generator, view: int = 0) -> np.ndarray:
@@ -515,10 +538,11 @@ def _erfinv(y: float) -> float:
     return float(erfinv(np.clip(y, -1 + 1e-12, 1 - 1e-12)))
 
 
-def sample_viewpoints(config: PoseConfig, seed: int, n: int, views: int | None = None) -> np.ndarray:
-    """Viewpoints ``(n, 4)`` of samples ``0..n-1`` (view ``i % views``), as the engine draws them."""
+def sample_viewpoints(config: PoseConfig, seed: int, n: int, views: int | None = None, key: int = 0) -> np.ndarray:
+    """Viewpoints ``(n, 4)`` of views ``0..n-1`` of the model with :func:`model_key` ``key``
+    (view ``i % views`` sets a ring24 angle), as the engine draws them."""
     views = views or n
-    return np.stack([sample_viewpoint(config, sample_rng(seed, i), i % views) for i in range(n)])
+    return np.stack([sample_viewpoint(config, sample_rng(seed, key, i), i % views) for i in range(n)])
 
 
 def projected_box(verts: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -641,11 +665,12 @@ def sample_camera(
         else:
             K = torch.stack([intrinsics_from_fov(float(f), S).to(torch.float64) for f in fov])
             if rc.offcentre > 0:  # move the object off the optical axis, inside the photo
-                box = projected_box(verts, R, t)
-                half = torch.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]) * (1 + 2 * m) / 2
-                room = (torch.as_tensor(np.tan(fov / 2)) - half).clamp(min=0.0)  # (B,)
-                shift = rc.offcentre * (2 * torch.as_tensor(realism_draws[:, 2:4]) - 1) * room[:, None]
-                t[:, :2] += shift * t[:, 2:3]
+                box = projected_box(verts, R, t)  # (B, 4) normalised
+                centre = (box[:, :2] + box[:, 2:]) / 2
+                half = (box[:, 2:] - box[:, :2]) * (1 + 2 * m) / 2  # (B, 2), with the margin
+                room = (torch.as_tensor(np.tan(fov / 2))[:, None] - half).clamp(min=0.0)
+                goal = rc.offcentre * (2 * torch.as_tensor(realism_draws[:, 2:4]) - 1) * room
+                t[:, :2] += (goal - centre) * t[:, 2:3]
     else:
         jit = extra[:, :3] * pc.crop_jitter
         if rc.offcentre > 0:  # an off-centre crop that still holds the whole object
@@ -758,7 +783,8 @@ def render_views(
 
     Args:
         model: the mesh (normalised, object frame) and its identifiers.
-        model_index: its position in the planned model list (seeds its appearance).
+        model_index: its position in the planned model list (stored; the draws are keyed by
+            :func:`model_key` of its category and id).
         sample_indices: global sample indices (view ``i % config.views``).
         config: the generator configuration.
         category_index: index of ``model.category`` in the data set's category list.
@@ -770,11 +796,12 @@ def render_views(
         Per-sample arrays keyed as in the shard format (``B`` = ``len(sample_indices)``).
     """
     S = config.image_size
-    rngs = [sample_rng(config.seed, i) for i in sample_indices]
+    key = model_key(model.category, model.model_id)
     views = [i % config.views for i in sample_indices]
+    rngs = [sample_rng(config.seed, key, v) for v in views]
     verts64 = torch.as_tensor(model.verts, dtype=torch.float64)
     rc = config.realism
-    real_rngs = [sample_rng(config.seed, i, stream=2) for i in sample_indices] if rc.active else None
+    real_rngs = [sample_rng(config.seed, key, v, stream=2) for v in views] if rc.active else None
     draws = np.stack([r.uniform(size=8) for r in real_rngs]) if real_rngs else None
     vp, R, t, K = sample_camera(verts64, config, rngs, views, draws)
     R32, t32, K32 = R.float(), t.float(), K.float()
@@ -788,7 +815,7 @@ def render_views(
         points = sh.interpolate_faces(verts, faces, fi, bary.float())  # (B, S, S, 3)
         pcam = points @ R32.transpose(-1, -2).unsqueeze(1) + t32[:, None, None, :]
         normals = sh.pixel_normals(face_normals, fi, R32, pcam)
-        appearance = sh.sample_appearance(sample_rng(config.seed, model_index, stream=1), config.domain)
+        appearance = sh.sample_appearance(sample_rng(config.seed, key, None, stream=1), config.domain)
         lights = [sh.sample_lights(r, config.domain) for r in rngs]
         fg = sh.shade(points, normals, mask, appearance, lights)
         bg = torch.from_numpy(np.stack([sh.random_background(r, (S, S), config.domain, backgrounds) for r in rngs]))
@@ -1073,7 +1100,8 @@ def _render_shard(shard: int) -> tuple[int, int]:
 def _config_hash(config: SynthConfig, models: list[ModelRecord]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(config.to_dict(), sort_keys=True).encode())
-    h.update(json.dumps({"conventions": CONVENTIONS_VERSION, "format": FORMAT_VERSION}).encode())
+    versions = {"conventions": CONVENTIONS_VERSION, "format": FORMAT_VERSION, "sampling": SAMPLING_VERSION}
+    h.update(json.dumps(versions).encode())
     for r in models:
         h.update(f"{r.category}/{r.model_id}/{r.split}/{len(r.verts)}/{len(r.faces)}\n".encode())
         h.update(hashlib.sha256(np.ascontiguousarray(r.verts, np.float32).tobytes()).digest())

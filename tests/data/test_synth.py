@@ -187,10 +187,11 @@ def test_voxels_projected_with_the_stored_pose_match_the_mask(rendered):
         cats += [str(c) for c in d["category"]]
     # the voxel silhouette covers the mask (it is only dilated by the 32^3 surface voxels) ...
     assert max(missed) < 0.01, missed
-    # ... and matches it: IoU >= 0.85 for solid shapes; thin chair legs fill whole voxels
-    # (half a voxel = 1 px at this framing), which costs a chair up to ~0.1 IoU.
-    assert min(i for i, c in zip(ious, cats) if c == "car") >= 0.85, ious
-    assert min(ious) >= 0.74 and np.mean(ious) >= 0.85, ious
+    # ... and matches it: IoU >= 0.8 for solid shapes (a 1 px dilation of the outline of a car
+    # seen from the front, ~20 px tall, costs up to ~0.18); thin chair legs fill whole voxels
+    # (half a voxel = 1 px at this framing), which costs a chair up to ~0.1 more.
+    assert min(i for i, c in zip(ious, cats) if c == "car") >= 0.8, ious
+    assert min(ious) >= 0.74 and np.mean(ious) >= 0.82, ious
 
 
 def test_same_seed_same_shards_and_worker_count_does_not_matter(tmp_path, rendered):
@@ -486,3 +487,28 @@ def test_real_cli_entry_point_procedural_and_pascal3d(tmp_path, capsys, shared_d
     (tmp_path / "empty").mkdir()
     assert main(["data", "render", "--meshes", str(tmp_path / "empty"), "--out", str(tmp_path / "x")]) != 0
     assert "no mesh files found" in capsys.readouterr().err
+
+
+def test_held_out_split_shares_no_draws_with_the_training_split(tmp_path):
+    """A test split rendered with the training seed must not repeat the training poses,
+    lights and backgrounds (sampling version 1 did: test sample i = training sample i)."""
+    cfg = _cfg(voxel_res=0, views=4, samples_per_shard=8)
+    kw = {"categories": ["car"], "models_per_category": 10}
+    _render(tmp_path / "train", cfg, split="train", **kw)
+    _render(tmp_path / "test", cfg, split="test", **kw)
+    _render(tmp_path / "all", cfg, **kw)
+    tr, te, al = (
+        {k: np.concatenate([s[k] for s in _shards(tmp_path / n).values()]) for k in ("viewpoint", "images", "model_id")}
+        for n in ("train", "test", "all")
+    )
+    assert len(te["viewpoint"]) and len(tr["viewpoint"])
+    dist = np.abs(te["viewpoint"][:, None, :3] - tr["viewpoint"][None, :, :3]).max(-1)
+    assert dist.min() > 1e-4  # no test view has a training view's angles
+    # a model renders the same whether its split is rendered alone or with every model
+    for name in ("train", "test"):
+        d = tr if name == "train" else te
+        for j, mid in enumerate(d["model_id"]):
+            k = np.nonzero(al["model_id"] == mid)[0][j % 4]
+            np.testing.assert_array_equal(d["images"][j], al["images"][k])
+    assert synth.model_key("car", "000") != synth.model_key("car", "001")
+    assert synth.model_key("car", "000") == synth.model_key("car", "000")
