@@ -78,6 +78,9 @@ class RetrievalConfig:
     w_shape: float = 1.0  # ours: the paper sums the losses without weights
     w_anchor: float = 1.0
     w_residual: float = 1.0
+    #: Database entry = mean shape embedding over this many super-Fibonacci rotations of
+    #: the model (ours: the paper does not say how database entries are embedded).
+    index_rotations: int = 32
     lr: float = 1e-4  # paper: Adam, 1e-4
     stage1_epochs: int = 100  # paper: 100 epochs
     stage1_samples: int = 10000  # paper: 10,000 samples per epoch

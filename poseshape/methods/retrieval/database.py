@@ -4,7 +4,7 @@
 ``verts (M, Vmax, 3)`` float32 object-frame vertices (unit cube, zero-padded), ``faces (M,
 Fmax, 3)`` int64, ``num_verts (M,)``, ``num_faces (M,)``, ``voxels (M, 32, 32, 32)`` uint8
 occupancy, ``names (M, L)`` uint8 UTF-8 ``"category/model_id"``, ``embeddings (M, E)`` the
-shape embeddings of the canonical grids (``(M, 0)`` before the ``index`` stage), and
+mean shape embeddings of each model under ``index_rotations`` rotations (:func:`embed_models`) (``(M, 0)`` before the ``index`` stage), and
 ``fingerprint (64,)`` uint8, the hex SHA-256 of the embedding network that computed them.
 
 A database *file* (``poseshape retrieval index --out DB``) is a ``torch.save`` dict of the
@@ -30,6 +30,7 @@ from torch import nn
 from poseshape.core.errors import FileFormatError, PoseshapeError, ShapeError
 from poseshape.core.io import atomic_save
 from poseshape.data.collections import MeshCollection
+from poseshape.methods.retrieval.model import rotate_grids
 from poseshape.shapes.meshes import Mesh
 from poseshape.shapes.voxels import voxelize
 
@@ -38,6 +39,7 @@ __all__ = [
     "ExactIndex",
     "ModelBank",
     "collection_buffers",
+    "embed_models",
     "load_database",
     "network_fingerprint",
     "open_collection",
@@ -55,6 +57,26 @@ def network_fingerprint(module: nn.Module) -> str:
         h.update(str(tuple(v.shape)).encode())
         h.update(v.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+@torch.no_grad()
+def embed_models(embed: nn.Module, voxels: torch.Tensor, rotations: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """Database embeddings ``(M, E)``: the mean shape embedding of each model's grid
+    ``voxels (M, Q, Q, Q)`` under ``rotations (R, 4)`` (re-binarised at 0.5), with ``embed``
+    in eval mode. The mean over rotations makes the entry a pose-independent prototype (CE
+    alone does not make single embeddings pose-invariant)."""
+    was = embed.training
+    embed.eval()
+    dev = next(embed.parameters()).device
+    rot = rotations.to(dev, torch.float32)
+    out = []
+    for i in range(len(voxels)):
+        g = voxels[i].to(dev).float()[None, None].expand(len(rot), 1, *voxels.shape[1:])
+        grids = (rotate_grids(g, rot) > 0.5).float()
+        z = torch.cat([embed(grids[k : k + batch])["shape"] for k in range(0, len(rot), batch)])
+        out.append(z.mean(0))
+    embed.train(was)
+    return torch.stack(out)
 
 
 def _encode_names(names: list[str]) -> torch.Tensor:
@@ -250,7 +272,7 @@ class ExactIndex:
     ``search(queries (B, E), k)`` -> ``(distances (B, k), indices (B, k))``: Euclidean
     distances (ascending) and int64 row indices. Squared distances come from
     ``|q|^2 - 2 q.x + |x|^2`` in float32 over chunks of ``chunk`` database rows, clamped
-    at 0 (ties: the lower index). Memory per query: ``chunk`` floats plus the top-k.
+    at 0 (the order among exactly equal distances is unspecified). Memory per query: ``chunk`` floats plus the top-k.
     """
 
     def __init__(self, embeddings: torch.Tensor, chunk: int = 65536):
@@ -282,6 +304,6 @@ class ExactIndex:
                 best_d, best_i = d, i
             else:
                 cd, ci = torch.cat([best_d, d], 1), torch.cat([best_i, i], 1)
-                o = cd.argsort(1, stable=True)[:, :k]
+                o = cd.sort(dim=1, stable=True).indices[:, :k]
                 best_d, best_i = cd.gather(1, o), ci.gather(1, o)
         return best_d.sqrt(), best_i

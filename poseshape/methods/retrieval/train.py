@@ -9,8 +9,8 @@ Modules: ``embed`` (:class:`.model.VoxelEmbeddingNet`), ``heads`` (:class:`.mode
    ``heads``: shape CE over the models (or a triplet loss), anchor CE + Huber on the
    L2-normalised residual of the nearest anchor. Adam 1e-4, ``stage1_epochs`` x
    ``stage1_samples``.
-3. ``index``: the shape embeddings of the canonical grids go into ``bank`` with the
-   embedding network's fingerprint (one step).
+3. ``index``: each model's mean shape embedding over ``index_rotations`` rotations
+   (:func:`.database.embed_models`) goes into ``bank`` with the network's fingerprint (one step).
 4. ``regression`` (stage II): ``regressor`` on renders; L1 to the stage-I embeddings of the
    true model in the true rotation, the frozen stage-I heads on the image embeddings (shape
    CE, anchor CE + Huber) and translation anchors (CE + Huber on the cell residual).
@@ -26,7 +26,7 @@ from torch import nn
 from poseshape.core.errors import PoseshapeError
 from poseshape.engine.checkpoint import unwrap_module
 from poseshape.engine.registry import Stage, StageContext
-from poseshape.geometry.anchors import TranslationAnchors
+from poseshape.geometry.anchors import TranslationAnchors, super_fibonacci_anchors
 from poseshape.geometry.rotations import quaternion_geodesic_distance
 from poseshape.losses import anchor_losses
 from poseshape.methods.retrieval.config import RetrievalConfig
@@ -37,7 +37,13 @@ from poseshape.methods.retrieval.data import (
     prepare_renders,
     random_rotations,
 )
-from poseshape.methods.retrieval.database import ExactIndex, ModelBank, collection_buffers, network_fingerprint
+from poseshape.methods.retrieval.database import (
+    ExactIndex,
+    ModelBank,
+    collection_buffers,
+    embed_models,
+    network_fingerprint,
+)
 from poseshape.methods.retrieval.model import (
     BACKBONES,
     EmbeddingHeads,
@@ -66,6 +72,11 @@ def check_config(cfg: RetrievalConfig) -> None:
 def translation_anchors(cfg: RetrievalConfig) -> TranslationAnchors:
     """The translation cells of ``cfg`` (``t_low``, ``t_high``, ``t_counts``)."""
     return TranslationAnchors(tuple(cfg.t_low), tuple(cfg.t_high), tuple(int(c) for c in cfg.t_counts))
+
+
+def index_rotations(cfg: RetrievalConfig) -> torch.Tensor:
+    """The ``index_rotations`` super-Fibonacci rotations ``(R, 4)`` the database entries average over."""
+    return super_fibonacci_anchors(int(cfg.index_rotations)).float()
 
 
 def build(cfg: RetrievalConfig) -> dict[str, nn.Module]:
@@ -187,8 +198,9 @@ def _validate_embedding(models, batches, ctx):
     q = random_rotations(len(model), ctx.seed, "stage1-val", device=model.device)
     emb = models["embed"](rotated_grids(bank, model, q))
     out = heads(emb["shape"], emb["pose"])
-    canon = models["embed"](bank.voxels.float()[:, None])["shape"]
-    _, nn_idx = ExactIndex(canon).search(emb["shape"], 1)
+    _, nn_idx = ExactIndex(embed_models(models["embed"], bank.voxels, index_rotations(ctx.config))).search(
+        emb["shape"], 1
+    )
     err = quaternion_geodesic_distance(heads.rotation(out), q).rad2deg()
     return {
         "val_cls_acc": float((out["shape_logits"].argmax(1) == model).float().mean()),
@@ -202,11 +214,7 @@ def _validate_embedding(models, batches, ctx):
 def _index_step(models, batch, ctx):
     bank: ModelBank = unwrap_module(models["bank"])
     embed = unwrap_module(models["embed"])
-    with torch.no_grad():
-        was = embed.training
-        embed.eval()
-        z = torch.cat([embed(bank.voxels[i : i + 64].float()[:, None])["shape"] for i in range(0, len(bank), 64)])
-        embed.train(was)
+    z = embed_models(embed, bank.voxels, index_rotations(ctx.config))
     bank.set_embeddings(z, network_fingerprint(embed))
     return {"loss": torch.zeros((), requires_grad=True), "indexed": float(len(bank))}
 
