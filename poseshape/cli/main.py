@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "refine": "poseshape.cli.refine",
     "scene": "poseshape.cli.scene",
     "demo": "poseshape.cli.demo",
+    "retrieval": "poseshape.cli.retrieval",
 }
 
 

@@ -96,6 +96,8 @@ def open_collection(meshes: str, categories=None, per_category: int = 4, seed: i
     """``"procedural"`` (``per_category`` shapes of each of ``categories``) or a mesh folder."""
     if meshes == "procedural":
         return MeshCollection.procedural(categories or None, per_category=per_category, seed=seed)
+    if not Path(meshes).is_dir():
+        raise FileFormatError(f"retrieval: mesh folder {meshes} does not exist")
     return MeshCollection(meshes, categories=categories or None)
 
 
