@@ -1,16 +1,161 @@
-"""Paper 001's 2D-3D self-consistency losses on the voxel ray renderer
-(:func:`poseshape.render.voxel.ray_terms`): ``L_ray`` (eqs. 1-4), ``L_proj`` (eq. 5) and
-``L_sc`` (eq. 6), plus the module form."""
+"""Paper 001's 2D-3D self-consistency losses: ``L_ray`` (eqs. 1-4), ``L_proj`` (eq. 5) and
+``L_sc`` (eq. 6), plus the module form.
+
+Two ray-sampling schemes (``sampling=``):
+
+* ``"paper"`` (default for pinhole cameras): paper 001's fixed depth set ``d_i = i / N``,
+  ``1 <= i <= N``: the ``i``-th point of pixel ``(u, v)``'s ray is
+  ``l_i = d_i D ((u - u0) / fu, (v - v0) / fv, 1)`` in the camera frame, i.e. camera *depths*
+  ``z_i = D i / N``, mapped to the object frame by ``X = R^T (l_i - t)`` (the paper writes
+  the camera-to-object map as ``R (l_i + t)``).  The paper's depths are in normalised units;
+  ours are in units of ``D = depth_far`` (default ``2 |t|``: the samples reach from the
+  camera to twice the object's distance, the object centre at ``i = N / 2``).
+* ``"sphere"``: :func:`poseshape.render.voxel.ray_terms`' samples on the bounding-sphere
+  chord (metric spacing ``2 r / N``, ``r = sqrt(3) / 2``); also used for weak perspective,
+  for which the paper defines no depth set.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from poseshape.core.checks import check_finite
 from poseshape.core.errors import ShapeError
 from poseshape.render.voxel import DEFAULT_MAX_POINTS, check_mask, ray_terms
 
-__all__ = ["SelfConsistencyLoss", "projection_iou_loss", "ray_consistency_loss", "self_consistency_loss"]
+__all__ = [
+    "RAY_SAMPLINGS",
+    "SelfConsistencyLoss",
+    "paper_ray_samples",
+    "projection_iou_loss",
+    "ray_consistency_loss",
+    "ray_terms_sampled",
+    "self_consistency_loss",
+]
+
+#: Ray-sampling schemes of the losses (module docstring).
+RAY_SAMPLINGS = ("paper", "sphere")
+
+
+def paper_ray_samples(
+    voxels: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    K: torch.Tensor,
+    image_size: tuple[int, int],
+    n_samples: int = 64,
+    depth_far: float | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Occupancy at paper 001's ray samples (eq. 1): ``x_i = Tri(voxels, R^T (l_i - t))``.
+
+    Pixel centres are ``(u, v) = (j + 0.5, i + 0.5)``; sample ``i = 1..N`` of a pixel's ray
+    is the camera point of depth ``z_i = depth_far * i / N`` on it (module docstring).
+    Samples outside the unit cube read 0 (trilinear, zero padding).
+
+    Args:
+        voxels: ``(B, 1, D, H, W)`` aligned occupancy over the unit cube ``(d, h, w) = (z, y, x)``.
+        R: ``(B, 3, 3)`` object-to-camera rotation; t: ``(B, 3)`` translation (object units).
+        K: ``(B, 3, 3)`` pinhole intrinsics in pixels of an ``image_size = (H, W)`` image.
+        n_samples: ``N``.
+        depth_far: ``D`` (object units), a number or ``(B,)``; default ``2 |t|``.
+
+    Returns:
+        ``(B, H*W, N)`` occupancies, near to far, differentiable in voxels, R, t and K.
+    """
+    if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
+        raise ShapeError(f"n_samples: expected a positive int, got {n_samples!r}")
+    B = voxels.shape[0]
+    for name, x, tail in (("R", R, (3, 3)), ("t", t, (3,)), ("K", K, (3, 3))):
+        if not isinstance(x, torch.Tensor) or tuple(x.shape) != (B, *tail):
+            raise ShapeError(f"{name}: expected shape {(B, *tail)}, got {tuple(getattr(x, 'shape', ()))}")
+    H, W = int(image_size[0]), int(image_size[1])
+    dt = voxels.dtype
+    if depth_far is None:
+        far = 2.0 * t.to(dt).norm(dim=-1)
+    else:
+        far = torch.as_tensor(depth_far, dtype=dt, device=voxels.device).reshape(-1).expand(B)
+    check_finite(far, "depth_far")
+    if (far <= 0).any():
+        raise ShapeError("depth_far: must be > 0 (the camera must not sit at the object origin)")
+    v, u = torch.meshgrid(
+        torch.arange(H, device=voxels.device, dtype=dt) + 0.5,
+        torch.arange(W, device=voxels.device, dtype=dt) + 0.5,
+        indexing="ij",
+    )
+    pix = torch.stack([u.reshape(-1), v.reshape(-1), torch.ones_like(u).reshape(-1)], -1)  # (P, 3)
+    rays = torch.einsum("bij,pj->bpi", torch.linalg.inv(K.to(dt)), pix)  # (B, P, 3), z = 1
+    d = far[:, None] * torch.arange(1, n_samples + 1, device=voxels.device, dtype=dt) / n_samples  # (B, N)
+    pts = rays[:, :, None, :] * d[:, None, :, None] - t.to(dt)[:, None, None, :]  # camera minus t
+    X = torch.einsum("bpnk,bkj->bpnj", pts, R.to(dt))  # R^T (l - t): row vector times R
+    P = H * W
+    occ = F.grid_sample(
+        voxels, (2.0 * X).view(B, 1, P, n_samples, 3), mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    return occ.view(B, P, n_samples)
+
+
+def _ray_reduce(occ: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eqs. 2-4 on ``occ (B, P, N)`` and the mask ``m (B, P)``: ``(per-pixel loss, 1 - q_pen)``."""
+    trans = torch.cumprod(1.0 - occ, dim=-1)
+    excl = torch.cat([torch.ones_like(trans[..., :1]), trans[..., :-1]], dim=-1)
+    q = occ * excl  # eq. 2
+    pen = trans[..., -1]  # eq. 3
+    return m * pen + (1.0 - m) * q.sum(dim=-1), 1.0 - pen  # eq. 4
+
+
+def ray_terms_sampled(
+    voxels,
+    R,
+    t,
+    mask,
+    K=None,
+    scale=None,
+    n_samples: int = 64,
+    max_points: int = DEFAULT_MAX_POINTS,
+    sampling: str = "paper",
+    depth_far=None,
+):
+    """:func:`poseshape.render.voxel.ray_terms` with the sampling scheme chosen (module docstring).
+
+    ``sampling="paper"`` needs a pinhole ``K`` (``(B, 3, 3)`` or ``(3, 3)``) and processes
+    ``max_points`` samples at a time (whole images); weak perspective (``scale``) always
+    uses ``"sphere"``.  Returns ``(ray_loss, proj, m)``, each ``(B, 1, H, W)``.
+    """
+    if sampling not in RAY_SAMPLINGS:
+        raise ShapeError(f"sampling: expected one of {RAY_SAMPLINGS}, got {sampling!r}")
+    is_pinhole = isinstance(K, torch.Tensor) and K.shape[-2:] == (3, 3) and scale is None
+    if sampling == "sphere" or not is_pinhole:
+        if depth_far is not None:
+            raise ShapeError("depth_far: only used by sampling='paper' with a pinhole K")
+        return ray_terms(voxels, R, t, mask, K, scale, n_samples, max_points)
+    if mask is None:
+        raise ShapeError("mask: required, the observed (B, 1, H, W) silhouette")
+    check_mask(mask)
+    if not isinstance(voxels, torch.Tensor) or voxels.dim() != 5 or voxels.shape[1] != 1:
+        raise ShapeError(f"voxels: expected shape (B, 1, D, H, W), got {tuple(getattr(voxels, 'shape', ()))}")
+    B = max(voxels.shape[0], mask.shape[0], R.shape[0] if R.dim() == 3 else 1)
+    vox = voxels.expand(B, *voxels.shape[1:])
+    Rb = R.expand(B, 3, 3) if R.dim() == 3 else R[None].expand(B, 3, 3)
+    tb = t.expand(B, 3) if t.dim() == 2 else t[None].expand(B, 3)
+    Kb = K.to(vox).expand(B, 3, 3) if K.dim() == 3 else K.to(vox)[None].expand(B, 3, 3)
+    H, W = mask.shape[2:]
+    m = mask.to(device=vox.device, dtype=vox.dtype).expand(B, 1, H, W).reshape(B, -1)
+    far = depth_far
+    if isinstance(far, torch.Tensor) and far.dim() == 1 and far.shape[0] != B:
+        far = far.expand(B)
+    bc = max(1, int(max_points) // max(1, H * W * n_samples))
+    losses, projs = [], []
+    for b0 in range(0, B, bc):
+        sl = slice(b0, b0 + bc)
+        f = far[sl] if isinstance(far, torch.Tensor) and far.dim() == 1 else far
+        occ = paper_ray_samples(vox[sl], Rb[sl], tb[sl], Kb[sl], (H, W), n_samples, f)
+        lo, pr = _ray_reduce(occ, m[sl])
+        losses.append(lo)
+        projs.append(pr)
+    shape = (B, 1, H, W)
+    return torch.cat(losses).reshape(shape), torch.cat(projs).reshape(shape), m.reshape(shape)
 
 
 def ray_consistency_loss(
@@ -24,6 +169,8 @@ def ray_consistency_loss(
     n_samples: int = 64,
     reduction: str = "mean",
     max_points: int = DEFAULT_MAX_POINTS,
+    sampling: str = "paper",
+    depth_far: float | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Paper 001's ray-consistency loss ``L_ray`` (eqs. 1-4, after DRC).
 
@@ -42,13 +189,15 @@ def ray_consistency_loss(
         n_samples: samples per ray (paper 001: 64).
         reduction: ``"mean"`` (paper), ``"sum"`` or ``"none"`` (``(B, 1, H, W)`` map).
         max_points: memory bound as in :func:`project_voxels`.
+        sampling: ``"paper"`` (``d_i = i / N``; pinhole) or ``"sphere"`` (module docstring).
+        depth_far: the depth unit ``D`` of ``sampling="paper"`` (default ``2 |t|``).
 
     Returns:
         Scalar loss (or the per-pixel map), differentiable w.r.t. voxels and pose.
     """
     if reduction not in ("mean", "sum", "none"):
         raise ShapeError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
-    loss, _, _ = ray_terms(voxels, R, t, mask, K, scale, n_samples, max_points)
+    loss, _, _ = ray_terms_sampled(voxels, R, t, mask, K, scale, n_samples, max_points, sampling, depth_far)
     if reduction == "mean":
         return loss.mean()
     if reduction == "sum":
@@ -98,6 +247,8 @@ def self_consistency_loss(
     lambda_ray: float = 10.0,
     lambda_proj: float = 0.25,
     max_points: int = DEFAULT_MAX_POINTS,
+    sampling: str = "paper",
+    depth_far: float | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Paper 001's 2D-3D self-consistency loss (eq. 6).
 
@@ -114,11 +265,12 @@ def self_consistency_loss(
         n_samples: samples per ray (paper 001: 64).
         lambda_ray, lambda_proj: the weights of eq. 6.
         max_points: memory bound as in :func:`project_voxels`.
+        sampling, depth_far: the ray samples, as in :func:`ray_consistency_loss`.
 
     Returns:
         Scalar loss, differentiable w.r.t. voxels and pose.
     """
-    loss, proj, m = ray_terms(voxels, R, t, mask, K, scale, n_samples, max_points)
+    loss, proj, m = ray_terms_sampled(voxels, R, t, mask, K, scale, n_samples, max_points, sampling, depth_far)
     return 0.5 * (lambda_ray * loss.mean() + lambda_proj * projection_iou_loss(proj, m))
 
 
@@ -131,10 +283,14 @@ class SelfConsistencyLoss(nn.Module):
         lambda_ray: float = 10.0,
         lambda_proj: float = 0.25,
         max_points: int = DEFAULT_MAX_POINTS,
+        sampling: str = "paper",
+        depth_far: float | None = None,
     ):
         super().__init__()
+        if sampling not in RAY_SAMPLINGS:
+            raise ShapeError(f"sampling: expected one of {RAY_SAMPLINGS}, got {sampling!r}")
         self.n_samples, self.lambda_ray, self.lambda_proj = n_samples, lambda_ray, lambda_proj
-        self.max_points = max_points
+        self.max_points, self.sampling, self.depth_far = max_points, sampling, depth_far
 
     def forward(self, voxels, R, t, K=None, mask=None, scale=None):
         return self_consistency_loss(
@@ -148,4 +304,6 @@ class SelfConsistencyLoss(nn.Module):
             lambda_ray=self.lambda_ray,
             lambda_proj=self.lambda_proj,
             max_points=self.max_points,
+            sampling=self.sampling,
+            depth_far=self.depth_far,
         )
