@@ -119,6 +119,7 @@ def run_stage1(args) -> list[str]:
         lines.append(line)
     lines.append("")
     lines.append(f"Wall time {time.perf_counter() - t0:.0f} s.")
+    print("\n".join(lines), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -28,11 +28,14 @@ class DataConfig:
         procedural_seed: seed of the procedural shapes.
         views: training renders per model (stage II; ours: the paper trains on PASCAL3D+
             photos); val_views / test_views: held-out renders per model (other seeds).
+        appearances: the training views are split over this many render seeds, each with
+            its own per-model appearance (ours; see :func:`.data.prepare_renders`).
         image_size: side of the rendered square images in pixels.
         domain: data-engine appearance (``"render"`` or ``"natural"``).
         seed: seed of the renders; the val and test renders use ``seed + 1`` / ``seed + 2``.
         train, val, test: folders of shards already rendered from the *same* model list
-            (``poseshape data render --framing fixed``); empty: rendered into ``RUN/data``.
+            (``poseshape data render --framing fixed``; several: comma-separated); empty:
+            rendered into ``RUN/data``.
         workers: render worker processes.
     """
 
@@ -41,6 +44,7 @@ class DataConfig:
     models_per_category: int = 4
     procedural_seed: int = 0
     views: int = 200
+    appearances: int = 10
     val_views: int = 4
     test_views: int = 8
     image_size: int = 128

@@ -5,8 +5,8 @@ the canonical 32^3 grids of the database models; its dataset only yields model i
 Stage II uses renders of *every* database model by the data engine (``framing="fixed"``:
 one pinhole camera, ``K`` from ``fov_deg``, the object at distance ``distance`` shifted by
 up to ``translation_jitter`` in the image plane): train, val and test renders differ only by
-their seed, so the test views are held out but the models are the database's, as in the
-paper's retrieval among the PASCAL3D+ CAD models.
+their seeds (views and appearances), so the test views are held out but the models are the
+database's, as in the paper's retrieval among the PASCAL3D+ CAD models.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from poseshape.core.errors import PoseshapeError
 from poseshape.data.collections import MeshCollection
@@ -87,56 +87,73 @@ def synth_config(
 
 def prepare_renders(
     cfg: RetrievalConfig, out_dir: str | os.PathLike | None, splits=("train", "val", "test")
-) -> dict[str, Path]:
+) -> dict[str, list[Path]]:
     """Render folders of ``splits`` (given ones are checked and used as they are; the others
-    are rendered, resumably, into ``out_dir/data/<split>`` or a temporary folder)."""
+    are rendered, resumably, into ``out_dir/data/<split>`` or a temporary folder).
+
+    The data engine draws one appearance (colours, material) per model and seed, so the
+    training views are rendered as ``data.appearances`` folders of different seeds
+    (``seed + 10 + k``; else the network learns each model's colour instead of its shape);
+    val and test use the seeds ``seed + 1`` and ``seed + 2`` (unseen appearances too).
+    Returns ``{split: [folder, ...]}``.
+    """
     d = cfg.data
     base = Path(out_dir) / "data" if out_dir is not None else Path(tempfile.gettempdir()) / "retrieval_renders"
-    views = {"train": d.views, "val": d.val_views, "test": d.test_views}
     given = {"train": d.train, "val": d.val, "test": d.test}
-    out: dict[str, Path] = {}
+    out: dict[str, list[Path]] = {}
     coll = None
-    for k, s in enumerate(("train", "val", "test")):
+    for s in ("train", "val", "test"):
         if s not in splits:
             continue
         if given[s]:
-            if not (Path(given[s]) / "index.json").is_file():
-                raise PoseshapeError(f"retrieval: data.{s}={given[s]} is not a rendered data set (no index.json)")
-            out[s] = Path(given[s])
+            folders = [Path(p) for p in str(given[s]).split(",") if p]
+            for f in folders:
+                if not (f / "index.json").is_file():
+                    raise PoseshapeError(f"retrieval: data.{s}={f} is not a rendered data set (no index.json)")
+            out[s] = folders
             continue
-        if views[s] < 1:
-            continue
+        if s == "train":
+            k = max(1, int(d.appearances))
+            jobs = [(base / "train" / f"a{i:02d}", -(-d.views // k), d.seed + 10 + i) for i in range(k)]
+        else:
+            views = d.val_views if s == "val" else d.test_views
+            jobs = [(base / s, views, d.seed + (1 if s == "val" else 2))] if views > 0 else []
         coll = coll or config_collection(cfg)
-        folder = base / s
-        render_dataset(coll, folder, synth_config(cfg, views[s], d.seed + k), workers=int(d.workers), progress=False)
-        out[s] = folder
+        for folder, views, seed in jobs:
+            render_dataset(coll, folder, synth_config(cfg, views, seed), workers=int(d.workers), progress=False)
+        if jobs:
+            out[s] = [j[0] for j in jobs]
     return out
 
 
 class ImageSamples(Dataset):
-    """Stage II samples: ``{"image" (3, S, S), "R" (3, 3), "q" (4,), "t" (3,), "K" (3, 3),
-    "model" int64 () (database row), "occluded"/"truncated" bool ()}`` of a render folder.
+    """Stage II samples: ``{"image" (3, S, S), "mask" (1, S, S), "R" (3, 3), "q" (4,), "t" (3,),
+    "K" (3, 3), "model" int64 () (database row)}`` of one render folder or a list of them.
 
     ``names``: the database's ``"category/model_id"`` rows; a render of a model missing
     from it raises :class:`PoseshapeError`.
     """
 
-    def __init__(self, root: str | os.PathLike, names: list[str], limit: int | None = None):
-        self.ds = ShardDataset(root)
+    def __init__(self, root, names: list[str], limit: int | None = None):
+        roots = [root] if isinstance(root, (str, os.PathLike)) else list(root)
+        parts = [ShardDataset(r) for r in roots]
+        self.ds = parts[0]
+        self.cat = ConcatDataset(parts)
         self.lookup = {n: i for i, n in enumerate(names)}
-        missing = sorted({f"{m['category']}/{m['model_id']}" for m in self.ds.meta["models"]} - set(self.lookup))
+        models = {f"{m['category']}/{m['model_id']}" for p in parts for m in p.meta["models"]}
+        missing = sorted(models - set(self.lookup))
         if missing:
             raise PoseshapeError(
                 f"retrieval: {root} renders models that are not in the database: {missing[:5]}"
                 f"{' ...' if len(missing) > 5 else ''}"
             )
-        self.n = len(self.ds) if limit is None else min(len(self.ds), int(limit))
+        self.n = len(self.cat) if limit is None else min(len(self.cat), int(limit))
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int) -> dict:
-        it = self.ds[i]
+        it = self.cat[i]
         return {
             "image": it["image"],
             "mask": it["mask"],

@@ -153,11 +153,7 @@ class ModelBank(nn.Module):
     @property
     def indexed(self) -> bool:
         """Whether the embeddings have been computed (the ``index`` stage ran)."""
-        return (
-            len(self) > 0
-            and self.embeddings.shape == (len(self), self.embeddings.shape[1])
-            and self.embeddings.shape[1] > 0
-        )
+        return len(self) > 0 and self.embeddings.shape[0] == len(self) and self.embeddings.shape[1] > 0
 
     @property
     def fingerprint_hex(self) -> str:

@@ -70,7 +70,7 @@ def _run(predictor, ds: ImageSamples, limit: int | None, batch_size: int) -> dic
         d = torch.cdist(out["shape"].float(), predictor.index.x)
         heads_out = predictor.heads(out["shape"], out["pose"])
         q = predictor.heads.rotation(heads_out)
-        R = _quat_to_R(q)
+        R = quaternion_to_matrix(q.double())
         gt_R = torch.stack([it["R"] for it in items]).to(R)
         acc["scores"].append(-d.cpu())
         acc["head"].append(heads_out["shape_logits"].cpu())
@@ -83,10 +83,6 @@ def _run(predictor, ds: ImageSamples, limit: int | None, batch_size: int) -> dic
     res = {k: torch.cat(v) for k, v in acc.items() if k != "cat"}
     res["cat"] = acc["cat"]
     return res
-
-
-def _quat_to_R(q: torch.Tensor) -> torch.Tensor:
-    return quaternion_to_matrix(q.double())
 
 
 def _row(res: dict, mask: torch.Tensor | None, by_head: bool) -> dict[str, Any]:
@@ -135,7 +131,7 @@ def evaluate(
         raise PoseshapeError(f"evaluate: rows must be some of {ROWS}, got {rows}")
     cfg = predictor.config
     base = Path(run_dir) if run_dir is not None else Path(tempfile.gettempdir()) / "retrieval_eval"
-    root = Path(data) if data else prepare_renders(cfg, base, splits=("test",))["test"]
+    root = [Path(data)] if data else prepare_renders(cfg, base, splits=("test",))["test"]
     names = [predictor.bank.name(i) for i in range(len(predictor.bank))]
     res = _run(predictor, ImageSamples(root, names), limit, int(batch_size))
     out: dict[str, Any] = {}
@@ -158,4 +154,10 @@ def evaluate(
                 progress=False,
             )
             out[r] = _row(_run(predictor, ImageSamples(folder, names), limit, int(batch_size)), None, False)
-    return {"rows": out, "columns": COLUMNS, "data": str(root), "samples": int(len(res["gt"])), "models": len(names)}
+    return {
+        "rows": out,
+        "columns": COLUMNS,
+        "data": ",".join(str(r) for r in root),
+        "samples": int(len(res["gt"])),
+        "models": len(names),
+    }

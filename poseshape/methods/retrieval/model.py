@@ -178,9 +178,8 @@ class ImageRegressor(nn.Module):
         if width < 8 or width % 8:
             raise PoseshapeError(f"retrieval: backbone_width must be a positive multiple of 8, got {width}")
         block, layers = (Bottleneck, [3, 4, 6, 3]) if backbone == "resnet50" else (BasicBlock, [2, 2, 2, 2])
-        net = ResNet(block, layers, num_classes=1)
-        if width != 64:  # torchvision builds with 64; rebuild the stem and stages narrower
-            net = _narrow_resnet(block, layers, width)
+        # torchvision's ResNet (width 64), or the same network with narrower stages
+        net = ResNet(block, layers, num_classes=1) if width == 64 else _NarrowResNet(block, layers, width)
         feat = net.fc.in_features
         net.fc = nn.Identity()
         self.body = net
@@ -254,7 +253,3 @@ class _NarrowResNet(ResNet):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
-
-
-def _narrow_resnet(block, layers, width: int) -> ResNet:
-    return _NarrowResNet(block, layers, width)

@@ -224,7 +224,7 @@ def _regression_data(cfg: RetrievalConfig, ctx: StageContext, bank_names):
     paths = prepare_renders(cfg, ctx.out_dir, splits=("train", "val"))
     names = bank_names()
     train = ImageSamples(paths["train"], names)
-    val = ImageSamples(paths["val"], names) if "val" in paths else None
+    val = ImageSamples(paths["val"], names) if paths.get("val") else None
     return train, val
 
 
