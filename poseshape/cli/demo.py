@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
+from poseshape.core.errors import PoseshapeWarning
 from poseshape.data.dataset import ShardDataset
 from poseshape.engine.output import write_prediction
 from poseshape.engine.predictor import default_checkpoint, load_predictor
@@ -128,7 +130,9 @@ def reconstruct_gallery(predictor, data_root: Path, out: Path, n: int) -> Path:
     for k, i in enumerate(idx):
         item = ds[int(i)]
         image, mask = item["image"], item["mask"]
-        pred = predictor.reconstruct(image)  # the whole image: the renders are framed as in training
+        with warnings.catch_warnings():  # "no mask" is deliberate here
+            warnings.simplefilter("ignore", PoseshapeWarning)
+            pred = predictor.reconstruct(image)  # the whole image: the renders are framed as in training
         folder = out / f"{k:02d}_{item['category_name']}"
         files = write_prediction(pred, 0, folder, mask=mask, method=predictor.method)
         rows.append(

@@ -14,16 +14,24 @@ the mask of that same square (``refine6dof`` refines its pose online against it)
 each image it writes ``posed_voxels.npz``, ``mesh.obj``, ``mesh.glb``, ``pose.json``,
 ``overlay.png`` and ``views.png`` into ``--out`` (one image) or ``--out/<image name>/``
 (several). All inputs and the checkpoint are checked before anything is written.
+
+With a mask the pose is refined against it by default (``--no-refine`` turns it off). Each
+doubtful input or result (no mask; an inverted, tiny or border-cut mask; a low silhouette
+IoU; an uncertain category) is printed as ``warning: ...`` with its fix and recorded in
+``pose.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from poseshape.core.errors import PoseshapeError
+from tqdm import tqdm
+
+from poseshape.core.errors import PoseshapeError, PoseshapeWarning
 from poseshape.engine.predictor import load_predictor
 from poseshape.engine.reconstruct import load_input, predictor_square, reconstruct_image
 
@@ -59,12 +67,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument(
+    ref = p.add_mutually_exclusive_group()
+    ref.add_argument(
         "--refine",
         action="store_true",
-        help="refine the predicted pose against the mask (test-time silhouette alignment, "
-        "docs/refine.md); needs a mask or an RGBA image; every method that declares itself "
-        "refinable (reproject, refine6dof) supports it",
+        help="require refinement of the pose against the mask (an error without a mask). By "
+        "default the pose is refined whenever there is a mask and the method can refine "
+        "(test-time silhouette alignment, docs/refine.md)",
+    )
+    ref.add_argument("--no-refine", action="store_true", help="do not refine the predicted pose")
+    p.add_argument(
+        "--category",
+        default=None,
+        help="the object's category, if you know it: only used to warn when the model was not trained on it",
     )
     p.add_argument("--refine-steps", type=int, default=None, metavar="N", help="refinement steps (default 30)")
     p.add_argument("--refine-starts", type=int, default=None, metavar="K", help="refinement starts (default 16)")
@@ -98,8 +113,8 @@ def run(args) -> int:
         raise PoseshapeError(f"--out {out}: exists and is not a folder")
     method = args.method or (None if args.checkpoint else "reproject")
     predictor = load_predictor(checkpoint=args.checkpoint, method=method, device=args.device)
-    refine = None
-    if args.refine or args.refine_steps is not None or args.refine_starts is not None:
+    refine = False if args.no_refine else None  # None: refine when there is a mask
+    if not args.no_refine and (args.refine or args.refine_steps is not None or args.refine_starts is not None):
         kw = {k: v for k, v in (("steps", args.refine_steps), ("starts", args.refine_starts)) if v is not None}
         refine = replace(predictor.refine_config(), **kw)
         if not predictor.capabilities.refinable:
@@ -108,13 +123,33 @@ def run(args) -> int:
     # kept: a long list of photos need not fit in memory).
     for ip, mp in zip(images, masks):
         it = load_input(ip, mp)
-        if refine is not None and it.mask is None:
+        if args.refine and it.mask is None:
             raise PoseshapeError(f"{ip}: --refine needs an object mask (--mask, or an RGBA image's alpha)")
         predictor_square(predictor, it.image, it.mask, str(mp or ip))
     print(f"{predictor.method}: {args.checkpoint or 'shipped default model'}", file=sys.stderr)
-    for ip, mp, folder in zip(images, masks, output_folders(images, out)):
-        files = reconstruct_image(predictor, ip, mp, folder, refine=refine)
+    jobs = list(zip(images, masks, output_folders(images, out)))
+    bar = tqdm(jobs, desc="reconstruct", unit="image", disable=len(jobs) < 2, file=sys.stderr)
+    for ip, mp, folder in bar:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PoseshapeWarning)
+            files = reconstruct_image(
+                predictor, ip, mp, folder, refine=_per_image(refine, args, ip, mp), category=args.category
+            )
+        for w in caught:
+            if issubclass(w.category, PoseshapeWarning):
+                bar.write(f"warning: {w.message}", file=sys.stderr)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         print(f"{ip}:")
         for key, path in files.items():
             print(f"  {key:8s} {path}")
     return 0
+
+
+def _per_image(refine, args, image: Path, mask: Path | None):
+    """Refinement settings given without ``--refine`` (``--refine-steps`` / ``--refine-starts``)
+    apply to the images that have a mask; the others are not refined (``--refine`` demands a
+    mask of every image, checked before anything is written)."""
+    if refine is None or refine is False or args.refine or mask is not None:
+        return refine
+    return refine if load_input(image, None).mask is not None else False  # an RGBA image's alpha

@@ -33,3 +33,8 @@ class FileWriteError(PoseshapeError, OSError):
 
     def __str__(self) -> str:  # the message, not OSError's "[Errno n] strerror: filename"
         return str(self.args[0]) if len(self.args) == 1 else OSError.__str__(self)
+
+
+class PoseshapeWarning(UserWarning):
+    """A doubtful input or result (no / inverted / tiny / cut mask, low confidence, an untrained
+    category); the message names the fix. Also recorded in ``pose.json["warnings"]``."""

@@ -8,20 +8,26 @@ Steps (the CLI's ``poseshape reconstruct`` and the API's ``model.reconstruct`` b
    mask's box (``capabilities.crop_margin``), or the whole image padded to a square
    (``capabilities.full_frame``, or no mask);
 3. ``predictor.predict(crop, crop_mask)`` -> a prediction whose camera sees the crop;
-4. optionally ``predictor.refine(...)`` against the mask of the same square;
+4. ``predictor.refine(...)`` against the mask of the same square: by default whenever there
+   is a mask and the method is refinable (``refine=False`` turns it off);
 5. the camera is moved into the input image's pixels (:meth:`Camera.uncrop`) and the input
-   image and mask are attached, so :meth:`Prediction.save` writes files that line up.
+   image and mask are attached, so :meth:`Prediction.save` writes files that line up;
+6. :mod:`poseshape.engine.diagnostics` checks the mask and the result; the confidence
+   (silhouette IoU x category probability) and each warning (with its fix) go into the
+   record (``pose.json``), and each warning is also emitted as a ``PoseshapeWarning``.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from poseshape.core.errors import PoseshapeError
+from poseshape.core.errors import PoseshapeError, PoseshapeWarning
+from poseshape.engine.diagnostics import confidence_terms, mask_warnings, result_warnings
 from poseshape.engine.inputs import as_image, as_mask, crop_to_square, read_image, read_mask
 from poseshape.engine.output import write_prediction
 from poseshape.engine.prediction import Prediction
@@ -103,7 +109,10 @@ def predictor_square(
 
 
 def _refine_settings(predictor, refine) -> RefineConfig | None:
-    if refine is None or refine is False:
+    """``None`` (auto): the method's defaults when it is refinable (used only with a mask)."""
+    if refine is None:
+        return predictor.refine_config() if predictor.capabilities.refinable else None
+    if refine is False:
         return None
     if isinstance(refine, RefineConfig):
         return refine
@@ -112,7 +121,17 @@ def _refine_settings(predictor, refine) -> RefineConfig | None:
     raise PoseshapeError(f"refine: expected True, False, None or a RefineConfig, got {type(refine).__name__}")
 
 
-def _one(predictor, item: InputItem, cfg: RefineConfig | None) -> Prediction:
+def _mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a >= 0.5, b >= 0.5
+    union = int((a | b).sum())
+    return float((a & b).sum()) / union if union else 0.0
+
+
+def _one(
+    predictor, item: InputItem, cfg: RefineConfig | None, auto: bool = False, category: str | None = None
+) -> Prediction:
+    if auto and item.mask is None:
+        cfg = None  # refine by default only when there is a mask to refine against
     if cfg is not None and item.mask is None:
         raise PoseshapeError(
             f"{item.image_path or 'image'}: refinement needs an object mask (--mask, or an RGBA image's alpha)"
@@ -120,6 +139,10 @@ def _one(predictor, item: InputItem, cfg: RefineConfig | None) -> Prediction:
     if cfg is not None and not predictor.capabilities.refinable:
         raise PoseshapeError(f"method {predictor.method!r} cannot refine its predictions; drop --refine")
     caps = predictor.capabilities
+    notes = mask_warnings(item.mask, caps.refinable)
+    where = item.image_path or "image"
+    for msg in notes:  # before predicting: a bad mask may make the prediction fail
+        warnings.warn(f"{where}: {msg}", PoseshapeWarning, stacklevel=4)
     crop, crop_mask, box = predictor_square(predictor, item.image, item.mask, item.name)
     with torch.no_grad():
         pred = predictor.predict(crop[None], crop_mask[None] if crop_mask is not None else None)
@@ -131,6 +154,8 @@ def _one(predictor, item: InputItem, cfg: RefineConfig | None) -> Prediction:
     }
     if caps.full_frame:
         info["full_frame"] = True  # the box is the whole image padded to a square
+    category_probability = float(pred.confidence[0]) if pred.confidence is not None else None
+    iou, margin = None, None
     if cfg is not None:
         # the same square at the refinement's resolution (full frame: at its own, capped,
         # since the object is small in it); refine_pose crops around the mask itself
@@ -152,16 +177,43 @@ def _one(predictor, item: InputItem, cfg: RefineConfig | None) -> Prediction:
             info["refine"]["scale_factor"] = float(pred.extras["refine_scale"])
         if "refine_aspect" in pred.extras:
             info["refine"]["shape_scale_xyz"] = list(pred.extras["refine_aspect"])
+        iou = float(res.iou[0])
+        scores = res.start_iou[0][~torch.isnan(res.start_iou[0])].sort(descending=True).values
+        if scores.numel() > 1:
+            margin = float(scores[0] - scores[1])
+    elif crop_mask is not None:
+        iou = _mask_iou(pred.render_silhouette(0), crop_mask)
+    info["refined"] = cfg is not None
+    predicted_category = pred.category[0] if pred.category else None
+    late = result_warnings(
+        iou,
+        cfg is not None,
+        predicted_category,
+        category_probability,
+        expected_category=category,
+        trained_categories=getattr(predictor, "categories", None),
+    )
+    info["confidence_terms"] = confidence_terms(iou, category_probability, margin)
+    for msg in late:
+        warnings.warn(f"{where}: {msg}", PoseshapeWarning, stacklevel=4)
+    notes += late
     H, W = item.image.shape[-2:]
     extras = dict(pred.extras)
     extras["record"] = info
     extras["box"] = tuple(box)
+    extras["warnings"] = list(extras.get("warnings", [])) + notes
+    conf = info["confidence_terms"]["confidence"]
     return pred.replace(
-        camera=pred.camera.uncrop(box, (H, W)), silhouette=None, image=[item.image], mask=[item.mask], extras=extras
+        camera=pred.camera.uncrop(box, (H, W)),
+        silhouette=None,
+        image=[item.image],
+        mask=[item.mask],
+        extras=extras,
+        confidence=torch.tensor([conf]) if conf is not None else None,
     )
 
 
-def reconstruct(predictor, image, mask=None, *, refine=None):
+def reconstruct(predictor, image, mask=None, *, refine=None, category: str | None = None):
     """Reconstruct one image (or a list): see the module docstring.
 
     Args:
@@ -169,31 +221,45 @@ def reconstruct(predictor, image, mask=None, *, refine=None):
         image: a path, PIL image, numpy array or ``(3, H, W)`` tensor; or a list / a
             ``(B, 3, H, W)`` tensor of them.
         mask: the same kinds (one per image), or ``None``.
-        refine: ``None``/``False`` (off), ``True`` (the method's default settings) or a
-            :class:`RefineConfig`. Needs a mask.
+        refine: ``None`` (default: refine with the method's settings when there is a mask
+            and the method is refinable), ``False`` (off), ``True`` (on; needs a mask) or a
+            :class:`RefineConfig` (on, with these settings).
+        category: the category the user knows the object to be (only to warn when the model
+            was not trained on it).
 
     Returns:
         A one-item :class:`Prediction` (camera in the input's pixels, ``image``/``mask``
         attached, ``extras["record"]`` the facts written to ``pose.json``), or a list of them.
     """
     cfg = _refine_settings(predictor, refine)
+    auto = refine is None
     batched = isinstance(image, (list, tuple)) or (isinstance(image, torch.Tensor) and image.dim() == 4)
     if not batched:
-        return _one(predictor, load_input(image, mask), cfg)
+        return _one(predictor, load_input(image, mask), cfg, auto, category)
     images = list(image)
     masks = list(mask) if mask is not None else [None] * len(images)
     if len(masks) != len(images):
         raise PoseshapeError(f"mask: got {len(masks)} mask(s) for {len(images)} image(s)")
-    return [_one(predictor, load_input(im, m), cfg) for im, m in zip(images, masks)]
+    return [_one(predictor, load_input(im, m), cfg, auto, category) for im, m in zip(images, masks)]
 
 
-def reconstruct_image(predictor, image_path, mask_path, out_dir, *, item: InputItem | None = None, refine=None) -> dict:
+def reconstruct_image(
+    predictor,
+    image_path,
+    mask_path,
+    out_dir,
+    *,
+    item: InputItem | None = None,
+    refine=None,
+    category: str | None = None,
+) -> dict:
     """Reconstruct one image file and write its files into ``out_dir``
-    (:func:`reconstruct` then :func:`poseshape.engine.output.write_prediction`).
+    (:func:`reconstruct` then :func:`poseshape.engine.output.write_prediction`); ``refine``
+    and ``category`` as in :func:`reconstruct`.
 
     Returns:
         ``{"voxels", "obj", "glb", "pose", "overlay", "views"} -> Path``.
     """
     item = item or load_input(image_path, mask_path)
-    pred = _one(predictor, item, _refine_settings(predictor, refine))
+    pred = _one(predictor, item, _refine_settings(predictor, refine), refine is None, category)
     return write_prediction(pred, 0, out_dir, method=predictor.method)

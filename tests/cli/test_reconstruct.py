@@ -234,11 +234,13 @@ def test_reconstruct_refine_improves_mask_iou_with_the_shipped_model(tmp_path, c
     pairs = _procedural_photos(tmp_path)
     imgs, masks = [str(p) for p, _ in pairs], [str(m) for _, m in pairs]
     rc, _, se = _run(
-        ["reconstruct", *imgs, "--mask", *masks, "--out", str(tmp_path / "plain"), "--device", "cpu"], capsys
+        ["reconstruct", *imgs, "--mask", *masks, "--no-refine", "--out", str(tmp_path / "plain"), "--device", "cpu"],
+        capsys,
     )
     assert rc == 0, se
+    # issue 14: with a mask, refinement is the default (no flag)
     rc, _, se = _run(
-        ["reconstruct", *imgs, "--mask", *masks, "--refine", "--out", str(tmp_path / "ref"), "--device", "cpu"], capsys
+        ["reconstruct", *imgs, "--mask", *masks, "--out", str(tmp_path / "ref"), "--device", "cpu"], capsys
     )
     assert rc == 0, se
     before, after = [], []
@@ -247,6 +249,12 @@ def test_reconstruct_refine_improves_mask_iou_with_the_shipped_model(tmp_path, c
         b = json.loads((tmp_path / "ref" / ip.stem / "pose.json").read_text())
         before.append(a["mask_iou"])
         after.append(b["mask_iou"])
+        assert a["refined"] is False and "refine" not in a and b["refined"] is True
+        # the confidence is the silhouette IoU (these methods give no category probability)
+        assert (
+            b["confidence"] == pytest.approx(b["refine"]["iou"])
+            and b["confidence_terms"]["mask_iou"] == b["confidence"]
+        )
         assert b["refine"]["iou"] >= b["refine"]["iou_before"]
         assert "pose" not in b.get("extras", {})  # the raw pose vector no longer describes R, t
         mask = torch.as_tensor(np.asarray(Image.open(mp)) > 0)[None].float()
@@ -440,3 +448,15 @@ def test_reconstruct_unknown_device_is_exit_2_with_the_devices(tmp_path, files, 
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err and "cpu" in err and device in err
     assert not (tmp_path / "o").exists()
+
+
+def test_reconstruct_prints_each_warning_with_its_fix(tmp_path, files, oracle_checkpoint, capsys):
+    # issue 14: no mask -> a warning on stderr (and in pose.json), and no refinement by default
+    rc, so, se = _run(
+        ["reconstruct", str(files / "car.png"), "--checkpoint", str(oracle_checkpoint), "--out", str(tmp_path / "a")],
+        capsys,
+    )
+    assert rc == 0, se
+    assert "warning: " in se and "no mask" in se and "--mask" in se
+    rec = json.loads((tmp_path / "a" / "pose.json").read_text())
+    assert rec["refined"] is False and any("no mask" in w for w in rec["warnings"])

@@ -411,7 +411,7 @@ def test_write_prediction_files_line_up_with_the_input(tmp_path, scene):
     from poseshape.geometry.camera import viewpoint_to_pose
 
     pr = OraclePredictor(OracleConfig())
-    pred = pr.reconstruct(scene["image"], scene["mask"])
+    pred = pr.reconstruct(scene["image"], scene["mask"], refine=False)  # the oracle's own camera
     files = write_prediction(pred, 0, tmp_path / "out", method="t_oracle", info={"image": "scene.png"}, views_size=96)
     assert set(files) == set(FILE_NAMES) and all(p.is_file() for p in files.values())
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(FILE_NAMES.values())

@@ -1,0 +1,134 @@
+"""Warnings about doubtful inputs and results, each with its fix (``pose.json["warnings"]``).
+
+:func:`mask_warnings` looks at the input mask before anything is predicted (none, inverted,
+tiny, cut by the border); :func:`result_warnings` at the result (a low silhouette IoU after
+refinement, an uncertain category, a category the model was not trained on).
+:func:`confidence_terms` gathers the numbers the confidence is made of. The reconstruct path
+(:mod:`poseshape.engine.reconstruct`) records them and emits each warning as a
+:class:`~poseshape.core.errors.PoseshapeWarning` (the CLI prints them on stderr).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from poseshape.core.checks import check_finite
+
+__all__ = [
+    "CUT_FRACTION",
+    "LOW_IOU",
+    "LOW_PROBABILITY",
+    "TINY_FRACTION",
+    "confidence_terms",
+    "mask_warnings",
+    "result_warnings",
+]
+
+#: A mask covering less than this fraction of the image is "tiny".
+TINY_FRACTION = 0.005
+#: A mask whose pixels on one image side exceed this fraction of that side is "cut".
+CUT_FRACTION = 0.02
+#: Silhouette IoU below which a result is doubtful.
+LOW_IOU = 0.7
+#: Category probability below which the category is doubtful.
+LOW_PROBABILITY = 0.5
+
+
+def mask_warnings(mask: torch.Tensor | None, refinable: bool = True) -> list[str]:
+    """Warnings about an input mask ``(1, H, W)`` or ``(H, W)`` in {0, 1} (or ``None``).
+
+    * none: the object is not cropped to and the pose is not refined;
+    * inverted: more than half of the image border is foreground;
+    * tiny: less than :data:`TINY_FRACTION` of the image;
+    * cut: on some side, more than :data:`CUT_FRACTION` of the border pixels are foreground
+      (but not an inverted mask).
+    """
+    if mask is None:
+        fix = "give --mask M (white object on black), an RGBA image, or draw a box in `poseshape serve`"
+        what = "the whole image is used and the pose is not refined" if refinable else "the whole image is used"
+        return [f"no mask: {what}; {fix}"]
+    m = mask.reshape(mask.shape[-2:]).float()
+    check_finite(m, "mask")
+    m = m >= 0.5
+    H, W = m.shape
+    out = []
+    sides = {"top": m[0], "bottom": m[-1], "left": m[:, 0], "right": m[:, -1]}
+    border = torch.cat(list(sides.values()))
+    if float(border.float().mean()) > 0.5:
+        out.append(
+            f"the mask looks inverted: {100 * float(border.float().mean()):.0f}% of the image border is "
+            "foreground; the object must be white (1) on black (0): invert the mask"
+        )
+        return out
+    frac = float(m.float().mean())
+    if frac < TINY_FRACTION:
+        out.append(
+            f"the mask is tiny: it covers {100 * frac:.2f}% of the image ({int(m.sum())} pixels); check that it "
+            "marks the object, or crop the photo closer to the object"
+        )
+    cut = [name for name, px in sides.items() if float(px.float().mean()) > CUT_FRACTION]
+    if cut:
+        out.append(
+            f"the object is cut by the image border ({', '.join(cut)}): the hidden part's shape is a guess and "
+            "the pose is less reliable; use a photo that shows the whole object"
+        )
+    return out
+
+
+def confidence_terms(
+    mask_iou: float | None, category_probability: float | None, margin: float | None = None
+) -> dict[str, float | None]:
+    """The numbers a result's confidence is made of, and the confidence itself.
+
+    ``confidence`` = silhouette IoU (after refinement, when refined) x category probability
+    (each term left out when unknown; ``None`` when both are); ``margin`` (the gap between
+    the best and the second-best refinement start's IoU) is reported beside it.
+    """
+    terms = [v for v in (mask_iou, category_probability) if v is not None]
+    conf = None
+    if terms:
+        conf = 1.0
+        for v in terms:
+            conf *= float(v)
+    return {
+        "confidence": conf,
+        "mask_iou": mask_iou,
+        "category_probability": category_probability,
+        "hypothesis_margin": margin,
+    }
+
+
+def result_warnings(
+    mask_iou: float | None,
+    refined: bool,
+    category: str | None = None,
+    category_probability: float | None = None,
+    expected_category: str | None = None,
+    trained_categories: Sequence[str] | None = None,
+) -> list[str]:
+    """Warnings about a result: low silhouette IoU, uncertain or untrained category."""
+    out = []
+    if mask_iou is not None and mask_iou < LOW_IOU:
+        fix = (
+            "check the mask, try more starts (--refine-starts 32) or another --method"
+            if refined
+            else "turn refinement on (drop --no-refine) or check the mask"
+        )
+        out.append(
+            f"low confidence: the posed shape's silhouette matches the mask with IoU {mask_iou:.2f} "
+            f"(< {LOW_IOU}){' after refinement' if refined else ''}; {fix}"
+        )
+    if category_probability is not None and category_probability < LOW_PROBABILITY:
+        out.append(
+            f"uncertain category: {category!r} with probability {category_probability:.2f}; the object may be of "
+            "a category the model was not trained on"
+        )
+    known = list(trained_categories) if trained_categories else []
+    if expected_category and known and expected_category not in known:
+        out.append(
+            f"category {expected_category!r} was not in the model's training set ({', '.join(known)}): expect a "
+            "rough shape and pose; train a model on it (`poseshape train`) or use a method that knows it"
+        )
+    return out
