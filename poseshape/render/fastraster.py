@@ -34,6 +34,7 @@ import warnings
 
 import torch
 
+from poseshape.core.cpp import cpp_extension
 from poseshape.render import mesh_hard
 from poseshape.render.raster_common import parse_image_size, prepare_inputs, project_faces
 
@@ -156,8 +157,7 @@ def _ext():
 @functools.cache
 def _build():
     try:
-        from torch.utils.cpp_extension import load_inline
-
+        load_inline = cpp_extension().load_inline
         return load_inline(
             name="poseshape_data_hard_raster_v1",
             cpp_sources=[_CPP],

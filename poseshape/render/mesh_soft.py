@@ -58,6 +58,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from poseshape.core.cpp import cpp_extension
 from poseshape.core.errors import ShapeError
 from poseshape.render.raster_common import (
     DEFAULT_CHUNK_SIZE,
@@ -83,8 +84,7 @@ def _cpp_ext():
     if os.environ.get("POSESHAPE_NO_CPP", "") not in ("", "0"):
         return None
     try:
-        from torch.utils.cpp_extension import load
-
+        load = cpp_extension().load
         src = Path(__file__).with_name("_cpp") / "soft_raster.cpp"
         return load(
             name="poseshape_soft_raster_v1",

@@ -1,0 +1,18 @@
+"""core.cpp: the C++ extension loader imports torch's cpp_extension without its CUDA warning."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_cpp_extension_import_is_quiet_and_complete():
+    code = (
+        "import logging; logging.basicConfig(level=logging.WARNING)\n"
+        "from poseshape.core.cpp import cpp_extension\n"
+        "m = cpp_extension(); assert callable(m.load) and callable(m.load_inline)\n"
+        "import logging; assert logging.getLogger('torch.utils.cpp_extension').level == logging.NOTSET\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "No CUDA runtime" not in r.stderr, r.stderr
