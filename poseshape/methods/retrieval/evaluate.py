@@ -34,7 +34,14 @@ from poseshape.metrics import rotation_error, topk_retrieval_accuracy
 
 __all__ = ["COLUMNS", "ROWS", "evaluate", "metrics_of"]
 
-COLUMNS = ["top1", "MedErr", "Acc_pi6", "t_err", "n"]
+#: ``(key, header, format)`` of the table ``poseshape eval`` prints.
+COLUMNS: list[tuple[str, str, str]] = [
+    ("n", "n", "{:d}"),
+    ("top1", "top-1", "{:.3f}"),
+    ("MedErr", "MedErr (deg)", "{:.1f}"),
+    ("Acc_pi6", "Acc pi/6", "{:.3f}"),
+    ("t_err", "t error", "{:.3f}"),
+]
 ROWS = ("full", "head", "small", "large", "occluded", "truncated")
 _REALISM = {
     "occluded": RealismConfig(occluder_prob=1.0),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +20,7 @@ from poseshape.methods.retrieval.database import (
     open_collection,
     save_database,
 )
+from poseshape.methods.retrieval.evaluate import evaluate
 from poseshape.methods.retrieval.model import encode_rotation
 from poseshape.methods.retrieval.predictor import RetrievalPredictor
 
@@ -154,3 +158,30 @@ def test_broken_mesh_files_are_skipped_by_name_and_counted(tmp_path):
     (only_bad / "broken.obj").write_text("garbage\n")
     with pytest.warns(UserWarning), pytest.raises(PoseshapeError, match="database would be empty"):
         collection_buffers(open_collection(str(only_bad)))
+
+
+def test_evaluate_rows_against_a_direct_computation(tiny, tmp_path):
+    cfg, models = tiny
+    pred = RetrievalPredictor(cfg, models)
+    pred.method = "retrieval"
+    render_dataset(config_collection(cfg), tmp_path / "t", synth_config(cfg, 3, seed=9), progress=False)
+    res = evaluate(pred, tmp_path / "t", rows=["full", "head", "small", "large"], progress=False)
+    assert [c[0] for c in res["columns"]] == ["n", "top1", "MedErr", "Acc_pi6", "t_err"]
+    names = [pred.bank.name(i) for i in range(len(pred.bank))]
+    ds = ImageSamples(tmp_path / "t", names)
+    hits, errs = [], []
+    for i in range(len(ds)):
+        it = ds[i]
+        p = pred(it["image"][None])
+        hits.append(p.model_id[0] == names[int(it["model"])])
+        c = float(((p.R[0].double().T @ it["R"].double()).trace() - 1) / 2)
+        errs.append(math.degrees(math.acos(max(-1.0, min(1.0, c)))))
+    full = res["rows"]["full"]
+    assert full["n"] == len(ds) == 12
+    assert full["top1"] == pytest.approx(np.mean(hits))
+    assert full["MedErr"] == pytest.approx(float(torch.tensor(errs).median()), abs=0.05)
+    assert full["Acc_pi6"] == pytest.approx(np.mean(np.array(errs) < 30))
+    assert res["rows"]["small"]["n"] + res["rows"]["large"]["n"] == 12
+    assert set(full["per_category"]) == {"car", "sofa"}
+    with pytest.raises(PoseshapeError, match="rows"):
+        evaluate(pred, tmp_path / "t", rows=["bogus"])
