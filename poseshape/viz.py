@@ -27,7 +27,7 @@ import torch
 
 from poseshape.core.errors import ShapeError
 from poseshape.core.io import atomic_write
-from poseshape.geometry.camera import viewpoint_to_pose
+from poseshape.geometry.camera import pose_to_viewpoint, viewpoint_to_pose
 from poseshape.render.mesh_hard import rasterize
 from poseshape.render.shading import lambertian, pixel_normals
 from poseshape.shapes.meshes import face_normals
@@ -167,6 +167,21 @@ def _view_rotations(n: int, elevation: float, azimuth0: float) -> torch.Tensor:
     return R
 
 
+def _azimuth_of(R: torch.Tensor) -> float:
+    """PASCAL3D+ azimuth (radians) of the camera of rotation ``R (3, 3)`` (camera at +z depth)."""
+    a, _, _, _ = pose_to_viewpoint(R.double().reshape(3, 3), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+    return float(a)
+
+
+def _panel_rotations(n: int, elevation: float, azimuth0: float, first: torch.Tensor | None) -> torch.Tensor:
+    if first is None:
+        return _view_rotations(n, elevation, azimuth0)
+    f = torch.as_tensor(first, dtype=torch.float64).reshape(3, 3)
+    R = _view_rotations(n, elevation, _azimuth_of(f))
+    R[0] = f
+    return R
+
+
 def render_views(
     mesh,
     n: int = 4,
@@ -176,6 +191,7 @@ def render_views(
     color: Sequence[float] = (0.62, 0.68, 0.80),
     background: Sequence[int] = (255, 255, 255),
     labels: bool = True,
+    first: torch.Tensor | None = None,
 ) -> np.ndarray:
     """A mesh seen from ``n`` viewpoints around its +Y (up) axis, flat shaded.
 
@@ -191,6 +207,9 @@ def render_views(
         n: number of views; size: tile side in pixels.
         color: RGB albedo in [0, 1]; background: RGB uint8.
         labels: write each view's azimuth/elevation (degrees) in its corner.
+        first: ``(3, 3)`` object-to-camera rotation of the first panel (the input view of a
+            prediction, labelled "input view"); the other ``n - 1`` panels then turn on from
+            its azimuth by ``2 pi k / n`` at ``elevation``.
 
     Returns:
         ``(size, n * size, 3)`` uint8 (all background for an empty mesh).
@@ -203,7 +222,7 @@ def render_views(
     V = mesh.verts.detach().cpu().to(torch.float32)
     Fc = mesh.faces.detach().cpu().long()
     if V.shape[0] and Fc.shape[0]:
-        R = _view_rotations(n, elevation, azimuth0).float()
+        R = _panel_rotations(n, elevation, azimuth0, first).float()
         centre = (V.amax(0) + V.amin(0)) / 2
         radius = float((V - centre).norm(dim=-1).max().clamp(min=1e-9))
         scale = 0.45 * size / radius
@@ -221,12 +240,11 @@ def render_views(
         shaded = (rgb.numpy() * 255.0 + 0.5).astype(np.uint8)
         tiles[fg] = shaded[fg]
     if labels and size >= 64:
-        tiles = np.stack(
-            [
-                _label(tiles[k], f"az {math.degrees(azimuth0) + 360.0 * k / n:.0f}  el {math.degrees(elevation):.0f}")
-                for k in range(n)
-            ]
-        )
+        az0 = math.degrees(_azimuth_of(first) if first is not None else azimuth0)
+        texts = [f"az {(az0 + 360.0 * k / n) % 360:.0f}  el {math.degrees(elevation):.0f}" for k in range(n)]
+        if first is not None:
+            texts[0] = "input view"
+        tiles = np.stack([_label(tiles[k], texts[k]) for k in range(n)])
     return np.ascontiguousarray(np.concatenate(list(tiles), axis=1))
 
 

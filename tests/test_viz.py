@@ -177,3 +177,32 @@ def test_save_png_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="rename failed"):
         save_png(img, tmp_path / "sub" / "b.png")
     assert os.listdir(tmp_path / "sub") == ["a.png"]  # no partial file, no temp left
+
+
+def test_render_views_first_panel_is_the_given_rotation():
+    from scipy.spatial.transform import Rotation
+
+    size = 64
+    mesh = _l_shape()
+    # the input saw the object upside down and from the back (a rotation no default panel has)
+    # (identity: camera y down = object +Y, camera looks along object +Z, i.e. at its back), tilted
+    R = torch.tensor(Rotation.from_euler("x", 10.0, degrees=True).as_matrix(), dtype=torch.float32)
+    out = render_views(mesh, n=4, size=size, first=R, labels=False)
+    assert out.shape == (size, 4 * size, 3)
+    fg = (out[:, :size] != 255).any(-1)
+    # reference: orthographic projection of the vertices through R (x right, y down)
+    p = mesh.verts @ R.T
+    rows = np.nonzero(fg.any(1))[0]
+    cols = np.nonzero(fg.any(0))[0]
+    w, h = float(p[:, 0].max() - p[:, 0].min()), float(p[:, 1].max() - p[:, 1].min())
+    assert (cols[-1] - cols[0] + 1) / (rows[-1] - rows[0] + 1) == pytest.approx(w / h, rel=0.1)
+    # upside down: the post (object +Y) is at the bottom of the panel, on the side R puts +X
+    bottom = fg[rows[-1] - 4 : rows[-1] + 1]
+    top = fg[rows[0] : rows[0] + 5]
+    assert bottom.sum(1).mean() < 0.4 * top.sum(1).mean()
+    post_x = float((torch.tensor([0.4, 0.4, 0.0]) @ R.T)[0])
+    assert (np.nonzero(bottom.any(0))[0].mean() > size / 2) == (post_x > 0)
+    # the labelled strip names the input view
+    assert not np.array_equal(
+        render_views(mesh, n=2, size=64, first=R)[:, :64], render_views(mesh, n=2, size=64)[:, :64]
+    )

@@ -16,7 +16,7 @@ whose camera refers to the user's image (see :func:`poseshape.engine.reconstruct
                     method's own posed grid, when it has one), ``R``, ``t``, ``K``, ``box``
 ``overlay.png``     the exact silhouette of the posed mesh through the recorded camera, over
                     the input, with the mask's outline
-``views.png``       the canonical mesh from 4 viewpoints
+``views.png``       the canonical mesh from 4 viewpoints, the first the input view (its ``R``)
 ==================  ==========================================================================
 
 Because the overlay and ``mask_iou`` come from :meth:`Prediction.render_silhouette` with the
@@ -267,6 +267,6 @@ def write_prediction(
         "glb": _glb(mesh, R, t, cam),
         "pose": (json.dumps(record, indent=2) + "\n").encode(),
         "overlay": png_bytes(overlay_silhouette(img, sil, m[0].float() if m is not None else None)),
-        "views": png_bytes(render_views(mesh, n=4, size=views_size)),
+        "views": png_bytes(render_views(mesh, n=4, size=views_size, first=R)),
     }
     return atomic_write_files(folder, {FILE_NAMES[k]: v for k, v in payloads.items()}, keys=list(payloads))
