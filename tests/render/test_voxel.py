@@ -145,18 +145,20 @@ def test_project_matches_brute_force(mode, camera):
 
 @pytest.mark.parametrize("camera", ["pinhole", "weak"])
 def test_ray_consistency_matches_brute_force(camera):
+    """The renderer's sphere-chord samples (``sampling="sphere"``); the paper's d_i = i/N
+    samples have their own brute force in tests/methods/selfconsistency."""
     vox, R, t, K, s, t2 = tiny_scene(1)
     H, W, n = 5, 6, 6
     mask = (torch.rand(2, 1, H, W, dtype=torch.float64) > 0.5).to(torch.float64)
     mask[0, 0, 0, 0] = 0.3  # soft masks are allowed
     if camera == "pinhole":
-        loss = ray_consistency_loss(vox, R, t, K, mask, n_samples=n, reduction="none")
+        loss = ray_consistency_loss(vox, R, t, K, mask, n_samples=n, reduction="none", sampling="sphere")
         ref = render_ref(vox.numpy(), R.numpy(), t.numpy(), H, W, n, K=K.numpy(), mode="ray", mask=mask.numpy())
         proj = project_voxels(vox, R, t, K, image_size=(H, W), n_samples=n)
-        mean = ray_consistency_loss(vox, R, t, K, mask, n_samples=n)
-        sc = self_consistency_loss(vox, R, t, K, mask, n_samples=n)
+        mean = ray_consistency_loss(vox, R, t, K, mask, n_samples=n, sampling="sphere")
+        sc = self_consistency_loss(vox, R, t, K, mask, n_samples=n, sampling="sphere")
     else:
-        loss = ray_consistency_loss(vox, R, t2, mask=mask, scale=s, n_samples=n, reduction="none")
+        loss = ray_consistency_loss(vox, R, t2, mask=mask, scale=s, n_samples=n, reduction="none", sampling="sphere")
         ref = render_ref(vox.numpy(), R.numpy(), t2.numpy(), H, W, n, s=s.numpy(), mode="ray", mask=mask.numpy())
         proj = project_voxels(vox, R, t2, scale=s, image_size=(H, W), n_samples=n)
         mean = ray_consistency_loss(vox, R, t2, mask=mask, scale=s, n_samples=n)
