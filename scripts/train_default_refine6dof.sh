@@ -10,7 +10,7 @@
 #      SoftRas renderer instead of the paper's lr 1e-6 / eq. 5 (measured better: mIoU 0.66 ->
 #      0.85 and MVE 24 -> 12 deg on the held-out cars, bench/RESULTS.md; the config defaults
 #      stay the paper's).
-# About 35 minutes on a 2-core CPU. Extra arguments are passed to `poseshape train` (e.g.
+# About 10 minutes on a 2-core CPU (9 min measured, bench/RESULTS.md). Extra arguments are passed to `poseshape train` (e.g.
 # `--device cuda`). Environment: OUT (work folder, default runs/default_refine6dof), EXPORT.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
