@@ -103,6 +103,9 @@ class RefineConfig:
         optimize_aspect: optimise a per-axis log scale of the shape in the object frame
             (``X -> e^a * X``, ``a`` (3,) per start): a 3-parameter shape correction that a voxel
             grid represents exactly (used by ``reconstruct --refine``).
+        aspect_weight: weight of the penalty ``aspect_weight * |a|^2`` on that log scale (per
+            start), so that a silhouette is matched by the pose before the shape is stretched
+            (0: free stretching).
         lr_rotation (rad), lr_translation (fraction of S), lr_scale, lr_aspect (log units),
             lr_verts (object units):
             Adam step sizes at the start; they decay with a cosine to ``lr_final`` times that.
@@ -153,6 +156,7 @@ class RefineConfig:
     lr_scale: float = 0.02
     lr_verts: float = 0.003
     lr_aspect: float = 0.02
+    aspect_weight: float = 0.0
     lr_final: float = 0.1
     laplacian_weight: float = 10.0
     offset_weight: float = 1.0
@@ -193,6 +197,7 @@ class RefineConfig:
             "lr_translation",
             "lr_scale",
             "lr_aspect",
+            "aspect_weight",
             "lr_verts",
             "lr_final",
             "perturb_deg",
@@ -851,6 +856,8 @@ def refine_pose(
             lp = cfg.w_iou * reprojection_iou(sb, tb, reduction="none") + cfg.w_bce * reprojection_bce(
                 sb.clamp(0, 1), tb, reduction="none"
             )
+            if cfg.optimize_aspect and cfg.aspect_weight > 0:
+                lp = lp + cfg.aspect_weight * poses.aspect[sel].pow(2).sum(-1)
             if offsets is not None:
                 d = offsets[gi][local]
 

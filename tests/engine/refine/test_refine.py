@@ -218,6 +218,20 @@ def test_per_image_meshes_and_vertex_offsets():
     )
     assert aspect.aspect.shape == (1, 3) and float(aspect.aspect[0, 0]) == pytest.approx(1.15, abs=0.05)
     assert float(aspect.iou[0]) > float(plain.iou[0]) + 0.01
+    # the aspect penalty holds the stretch back: a heavy weight keeps the shape near its proportions
+    held = refine_pose(
+        m1,
+        a,
+        R[:1],
+        t[:1],
+        scale=s[:1],
+        starts=1,
+        optimize_scale=False,
+        render_size=96,
+        optimize_aspect=True,
+        aspect_weight=100.0,
+    )
+    assert abs(float(held.aspect[0, 0]) - 1) < 0.5 * abs(float(aspect.aspect[0, 0]) - 1)
     # the offsets stretch the shape along x
     ext = deform.verts[0].amax(0) - deform.verts[0].amin(0)
     ext0 = a.verts.amax(0) - a.verts.amin(0)
