@@ -38,6 +38,7 @@ __all__ = [
     "as_rgb_uint8",
     "mask_contour",
     "overlay_silhouette",
+    "overlay_silhouettes",
     "png_bytes",
     "render_views",
     "save_gallery",
@@ -146,17 +147,43 @@ def overlay_silhouette(
     Raises:
         ShapeError: the silhouette or mask does not have the image's size.
     """
+    return overlay_silhouettes(image, [silhouette], [mask], [color], alpha, mask_color)
+
+
+def overlay_silhouettes(
+    image,
+    silhouettes: Sequence,
+    masks: Sequence | None = None,
+    colors: Sequence[Sequence[int]] = (SILHOUETTE_COLOR,),
+    alpha: float = 0.45,
+    mask_color: Sequence[int] = MASK_COLOR,
+) -> np.ndarray:
+    """Draw several silhouettes over an image (a scene's objects): all fills first, then all
+    silhouette contours, then the masks' contours, so that no object hides another's outline.
+
+    Args:
+        image: as in :func:`overlay_silhouette`.
+        silhouettes: ``N`` maps ``(H, W)`` / ``(1, H, W)`` in [0, 1].
+        masks: ``N`` optional observed masks (``None`` entries are skipped), or ``None``.
+        colors: RGB colours, used in turn; alpha, mask_color: as in :func:`overlay_silhouette`.
+
+    Returns:
+        ``(H, W, 3)`` uint8.
+    """
     img = as_rgb_uint8(image)
     hw = img.shape[:2]
-    sil = np.clip(_as_map(silhouette, "silhouette", hw), 0.0, 1.0)
-    col = np.asarray(color, np.float32).reshape(1, 1, 3)
-    w = (float(alpha) * sil)[..., None]
-    out = img.astype(np.float32) * (1.0 - w) + col * w
+    sils = [np.clip(_as_map(s, "silhouette", hw), 0.0, 1.0) for s in silhouettes]
+    cols = [np.asarray(colors[k % len(colors)], np.float32) for k in range(len(sils))]
+    out = img.astype(np.float32)
+    for sil, col in zip(sils, cols):
+        w = (float(alpha) * sil)[..., None]
+        out = out * (1.0 - w) + col.reshape(1, 1, 3) * w
     lw = _line_width(hw)
-    out[mask_contour(sil >= 0.5, lw)] = col[0, 0]
-    if mask is not None:
-        m = _as_map(mask, "mask", hw) >= 0.5
-        out[mask_contour(m, lw)] = np.asarray(mask_color, np.float32)
+    for sil, col in zip(sils, cols):
+        out[mask_contour(sil >= 0.5, lw)] = col
+    for m in masks or []:
+        if m is not None:
+            out[mask_contour(_as_map(m, "mask", hw) >= 0.5, lw)] = np.asarray(mask_color, np.float32)
     return (np.clip(out, 0, 255) + 0.5).astype(np.uint8)
 
 

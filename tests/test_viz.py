@@ -206,3 +206,24 @@ def test_render_views_first_panel_is_the_given_rotation():
     assert not np.array_equal(
         render_views(mesh, n=2, size=64, first=R)[:, :64], render_views(mesh, n=2, size=64)[:, :64]
     )
+
+
+def test_overlay_silhouettes_keeps_every_outline():
+    """Two overlapping silhouettes: the second's fill does not hide the first's contour, and the
+    single-silhouette overlay is the one-item case."""
+    from poseshape.viz import MASK_COLOR, overlay_silhouette, overlay_silhouettes
+
+    img = np.full((40, 40, 3), 100, np.uint8)
+    a = np.zeros((40, 40), np.float32)
+    a[5:25, 5:25] = 1
+    b = np.zeros((40, 40), np.float32)
+    b[10:35, 10:35] = 1
+    m = np.zeros((40, 40), np.float32)
+    m[2:38, 2:38] = 1
+    out = overlay_silhouettes(img, [a, b], [None, m], [(255, 0, 0), (0, 0, 255)])
+    assert out.shape == (40, 40, 3) and out.dtype == np.uint8
+    assert (out[5, 5:25] == (255, 0, 0)).all() and (out[20, 24] == (255, 0, 0)).all()  # a's edge inside b
+    assert (out[34, 10:35] == (0, 0, 255)).all()
+    assert (out[2, 2:38] == MASK_COLOR).all()
+    assert (out[0, 0] == 100).all()  # untouched background
+    np.testing.assert_array_equal(overlay_silhouette(img, a, m), overlay_silhouettes(img, [a], [m]))

@@ -23,7 +23,9 @@ as one file (:func:`~poseshape.methods.refine6dof.scene.export_scene`): ``.glb``
 ``(x, -y, -z)`` of the camera frame, ``.obj`` in the camera frame (OpenCV, object units); node
 ``i`` is named ``object_<i>_<medoid name>``.
 
-Next to it, the same name with ``.json`` (``scene.glb`` -> ``scene.json``) lists per object: ``mask`` (file), ``label_value`` (with
+Next to it, ``<name>_overlay.png`` (``scene.glb`` -> ``scene_overlay.png``) draws every object's
+posed silhouette (filled and outlined, one colour per object) and its mask's outline (yellow)
+over the photo; and the same name with ``.json`` (``scene.glb`` -> ``scene.json``) lists per object: ``mask`` (file), ``label_value`` (with
 ``--labels``), ``class`` (medoid name), ``class_index``, ``class_prob``, ``R`` (3x3),
 ``t_cam`` (object units, ``X_cam = R X_obj + t_cam``), ``mask_iou`` (the medoid's silhouette
 at the final pose vs the mask, both at ``S x S``), ``online`` and, when refined online,
@@ -57,14 +59,24 @@ import numpy as np
 import torch
 
 from poseshape.core.errors import PoseshapeError
-from poseshape.engine.inputs import open_sized, read_image, read_mask
+from poseshape.engine.inputs import open_sized, read_image, read_mask, uncrop
 from poseshape.engine.predictor import load_predictor
 from poseshape.engine.reconstruct import predictor_square
 from poseshape.methods.refine6dof.scene import export_scene, scene_from_prediction
 from poseshape.metrics import mask_iou
-from poseshape.viz import write_bytes_atomic
+from poseshape.viz import overlay_silhouettes, png_bytes, write_bytes_atomic
 
-__all__ = ["MAX_OBJECTS", "SceneInput", "add_parser", "load_scene_input", "read_label_masks", "run", "scene_paths"]
+__all__ = [
+    "MAX_OBJECTS",
+    "SceneInput",
+    "add_parser",
+    "load_scene_input",
+    "overlay_path",
+    "read_label_masks",
+    "run",
+    "scene_overlay",
+    "scene_paths",
+]
 
 #: Most objects one label image may hold.
 MAX_OBJECTS = 100
@@ -133,6 +145,34 @@ class SceneInput:
     masks: torch.Tensor
     records: list[dict]
     image_path: Path
+
+
+def overlay_path(out: Path) -> Path:
+    """The overlay picture written next to the scene file: ``scene.glb`` -> ``scene_overlay.png``."""
+    return out.with_name(out.stem + "_overlay.png")
+
+
+#: Silhouette colours of the objects in the overlay, in turn (RGB).
+OBJECT_COLORS = ((0, 150, 255), (255, 60, 60), (60, 200, 80), (200, 80, 255), (255, 150, 0), (0, 200, 200))
+
+
+def scene_overlay(pred, image: torch.Tensor, masks: list[torch.Tensor], box) -> np.ndarray:
+    """Every object's posed silhouette (filled, outlined, one colour each) and its mask's outline
+    over the photo.
+
+    Args:
+        pred: the scene's prediction (one item per object, cameras of the ``S x S`` square).
+        image: ``(3, H, W)`` in [0, 1], the photo.
+        masks: per object ``(1, H, W)`` masks of the photo.
+        box: ``(x0, y0, side)`` of the square in photo pixels.
+
+    Returns:
+        ``(H, W, 3)`` uint8.
+    """
+    H, W = (int(v) for v in image.shape[-2:])
+    cam = [pred.camera[i].resize(int(box[2])) for i in range(len(masks))]  # the square at photo resolution
+    sils = [uncrop(pred.render_silhouette(i, camera=cam[i]), box, (H, W)) for i in range(len(masks))]
+    return overlay_silhouettes(image, sils, [m.float() for m in masks], OBJECT_COLORS)
 
 
 def scene_paths(out) -> tuple[Path, Path]:
@@ -331,15 +371,20 @@ def run(args) -> int:
         },
         "objects": [_record(pred, i, masks_s.cpu(), rec) for i, rec in enumerate(inp.records)],
     }
+    over = overlay_path(out)
+    record["overlay"] = over.name
+    overlay_png = png_bytes(scene_overlay(pred, inp.image, list(inp.masks), box))
     payload = (json.dumps(record, indent=2) + "\n").encode()
 
     created = [a for a in reversed(out.parents) if not a.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         export_scene(objects, out)
+        write_bytes_atomic(over, overlay_png)
         write_bytes_atomic(out_json, payload)
     except BaseException:
         out.unlink(missing_ok=True)
+        over.unlink(missing_ok=True)
         for d in reversed(created):
             try:
                 d.rmdir()
@@ -354,5 +399,6 @@ def run(args) -> int:
             file=sys.stderr,
         )
     print(out)
+    print(over)
     print(out_json)
     return 0

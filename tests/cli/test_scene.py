@@ -117,8 +117,21 @@ def test_scene_glb_places_each_medoid_by_its_predicted_pose(tmp_path, photo, ref
     assert rc == 0, se
     assert "warning" not in se
     js = out.with_suffix(".json")
-    assert so.split() == [str(out), str(js)]
+    over = out.with_name("scene_overlay.png")
+    assert so.split() == [str(out), str(over), str(js)]
     rec = json.loads(js.read_text())
+    assert rec["overlay"] == over.name
+    # the overlay: the photo's size, each object's outline in its own colour, the masks' outlines
+    from PIL import Image
+
+    from poseshape.cli.scene import OBJECT_COLORS
+    from poseshape.viz import MASK_COLOR
+
+    ov = np.asarray(Image.open(over).convert("RGB"))
+    photo_img = np.asarray(Image.open(photo["image"]).convert("RGB"))
+    assert ov.shape == photo_img.shape
+    for c in (*OBJECT_COLORS[:2], MASK_COLOR):
+        assert (ov == np.asarray(c, np.uint8)).all(-1).sum() >= 4, c
     objs = rec["objects"]
     assert [o["mask"] for o in objs] == [str(p) for p in photo["masks"]]
     assert rec["box"] == {"x0": 0, "y0": -4, "side": 40} and rec["input_size"] == 32
