@@ -9,6 +9,7 @@ Examples::
     poseshape eval refine6dof                                   # the shipped refine6dof model
     poseshape eval --checkpoint runs/r6/last.pt --rows encoder,online --online lr=1e-4 \\
         --online render=softras --online render_size=32        # Table 2-style variant
+    poseshape eval reproject --data data/rp/test --report report.html   # one HTML page with plots
 
 Methods with their own paper table (``refine6dof``: Table 1 rows ``encoder``, ``online``
 (paper §4.2), ``refine`` (``poseshape refine``'s multi-start pose refinement) and
@@ -20,6 +21,7 @@ by their own hook too (``reproject``: paper 000's Tables 3 and 4,
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from poseshape.core.errors import PoseshapeError
 from poseshape.engine.predictor import load_predictor
@@ -53,6 +55,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="rendered test set (poseshape data render); refine6dof: default its run's test split",
     )
     p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    p.add_argument(
+        "--report",
+        default=None,
+        metavar="FILE.html",
+        help="write one self-contained HTML page: the table, error histograms, IoU per category and a "
+        "gallery of the best, median and worst cases (the plots need a method whose evaluation returns "
+        "per-sample errors, e.g. reproject)",
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples only")
     p.add_argument("--batch-size", type=int, default=None, help="images per pass (default 32; refine6dof 20)")
     p.add_argument(
@@ -104,7 +114,12 @@ def run(args) -> int:
     labels = list(args.label) or [str(c) if c else f"{args.method} (default)" for c in ckpts]
     if len(labels) != len(ckpts):
         raise PoseshapeError(f"eval: {len(labels)} --label for {len(ckpts)} checkpoints")
+    if args.report and Path(args.report).suffix.lower() not in (".html", ".htm"):
+        raise PoseshapeError(f"--report {args.report}: expected an .html file")
+    if args.report and Path(args.report).is_dir():
+        raise PoseshapeError(f"--report {args.report}: is a folder")
     results, rows, columns = {}, {}, None
+    first = None  # (predictor, result) of the first checkpoint, for the report's plots and gallery
     prefix = len(ckpts) > 1
     for label, ck in zip(labels, ckpts):
         pred = load_predictor(checkpoint=ck, method=args.method, device=args.device)
@@ -123,10 +138,35 @@ def run(args) -> int:
                 "eval: the checkpoints belong to methods with different tables; evaluate them separately"
             )
         columns = cols
-        results[label] = {k: v for k, v in res.items() if k != "columns"}
+        results[label] = {k: v for k, v in res.items() if k not in ("columns", "per_sample")}
+        if first is None:
+            first = (label, pred, res)
         rows.update(part)
     print(format_table(rows, columns))
     if args.out:
         js, md = write_report(results, args.out, rows=rows, columns=columns)
         print(f"wrote {js} and {md}")
+    if args.report:
+        print(f"wrote {_report(args, rows, columns, first, len(ckpts))}")
     return 0
+
+
+def _report(args, rows, columns, first, n_checkpoints: int):
+    """Write ``--report``: the table of every checkpoint; plots and gallery of the first."""
+    from poseshape.engine.html_report import gallery_cases, write_html_report
+
+    label, pred, res = first
+    per_sample = res.get("per_sample")
+    cases = gallery_cases(pred, res["data"], per_sample) if per_sample and res.get("data") else []
+    notes = [f"method {pred.method}; data {res.get('data', '?')}; {res.get('samples', '?')} samples"]
+    if n_checkpoints > 1 and per_sample:
+        notes.append(f"plots and gallery: {label}")
+    return write_html_report(
+        args.report,
+        title=f"poseshape eval: {label}",
+        rows=rows,
+        columns=columns,
+        per_sample=per_sample,
+        cases=cases,
+        notes=notes,
+    )

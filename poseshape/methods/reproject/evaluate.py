@@ -77,7 +77,8 @@ def evaluate_predictor(
 
     Returns:
         ``{"overall": {metric: value}, "per_category": {name: {metric: value}},
-        "data": str, "samples": int}``.
+        "data": str, "samples": int, "per_sample": {"index", "category", "rot_err_deg",
+        "mask_iou": lists}}`` (``per_sample`` feeds ``poseshape eval --report``).
     """
     cfg = predictor.config
     ds = RenderedSamples(data_root, cfg, limit=limit, what="test")
@@ -113,7 +114,19 @@ def evaluate_predictor(
         sel = cats == ci
         if sel.any():
             per_cat[name] = _summarise({k: v[sel] for k, v in rows.items()})
-    return {"overall": _summarise(rows), "per_category": per_cat, "data": str(data_root), "samples": len(ds)}
+    per_sample = {
+        "index": list(range(len(cats))),
+        "category": [ds.categories[int(c)] for c in cats],
+        "rot_err_deg": [float(v) for v in rows["rot"]],
+        "mask_iou": [float(v) for v in rows["iou2d"]],
+    }
+    return {
+        "overall": _summarise(rows),
+        "per_category": per_cat,
+        "data": str(data_root),
+        "samples": len(ds),
+        "per_sample": per_sample,
+    }
 
 
 def evaluate(
@@ -143,7 +156,8 @@ def evaluate(
     return {
         "rows": results_rows(res),
         "columns": COLUMNS,
-        "result": res,
+        "result": {k: v for k, v in res.items() if k != "per_sample"},
         "data": res["data"],
         "samples": res["samples"],
+        "per_sample": res["per_sample"],
     }

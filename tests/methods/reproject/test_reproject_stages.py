@@ -136,15 +136,40 @@ def test_cli_train_and_eval(tiny_data, tmp_path, capsys):
             str(tiny_data["test"]),
             "--out",
             str(tmp_path / "ev"),
+            "--report",
+            str(tmp_path / "rep" / "report.html"),
             "--no-progress",
         ]
     )
     assert rc == 0
+    # the HTML report: self-contained (inline PNGs only), the table, three plots, a gallery
+    import re
+
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "before all" in page and "after all" in page
+    srcs = re.findall(r"src='([^']*)'", page)
+    assert srcs and all(u.startswith("data:image/png;base64,") for u in srcs)
+    for caption in ("Rotation error", "Mask IoU", "Mask IoU per category", "best", "median", "worst"):
+        assert caption in page, caption
+    n = json.loads((tmp_path / "ev.json").read_text())["before"]["samples"]
+    assert len(srcs) == 3 + 3 * min(3, n)
     text = capsys.readouterr().out
     assert "before all" in text and "after all" in text and "2D AP" in text
     res = json.loads((tmp_path / "ev.json").read_text())
     assert set(res) == {"before", "after"}
     assert res["after"]["samples"] > 0
     assert (tmp_path / "ev.md").read_text().startswith("|")
+    # a report that is not .html is refused before any work
+    bad = [
+        "eval",
+        "--checkpoint",
+        str(ck / "last.pt"),
+        "--data",
+        str(tiny_data["test"]),
+        "--report",
+        str(tmp_path / "r.txt"),
+    ]
+    assert main(bad) == 2 and not (tmp_path / "r.txt").exists()
+    assert "expected an .html file" in capsys.readouterr().err
     # a checkpoint of the wrong kind / missing file
     assert main(["eval", "--checkpoint", str(tmp_path / "nope.pt"), "--data", str(tiny_data["test"])]) == 2
