@@ -248,6 +248,10 @@ class MethodSpec:
     #: the method's own paper table for ``poseshape eval`` (None: the posed-frame tables of
     #: :func:`poseshape.engine.evaluate.evaluate_predictor`).
     evaluate: Callable[..., dict[str, Any]] | None = None
+    #: Named training presets, ``{name: ("key=value", ...)}``, chosen with ``--set preset=NAME``
+    #: (expanded before the other overrides, which win). ``paper`` (the defaults) always exists;
+    #: every method gives ``quick`` (a laptop run of minutes) and ``cpu`` (its shipped-model run).
+    presets: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -262,9 +266,30 @@ class MethodSpec:
         return self.config_cls()
 
     def make_config(self, yaml_path: str | Path | None = None, overrides: Iterable[str] = ()) -> Any:
-        """Defaults, then a YAML file, then ``key=value`` overrides (see :mod:`poseshape.core.config`)."""
+        """Defaults, then a YAML file, then ``key=value`` overrides (see :mod:`poseshape.core.config`).
 
+        An override ``preset=NAME`` is replaced by that preset's overrides (:attr:`presets`),
+        placed before the others so that explicit ``key=value`` settings still win.
+
+        Raises:
+            PoseshapeError: an unknown preset (the known ones are named), or two presets.
+        """
+        overrides = [str(o) for o in overrides]
+        keyed = [(o.split("=", 1)[0].strip(), o) for o in overrides]
+        chosen = [o.split("=", 1)[1].strip() if "=" in o else "" for k, o in keyed if k == "preset"]
+        if chosen:
+            if len(chosen) > 1:
+                raise PoseshapeError(f"preset: given {len(chosen)} times ({', '.join(chosen)}); choose one")
+            known = self.preset_names()
+            if chosen[0] not in known:
+                raise PoseshapeError(f"preset={chosen[0]!r}: method {self.name!r} has the presets {', '.join(known)}")
+            expanded = list(self.presets.get(chosen[0], ()))
+            overrides = expanded + [o for k, o in keyed if k != "preset"]
         return load_config(self.config_cls, yaml_path, overrides)
+
+    def preset_names(self) -> list[str]:
+        """``["paper", ...]``: the presets ``--set preset=NAME`` accepts."""
+        return ["paper", *sorted(n for n in self.presets if n != "paper")]
 
     def get_stages(self, config: Any) -> list[Stage]:
         """The stages for ``config``, checked (unique names, modules that exist)."""

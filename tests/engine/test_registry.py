@@ -167,3 +167,39 @@ def test_builtin_method_comes_back_after_unregistering(clean_registry):
     assert get_method("refine6dof") is spec
     registry._REGISTRY.clear()  # e.g. a test fixture restoring an older snapshot
     assert "refine6dof" in list_methods() and "reproject" in list_methods()
+
+
+def test_presets_expand_before_overrides():
+    @dataclass
+    class Cfg:
+        lr: float = 1.0
+        steps: int = 100
+
+    spec = MethodSpec(
+        name="preset_demo",
+        config_cls=Cfg,
+        build=lambda c: {"m": nn.Linear(1, 1)},
+        stages=[],
+        presets={"quick": ("steps=5", "lr=0.5")},
+    )
+    assert spec.preset_names() == ["paper", "quick"]
+    assert spec.make_config(None, ["preset=quick"]) == Cfg(lr=0.5, steps=5)
+    assert spec.make_config(None, ["lr=0.1", "preset=quick"]) == Cfg(lr=0.1, steps=5)  # explicit keys win
+    assert spec.make_config(None, ["preset=paper"]) == Cfg()
+    with pytest.raises(PoseshapeError, match="has the presets paper, quick"):
+        spec.make_config(None, ["preset=fast"])
+    with pytest.raises(PoseshapeError, match="choose one"):
+        spec.make_config(None, ["preset=quick", "preset=paper"])
+
+
+@pytest.mark.parametrize("method", ["reproject", "refine6dof", "retrieval", "selfconsistency", "posefree"])
+def test_every_method_has_quick_and_cpu_presets(method):
+    from poseshape.engine.registry import get_method
+
+    try:
+        spec = get_method(method)
+    except PoseshapeError as e:  # a method still being built is not registered yet
+        pytest.skip(str(e))
+    assert {"paper", "cpu", "quick"} <= set(spec.preset_names())
+    for name in spec.preset_names():
+        spec.make_config(None, [f"preset={name}"])  # every preset is a valid configuration

@@ -21,7 +21,7 @@ from poseshape.engine.registry import MethodSpec, register_method
 from poseshape.methods.refine6dof import (
     evaluate as _table,  # the module (the function would shadow it as an attribute)
 )
-from poseshape.methods.refine6dof.config import DataConfig, Refine6DofConfig
+from poseshape.methods.refine6dof.config import PRESETS, DataConfig, Refine6DofConfig
 from poseshape.methods.refine6dof.predictor import Refine6DofPredictor
 from poseshape.methods.refine6dof.train import build, stages
 
@@ -34,6 +34,7 @@ SPEC = register_method(
         predictor=Refine6DofPredictor,
         evaluate=_table.evaluate,
         description="paper 003: class + 6-DoF pose encoder, cluster medoids, online silhouette refinement",
+        presets=PRESETS,
     ),
     replace=True,
 )

@@ -15,7 +15,7 @@ targets), ``model.py`` (networks of Appendix I.a), ``data.py`` (rendered / silho
 """
 
 from poseshape.engine.registry import MethodSpec, register_method
-from poseshape.methods.reproject.config import ReprojectConfig
+from poseshape.methods.reproject.config import PRESETS, ReprojectConfig
 from poseshape.methods.reproject.evaluate import evaluate
 from poseshape.methods.reproject.predictor import ReprojectPredictor
 from poseshape.methods.reproject.train import build, stages
@@ -29,6 +29,7 @@ SPEC = register_method(
         predictor=ReprojectPredictor,
         evaluate=evaluate,
         description="paper 000: p-TL / p-3D-VAE-GAN, pose-aware voxels, reprojection fine-tuning",
+        presets=PRESETS,
     ),
     replace=True,
 )

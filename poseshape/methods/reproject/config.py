@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["DataPaths", "ReprojectConfig", "default_frame_extent"]
+__all__ = ["PRESETS", "DataPaths", "ReprojectConfig", "default_frame_extent"]
 
 
 def default_frame_extent(distance_min: float = 2.5, fov_deg: float = 30.0) -> float:
@@ -83,3 +83,30 @@ class ReprojectConfig:
     grad_clip: float | None = 10.0
     num_workers: int = 0
     data: DataPaths = field(default_factory=DataPaths)
+
+
+#: ``--set preset=NAME`` (``paper``: the defaults above). ``cpu``: the shipped model's run
+#: (scripts/train_default.sh, ~40 min on a 2-core CPU); ``quick``: the same networks at a tenth
+#: of the steps, a few minutes on a laptop (a smoke run, not a useful model).
+PRESETS: dict[str, tuple[str, ...]] = {
+    "cpu": (
+        "image_size=64",
+        "width=0.5",
+        "batch_size=32",
+        "vae_iters=1500",
+        "regress_iters=2500",
+        "finetune_iters=400",
+        "val_every=500",
+        "val_samples=192",
+    ),
+    "quick": (
+        "image_size=64",
+        "width=0.25",
+        "batch_size=16",
+        "vae_iters=150",
+        "regress_iters=250",
+        "finetune_iters=40",
+        "val_every=100",
+        "val_samples=64",
+    ),
+}

@@ -19,7 +19,7 @@ See ``docs/retrieval.md``.
 
 from poseshape.engine.registry import MethodSpec, register_method
 from poseshape.methods.retrieval import evaluate as _table  # the module, not the function
-from poseshape.methods.retrieval.config import CPU_PRESET, DataConfig, RetrievalConfig
+from poseshape.methods.retrieval.config import CPU_PRESET, PRESETS, DataConfig, RetrievalConfig
 from poseshape.methods.retrieval.predictor import RetrievalPredictor
 from poseshape.methods.retrieval.train import build, stages
 
@@ -32,6 +32,7 @@ SPEC = register_method(
         predictor=RetrievalPredictor,
         evaluate=_table.evaluate,
         description="paper 004: CAD retrieval + 6-DoF pose from disentangled voxel embeddings and quaternion anchors",
+        presets=PRESETS,
     ),
     replace=True,
 )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from poseshape.core.config import load_config
 
-__all__ = ["CPU_PRESET", "DataConfig", "RetrievalConfig", "cpu_config"]
+__all__ = ["CPU_PRESET", "PRESETS", "DataConfig", "RetrievalConfig", "cpu_config"]
 
 
 @dataclass
@@ -135,6 +135,21 @@ CPU_PRESET: tuple[str, ...] = (
     "data.image_size=64",
     "val_every=500",
 )
+
+
+#: ``--set preset=NAME`` (``paper``: the defaults). ``cpu``: :data:`CPU_PRESET`; ``quick``: the
+#: CPU networks for a few epochs on 20 views per model, a few minutes on a laptop (a smoke run).
+PRESETS: dict[str, tuple[str, ...]] = {
+    "cpu": CPU_PRESET,
+    "quick": (
+        *CPU_PRESET,
+        "stage1_epochs=3",
+        "stage1_samples=300",
+        "stage2_epochs=2",
+        "data.views=20",
+        "val_every=100",
+    ),
+}
 
 
 def cpu_config() -> RetrievalConfig:
