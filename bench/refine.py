@@ -257,6 +257,7 @@ def part_reconstruct(args) -> dict:
                         rec["mask_iou"],
                         float(geodesic_distance(R, R_true)[0]) / DEG,
                         time.perf_counter() - t0,
+                        float(rec.get("confidence", float("nan"))),
                     )
                 rows.append(row)
                 print(
@@ -279,7 +280,32 @@ def part_reconstruct(args) -> dict:
             cells.append(f"{iou:.3f} / {med:.1f} / {acc:.2f}")
         print(f"| {cat} | {len(sel)} | " + " | ".join(cells) + " |")
     out["seconds_per_image"] = {n: float(np.median([r[n][2] for r in rows])) for n in variants}
+    # does pose.json's confidence rank the failures (rotation error > 30 deg)? AUROC of -confidence
+    print("\n| variant | failures (rot > 30 deg) | AUROC of the confidence for failure |")
+    print("|---|---:|---:|")
+    out["auroc_failure"] = {}
+    for n in variants:
+        conf = np.array([r[n][3] for r in rows])
+        fail = np.array([r[n][1] > 30 for r in rows])
+        auc = failure_auroc(conf, fail)
+        out["auroc_failure"][n] = auc
+        print(f"| {n} | {int(fail.sum())}/{len(fail)} | {auc:.3f} |")
     return out
+
+
+def failure_auroc(confidence, failed) -> float:
+    """AUROC of "low confidence" as a detector of ``failed`` (1: every failure is less confident
+    than every success; 0.5: chance); NaN without both classes or confidences."""
+    import numpy as np
+    from scipy.stats import mannwhitneyu
+
+    c, f = np.asarray(confidence, float), np.asarray(failed, bool)
+    ok = np.isfinite(c)
+    c, f = c[ok], f[ok]
+    if f.all() or not f.any():
+        return float("nan")
+    u = mannwhitneyu(-c[f], -c[~f], alternative="two-sided").statistic
+    return float(u / (f.sum() * (~f).sum()))
 
 
 def main() -> None:
