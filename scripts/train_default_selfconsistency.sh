@@ -16,5 +16,5 @@ done
 $PY -m poseshape train selfconsistency --out "$W/run" --device cpu --seed 0 --no-progress \
   --config poseshape/methods/selfconsistency/presets/cpu.yaml \
   --set data.train="$W/train" --set data.val="$W/val"
-$PY -m poseshape.engine.checkpoint export "$W/run/last.pt" poseshape/assets/selfconsistency.pt
+$PY -m poseshape.engine.checkpoint export "$W/run/last.pt" poseshape/assets/selfconsistency.pt --set data.train= --set data.val=
 ls -l poseshape/assets/selfconsistency.pt

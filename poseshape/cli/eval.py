@@ -24,6 +24,7 @@ import argparse
 from pathlib import Path
 
 from poseshape.core.errors import PoseshapeError
+from poseshape.engine.html_report import gallery_cases, write_html_report
 from poseshape.engine.predictor import load_predictor
 from poseshape.engine.registry import get_method
 from poseshape.engine.report import format_table, write_report
@@ -153,7 +154,6 @@ def run(args) -> int:
 
 def _report(args, rows, columns, first, n_checkpoints: int):
     """Write ``--report``: the table of every checkpoint; plots and gallery of the first."""
-    from poseshape.engine.html_report import gallery_cases, write_html_report
 
     label, pred, res = first
     per_sample = res.get("per_sample")

@@ -22,12 +22,13 @@ import numpy as np
 
 from poseshape.core.errors import PoseshapeError
 from poseshape.core.io import atomic_write
+from poseshape.data.dataset import ShardDataset
+from poseshape.viz import overlay_silhouette, png_bytes
 
 __all__ = ["gallery_cases", "write_html_report"]
 
 
 def _png_uri(rgb: np.ndarray) -> str:
-    from poseshape.viz import png_bytes
 
     return "data:image/png;base64," + base64.b64encode(png_bytes(rgb)).decode("ascii")
 
@@ -93,9 +94,6 @@ def gallery_cases(predictor, data_root, per_sample: dict[str, Sequence], per_gro
     """
     import torch
     import torch.nn.functional as F
-
-    from poseshape.data.dataset import ShardDataset
-    from poseshape.viz import overlay_silhouette
 
     rot = np.asarray(per_sample["rot_err_deg"], dtype=float)
     if rot.size == 0:

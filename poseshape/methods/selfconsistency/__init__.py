@@ -15,7 +15,7 @@ Files: ``config.py`` (paper defaults, ``cpu`` preset), ``frame.py`` (camera fram
 """
 
 from poseshape.engine.registry import MethodSpec, register_method
-from poseshape.methods.selfconsistency.config import SelfConsistencyConfig
+from poseshape.methods.selfconsistency.config import PRESETS, SelfConsistencyConfig
 from poseshape.methods.selfconsistency.evaluate import evaluate
 from poseshape.methods.selfconsistency.predictor import SelfConsistencyPredictor
 from poseshape.methods.selfconsistency.train import build, stages
@@ -28,6 +28,7 @@ SPEC = register_method(
         stages=stages,
         predictor=SelfConsistencyPredictor,
         evaluate=evaluate,
+        presets=PRESETS,
         description="paper 001: pose-aware voxels, pose from 2D-3D self-consistency (no GT pose)",
     ),
     replace=True,

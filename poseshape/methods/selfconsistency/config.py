@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["CPU_PRESET", "DataPaths", "SelfConsistencyConfig"]
+__all__ = ["CPU_PRESET", "PRESETS", "DataPaths", "SelfConsistencyConfig"]
 
 
 @dataclass
@@ -87,4 +87,11 @@ CPU_PRESET: dict[str, object] = {
     "iterations": 2500,
     "val_every": 500,
     "val_samples": 96,
+}
+
+#: Named ``--set preset=NAME`` overrides: ``cpu`` (the shipped run, :data:`CPU_PRESET`) and
+#: ``quick`` (a few minutes on a laptop CPU, to check that a setup trains at all).
+PRESETS: dict[str, tuple[str, ...]] = {
+    "cpu": tuple(f"{k}={v}" for k, v in CPU_PRESET.items()),
+    "quick": ("width=0.25", "batch_size=16", "iterations=200", "val_every=100", "val_samples=32"),
 }
