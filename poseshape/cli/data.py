@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from poseshape.cli.args import int_at_least
 from poseshape.core.errors import PoseshapeError
 from poseshape.data.synth import PoseConfig, SynthConfig, render_dataset
 
@@ -37,11 +38,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="'procedural' or a folder (PASCAL3D+ CAD, ObjectNet3D, ShapeNet, or <category>/<model>.obj|off|ply)",
     )
     r.add_argument("--out", required=True, help="output folder")
-    r.add_argument("--views", type=int, default=24, help="samples per model (default 24)")
-    r.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    r.add_argument("--views", type=int_at_least(1), default=24, help="samples per model (default 24)")
+    r.add_argument("--size", type=int_at_least(8), default=64, help="image side in pixels (default 64)")
     r.add_argument("--voxels", type=int, default=32, help="aligned voxel grid side, 0 = none (default 32)")
     r.add_argument("--posed-voxels", type=int, default=None, help="also store the pose-aware grid of this side")
-    r.add_argument("--workers", type=int, default=1, help="worker processes (output independent of it)")
+    r.add_argument("--workers", type=int_at_least(0), default=1, help="worker processes (output independent of it)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--domain", choices=("render", "natural"), default="render")
     r.add_argument("--categories", nargs="+", default=None, help="keep only these categories")
@@ -52,7 +53,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="render only the models of this split (model-level split, seed --split-seed)",
     )
     r.add_argument("--split-seed", type=int, default=0)
-    r.add_argument("--models-per-category", type=int, default=None, help="procedural models per category (10)")
+    r.add_argument(
+        "--models-per-category", type=int_at_least(1), default=None, help="procedural models per category (10)"
+    )
     r.add_argument("--pose", choices=("uniform", "pascal", "ring24"), default="uniform", help="pose distribution")
     r.add_argument(
         "--elevation",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from poseshape.cli.args import int_at_least
 from poseshape.core.errors import PoseshapeError
 from poseshape.engine.html_report import gallery_cases, write_html_report
 from poseshape.engine.predictor import load_predictor
@@ -64,8 +65,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "gallery of the best, median and worst cases (the plots need a method whose evaluation returns "
         "per-sample errors, e.g. reproject)",
     )
-    p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples only")
-    p.add_argument("--batch-size", type=int, default=None, help="images per pass (default 32; refine6dof 20)")
+    p.add_argument("--limit", type=int_at_least(1), default=None, help="evaluate the first N samples only")
+    p.add_argument(
+        "--batch-size", type=int_at_least(1), default=None, help="images per pass (default 32; refine6dof 20)"
+    )
     p.add_argument(
         "--rows",
         default=None,

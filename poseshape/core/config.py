@@ -53,6 +53,7 @@ from poseshape.core.io import atomic_write
 __all__ = [
     "ConfigError",
     "apply_overrides",
+    "check_value",
     "config_diff",
     "config_from_dict",
     "config_to_dict",
@@ -141,11 +142,49 @@ def _from_dict(cls: type, data: Mapping[str, Any] | None, prefix: str) -> Any:
         )
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _coerce(value, hints.get(name, Any), prefix + name, raw=None)
+        kwargs[name] = check_value(prefix + name, _coerce(value, hints.get(name, Any), prefix + name, raw=None))
     try:
         return cls(**kwargs)
     except TypeError as e:  # missing required fields
         raise ConfigError(f"{prefix or 'config'}: cannot build {cls.__name__}: {e}") from None
+
+
+def check_value(key: str, value: Any) -> Any:
+    """The checks every method's config shares, by the leaf name of ``key`` (returns ``value``).
+
+    * any float (or float in a list / tuple): finite or +-inf, never NaN;
+    * ``lr`` / ``*_lr``: a finite number > 0;
+    * ``batch_size`` / ``*_batch_size``: an integer >= 1;
+    * ``width`` / ``*_width``: > 0;
+    * ``*iters`` / ``iterations`` / ``*epochs`` / ``*steps``: >= 0 (0 skips, where a method allows it);
+    * ``workers`` / ``num_workers``: >= 0.
+
+    Raises:
+        ConfigError: naming the key and the rule.
+    """
+    leaf = key.rsplit(".", 1)[-1]
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for v in items:
+        if isinstance(v, float) and math.isnan(v):
+            raise ConfigError(f"{key}: NaN is not a valid value")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+
+    def need(ok: bool, rule: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}: got {value!r}; it must be {rule}")
+
+    if leaf == "lr" or leaf.endswith("_lr"):
+        need(math.isfinite(value) and value > 0, "a finite number > 0")
+    elif leaf == "batch_size" or leaf.endswith("_batch_size"):
+        need(value >= 1, "an integer >= 1")
+    elif leaf == "width" or leaf.endswith("_width"):
+        need(value > 0, "> 0")
+    elif leaf.endswith(("iters", "iterations", "epochs", "steps")):
+        need(value >= 0, ">= 0")
+    elif leaf in ("workers", "num_workers"):
+        need(value >= 0, ">= 0")
+    return value
 
 
 def _type_hints(cls: type) -> dict[str, Any]:
@@ -344,7 +383,7 @@ def _set_path(obj: Any, parts: list[str], value: Any, raw: str | None, done: str
         raise ConfigError(f"unknown config key {full!r} for {type(obj).__name__}; valid keys: {valid}")
     hints = _type_hints(type(obj))
     if len(parts) == 1:
-        new = _coerce(value, hints.get(name, Any), full, raw)
+        new = check_value(full, _coerce(value, hints.get(name, Any), full, raw))
     else:
         child = getattr(obj, name)
         if not (dataclasses.is_dataclass(child) and not isinstance(child, type)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
@@ -12,6 +13,7 @@ import pytest
 from poseshape.core.config import (
     ConfigError,
     apply_overrides,
+    check_value,
     config_diff,
     config_from_dict,
     config_to_dict,
@@ -223,3 +225,44 @@ def test_yaml_errors(tmp_path):
     (tmp_path / "unknown.yaml").write_text("lr: 1\nlearning_rate: 2\n")
     with pytest.raises(ConfigError, match="'learning_rate'"):
         load_config(Cfg, tmp_path / "unknown.yaml")
+
+
+@dataclass
+class _CheckInner:
+    finetune_lr: float = 1e-4
+    workers: int = 0
+
+
+@dataclass
+class _CheckCfg:
+    lr: float = 1e-3
+    batch_size: int = 8
+    width: float = 1.0
+    iterations: int = 10
+    grad_clip: float | None = None
+    betas: tuple[float, float] = (0.5, 0.9)
+    inner: _CheckInner = field(default_factory=_CheckInner)
+
+
+def test_shared_value_checks_name_the_key():
+    """NaN anywhere, lr <= 0, batch sizes < 1, widths <= 0, negative step counts and workers are
+    refused where they are parsed (``--set`` and YAML / checkpoint dicts), naming the key."""
+    for item, msg in [
+        ("lr=nan", "lr: NaN"),
+        ("lr=-1", "lr: got -1.0"),
+        ("lr=0", "lr: got 0.0"),
+        ("lr=inf", "finite"),
+        ("batch_size=0", "batch_size: got 0"),
+        ("width=0", "width: got 0"),
+        ("iterations=-5", "iterations: got -5"),
+        ("inner.finetune_lr=-1e-3", "inner.finetune_lr"),
+        ("inner.workers=-1", "inner.workers"),
+        ("betas=[0.5, .nan]", "betas: NaN"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(msg)):
+            apply_overrides(_CheckCfg(), [item])
+    ok = apply_overrides(_CheckCfg(), ["lr=2e-4", "iterations=0", "grad_clip=inf", "width=0.25"])
+    assert (ok.lr, ok.iterations, ok.width) == (2e-4, 0, 0.25) and ok.grad_clip == float("inf")
+    with pytest.raises(ConfigError, match="batch_size"):
+        config_from_dict(_CheckCfg, {"batch_size": 0})
+    assert check_value("name", "text") == "text" and check_value("flag", True) is True
