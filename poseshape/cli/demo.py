@@ -21,7 +21,7 @@ from pathlib import Path
 from poseshape.core.errors import PoseshapeWarning
 from poseshape.data.dataset import ShardDataset
 from poseshape.engine.output import write_prediction
-from poseshape.engine.predictor import default_checkpoint, load_predictor
+from poseshape.engine.predictor import default_checkpoint, load_predictor, resolve_device
 from poseshape.engine.registry import get_method
 from poseshape.engine.report import format_table, results_rows, write_report
 from poseshape.engine.train import Trainer
@@ -83,10 +83,8 @@ def run_demo(
     seed: int = 123,
     device: str | None = None,
 ) -> dict:
-    import torch
-
     t0 = time.perf_counter()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(device))
     out.mkdir(parents=True, exist_ok=True)
     print(f"[1/4] rendering procedural data into {out / 'data'}", file=sys.stderr)
     paths = render_reproject_data(

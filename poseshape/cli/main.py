@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     except PoseshapeError as exc:
         print(f"poseshape {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # permissions, a full disk, a file where a folder must be, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"poseshape {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

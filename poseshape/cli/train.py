@@ -15,6 +15,7 @@ import argparse
 
 from poseshape.core.config import config_to_dict
 from poseshape.core.errors import PoseshapeError
+from poseshape.engine.predictor import resolve_device
 from poseshape.engine.registry import get_method, list_methods
 from poseshape.engine.train import Trainer
 
@@ -60,6 +61,8 @@ def run(args) -> int:
     if not args.method:
         raise PoseshapeError("train: give a METHOD (one of: " + ", ".join(list_methods()) + ")")
     spec = get_method(args.method)
+    if args.device is not None:
+        resolve_device(args.device)  # an unknown device: one error line listing the devices there are
     config = spec.make_config(args.config, args.overrides)
     if args.print_config:
         import yaml

@@ -27,3 +27,22 @@ def test_bad_integer_options(argv, option, tmp_path, capsys):
     err = capsys.readouterr().err
     assert option in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_os_errors_and_unknown_devices_are_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    for argv in (
+        ["data", "render", "--meshes", "procedural", "--out", str(afile), "--views", "1",
+         "--models-per-category", "1", "--categories", "car", "--quiet"],
+        ["train", "retrieval", "--out", str(afile), "--set", "preset=quick", "--device", "cpu"],
+    ):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert str(afile) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert afile.read_text() == "keep me"
+    for dev in ("bogus", "cuda:7", "mps"):
+        rc = main(["train", "retrieval", "--out", str(tmp_path / "r"), "--set", "preset=quick", "--device", dev])
+        err = capsys.readouterr().err
+        assert rc == 2 and dev in err and "cpu" in err, err
+        assert not (tmp_path / "r").exists()
