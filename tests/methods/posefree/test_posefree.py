@@ -144,6 +144,7 @@ def run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_view_subsets_keep_only_their_ring_views(run):
     cfg = load_checkpoint(run / "last.pt").config
     pc = apply_overrides(PosefreeConfig(), list(PRESETS["quick"]))
@@ -182,6 +183,7 @@ def test_a_critic_blow_up_stops_with_a_message(tmp_path, capsys):
     assert not (tmp_path / "r" / "last.pt").exists() or load_checkpoint(tmp_path / "r" / "last.pt")
 
 
+@pytest.mark.slow
 def test_eval_and_reconstruct_through_the_cli(run, tmp_path, capsys):
     capsys.readouterr()
     rc = main(["eval", "posefree", "--checkpoint", str(run / "last.pt"), "--data", str(run / "data" / "val"),
