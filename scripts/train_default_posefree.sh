@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# Train the shipped default posefree model (paper 002) on the project's PROCEDURAL chairs only
-# (no pose labels are read: silhouettes and images of the 24-view ring), with the `cpu` preset
-# (poseshape/methods/posefree/config.py: PRESETS["cpu"]), and export it (weights and config,
-# no optimiser state, no run-local paths) to poseshape/assets/posefree.pt.
+# Train the shipped default posefree model (paper 002) on PROCEDURAL chairs only, with the CPU
+# preset (poseshape/methods/posefree/config.py: PRESETS["cpu"]), and export it without run-local
+# data paths to poseshape/assets/posefree.pt.
 # Usage: bash scripts/train_default_posefree.sh [RUN_DIR] [extra `poseshape train` arguments]
-# Reruns resume. Prints the wall time at the end.
+# On the shared 2-core machine: nice flock /tmp/cpu.lock bash scripts/train_default_posefree.sh
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 V=${V:-$(bash "$root/scripts/setup.sh" | tail -n 1)}
@@ -13,6 +12,7 @@ RUN=${1:-runs/posefree_default}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 start=$(date +%s)
 "$V/bin/poseshape" train posefree --out "$RUN" --seed 0 --no-progress --set preset=cpu "${@:2}"
-"$V/bin/python" -m poseshape.engine.checkpoint export "$RUN/last.pt" "${EXPORT:-poseshape/assets/posefree.pt}" \
+"$V/bin/python" -m poseshape.engine.checkpoint export "$RUN/last.pt" poseshape/assets/posefree.pt \
     --set data.train= --set data.test=
+"$V/bin/poseshape" eval posefree --checkpoint "$RUN/last.pt" --out "$RUN/eval"
 echo "wall time: $(( $(date +%s) - start )) s"
