@@ -121,20 +121,40 @@ def run(args) -> int:
             raise PoseshapeError(f"--refine: method {predictor.method!r} cannot refine its predictions")
     # Check every input before writing anything (the images are read again later rather than
     # kept: a long list of photos need not fit in memory).
-    for ip, mp in zip(images, masks):
-        it = load_input(ip, mp)
-        if args.refine and it.mask is None:
-            raise PoseshapeError(f"{ip}: --refine needs an object mask (--mask, or an RGBA image's alpha)")
-        predictor_square(predictor, it.image, it.mask, str(mp or ip))
+    # With several images, one that fails (a bad file, an empty mask, a shape that cannot cover
+    # its mask) is reported with its reason and skipped; the others are written, and the exit
+    # code is 1 (some failed) or 2 (all failed). A single image fails as a whole (exit 2).
+    many = len(images) > 1
+    failed: list[tuple[Path, str]] = []
+    ok = []
+    for ip, mp, folder in zip(images, masks, output_folders(images, out)):
+        try:
+            it = load_input(ip, mp)
+            if args.refine and it.mask is None:
+                raise PoseshapeError(f"{ip}: --refine needs an object mask (--mask, or an RGBA image's alpha)")
+            predictor_square(predictor, it.image, it.mask, str(mp or ip))
+        except PoseshapeError as exc:
+            if not many:
+                raise
+            failed.append((ip, str(exc)))
+            continue
+        ok.append((ip, mp, folder))
     print(f"{predictor.method}: {args.checkpoint or 'shipped default model'}", file=sys.stderr)
-    jobs = list(zip(images, masks, output_folders(images, out)))
-    bar = tqdm(jobs, desc="reconstruct", unit="image", disable=len(jobs) < 2, file=sys.stderr)
+    bar = tqdm(ok, desc="reconstruct", unit="image", disable=len(ok) < 2, file=sys.stderr)
     for ip, mp, folder in bar:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", PoseshapeWarning)
-            files = reconstruct_image(
-                predictor, ip, mp, folder, refine=_per_image(refine, args, ip, mp), category=args.category
-            )
+            try:
+                files = reconstruct_image(
+                    predictor, ip, mp, folder, refine=_per_image(refine, args, ip, mp), category=args.category
+                )
+            except PoseshapeError as exc:
+                if not many:
+                    raise
+                failed.append((ip, str(exc)))
+                files = None
+        if files is None:
+            continue
         for w in caught:
             if issubclass(w.category, PoseshapeWarning):
                 bar.write(f"warning: {w.message}", file=sys.stderr)
@@ -143,6 +163,15 @@ def run(args) -> int:
         print(f"{ip}:")
         for key, path in files.items():
             print(f"  {key:8s} {path}")
+    for ip, why in failed:
+        print(f"poseshape reconstruct: error: {ip}: skipped: {why}", file=sys.stderr)
+    if failed:
+        print(
+            f"poseshape reconstruct: {len(failed)} of {len(images)} images failed "
+            f"({', '.join(str(ip) for ip, _ in failed)}); the others were written",
+            file=sys.stderr,
+        )
+        return 2 if len(failed) == len(images) else 1
     return 0
 
 

@@ -424,8 +424,18 @@ def test_reconstruct_refuses_refine_when_not_refinable_and_vanishing_masks(
         ],
         capsys,
     )
-    assert rc == 2 and re.search(r"dot\.png: the object is too small .* 300x300 .* 32x32", se), se
-    assert not out.exists()  # checked before the first image was written
+    # issue 20: in a batch, the failing image is reported with its reason and skipped, the other
+    # is written, and the exit code (1) says that some failed
+    assert rc == 1 and re.search(r"dot\.png: the object is too small .* 300x300 .* 32x32", se), se
+    assert "1 of 2 images failed" in se and "Traceback" not in se
+    assert (out / ip.stem / "pose.json").is_file() and not (out / "big").exists()
+    # the same bad image alone: exit 2 and nothing written
+    rc, _, se = _run(
+        ["reconstruct", str(tmp_path / "big.png"), "--mask", str(tmp_path / "dot.png"), "--checkpoint", ck,
+         "--out", str(tmp_path / "alone"), "--device", "cpu"],
+        capsys,
+    )  # fmt: skip
+    assert rc == 2 and "too small" in se and not (tmp_path / "alone").exists()
 
 
 @pytest.mark.parametrize("device", ["cuda:7", "mps", "bogus"])
