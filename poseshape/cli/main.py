@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from poseshape.core.errors import PoseshapeError
+from poseshape.core.errors import PoseshapeError, TrainingInterrupted
 from poseshape.core.version import __version__
 
 #: sub-command name -> module providing ``add_parser(subparsers)`` and ``run(args)``.
@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         rc = args._run(args)
+    except TrainingInterrupted as exc:
+        print(f"poseshape {args.command}: {exc}", file=sys.stderr)
+        return 128 + exc.signal
     except PoseshapeError as exc:
         print(f"poseshape {args.command}: error: {exc}", file=sys.stderr)
         return 2

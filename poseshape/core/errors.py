@@ -35,6 +35,15 @@ class FileWriteError(PoseshapeError, OSError):
         return str(self.args[0]) if len(self.args) == 1 else OSError.__str__(self)
 
 
+class TrainingInterrupted(PoseshapeError):
+    """Training stopped on SIGINT / SIGTERM after writing a resumable ``last.pt``; ``signal``
+    is the signal number (the CLI exits with ``128 + signal``)."""
+
+    def __init__(self, message: str, signal: int):
+        super().__init__(message)
+        self.signal = int(signal)
+
+
 class PoseshapeWarning(UserWarning):
     """A doubtful input or result (no / inverted / tiny / cut mask, low confidence, an untrained
     category); the message names the fix. Also recorded in ``pose.json["warnings"]``."""

@@ -59,7 +59,9 @@ import logging
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
@@ -73,7 +75,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from poseshape.core.config import config_diff, config_from_dict, config_to_dict, dump_yaml
-from poseshape.core.errors import CheckpointError, PoseshapeError
+from poseshape.core.errors import CheckpointError, PoseshapeError, TrainingInterrupted
 from poseshape.engine.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -473,15 +475,69 @@ class Trainer:
             ``{name: nn.Module}``: the trained modules (not DDP-wrapped), on ``self.device``.
         """
         self._setup_distributed()
+        lock = self._lock_run_folder()
+        previous = self._catch_stop_signals()
         try:
             return self._fit()
         finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            if lock is not None:
+                lock.close()  # closing the descriptor releases the flock
             if self._tb is not None:
                 self._tb.close()
                 self._tb = None
             if self._owns_pg and dist.is_initialized():
                 dist.destroy_process_group()
                 self._owns_pg = False
+
+    def _catch_stop_signals(self) -> dict[int, Any]:
+        """SIGINT / SIGTERM during :meth:`fit` finish the current step, write a resumable
+        ``last.pt`` and raise :class:`TrainingInterrupted` (a second signal stops at once).
+        Only in the main thread of a single-process run with a run folder; returns the handlers
+        to restore."""
+        self._stop_signal = None
+        if self.out_dir is None or self.distributed or threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:  # the second one: no more waiting
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, handler)
+        return previous
+
+    def _lock_run_folder(self) -> Any:
+        """Hold an exclusive ``fcntl.flock`` on ``out_dir/.lock`` for the whole run, so that a
+        second trainer on the same folder fails at once instead of interleaving checkpoints.
+
+        Returns the open lock file (closing it releases the lock), or None when there is no
+        run folder, this is not the main process, or the platform has no ``fcntl``.
+        """
+        if not self.is_main or self.out_dir is None:
+            return None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(self.out_dir / ".lock", "a+")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise PoseshapeError(
+                f"{self.out_dir}: another training run is using this folder (locked: {self.out_dir / '.lock'}); "
+                "wait for it to finish or choose another --out"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        return fh
 
     def _fit(self) -> dict[str, nn.Module]:
         if self.deterministic:
@@ -688,6 +744,14 @@ class Trainer:
                 if stage.val_every is not None and done % stage.val_every == 0:
                     self._validate(stage, si, val_data, ctx, done, val_log)
                     last_val_step = done
+                if getattr(self, "_stop_signal", None) is not None and done < total:
+                    self._save("last.pt", si, done, stream, optimizer, scheduler)
+                    name = signal.Signals(self._stop_signal).name
+                    raise TrainingInterrupted(
+                        f"{name}: training stopped at stage {stage.name!r} step {done}/{total}; "
+                        f"{self.out_dir / 'last.pt'} holds it: rerun the same command to resume",
+                        self._stop_signal,
+                    )
                 if done % self.checkpoint_every == 0 and done < total:
                     self._save("last.pt", si, done, stream, optimizer, scheduler)
             if stage.validate is not None and last_val_step != total and total > 0:

@@ -78,6 +78,9 @@ def toy_step(models, batch, ctx):
     kill = os.environ.get("TOY_KILL_AT")
     if kill and (ctx.stage_index, ctx.step) == tuple(int(v) for v in kill.split(":")):
         os.kill(os.getpid(), signal.SIGKILL)
+    stop = os.environ.get("TOY_SIGNAL_AT")  # "stage:step:SIGNAME": a polite stop (Ctrl-C, kill)
+    if stop and (ctx.stage_index, ctx.step) == tuple(int(v) for v in stop.split(":")[:2]):
+        os.kill(os.getpid(), getattr(signal, stop.split(":")[2]))
     body = models["body"]
     inner = getattr(body, "module", body)
     OBSERVED.append(
@@ -136,7 +139,7 @@ def weights(models) -> dict[str, torch.Tensor]:
 
 
 def run_script(*args, env_extra=None, check=True):
-    env = {k: v for k, v in os.environ.items() if k != "TOY_KILL_AT"}
+    env = {k: v for k, v in os.environ.items() if k not in ("TOY_KILL_AT", "TOY_SIGNAL_AT")}
     env.update(PYTHONPATH=str(REPO), **(env_extra or {}))
     return subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), *args],
@@ -303,6 +306,24 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path):
         assert [r["loss" if "train" in name else "val_mse"] for r in a] == [
             r["loss" if "train" in name else "val_mse"] for r in b
         ], name
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_sigterm_and_sigint_save_a_resumable_checkpoint(tmp_path, signame):
+    """A polite stop finishes the step, writes last.pt at it, exits non-zero; the rerun gives
+    exactly the weights of an uninterrupted run."""
+    args = ["iters_head=11", "iters_joint=17"]
+    ref = weights(Trainer(TOY, apply_overrides(ToyConfig(), args), progress=False).fit())
+    run_dir = tmp_path / "run"
+    r1 = run_script("train", str(run_dir), *args, env_extra={"TOY_SIGNAL_AT": f"1:6:{signame}"}, check=False)
+    assert r1.returncode != 0 and "rerun the same command to resume" in r1.stderr, r1.stderr
+    ts = load_checkpoint(run_dir / "last.pt").trainer_state
+    assert (ts["stage_index"], ts["step"]) == (1, 7)  # the step in flight finished and was saved
+    r2 = run_script("train", str(run_dir), *args)
+    assert r2.returncode == 0, r2.stderr
+    final = torch.load(run_dir / "final.pt", weights_only=True)
+    for k in ref:
+        assert torch.equal(ref[k], final[k]), k
 
 
 def _free_port() -> int:
