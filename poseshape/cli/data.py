@@ -16,6 +16,7 @@ import argparse
 import sys
 
 from poseshape.cli.args import int_at_least
+from poseshape.core.checks import check_memory
 from poseshape.core.errors import PoseshapeError
 from poseshape.data.synth import PoseConfig, SynthConfig, render_dataset
 
@@ -92,6 +93,13 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "data_command", None) != "render":
         print(f"poseshape data: unknown command {getattr(args, 'data_command', None)!r}", file=sys.stderr)
         return 2
+    # Estimated working set before anything is allocated: per worker, ~64 B/pixel of render
+    # buffers plus a shard of finished images (RGB, depth, mask ~9 B/pixel each).
+    check_memory(
+        max(1, args.workers) * args.size**2 * (64 + 9 * max(1, args.shard_size)),
+        f"data render --size {args.size}",
+        "--size (or --workers / --shard-size)",
+    )
     try:
         cfg = SynthConfig(
             image_size=args.size,

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from poseshape.core.checks import check_memory
 from poseshape.core.config import apply_overrides
 from poseshape.core.errors import FileFormatError, PoseshapeError
 from poseshape.core.io import atomic_write_files as write_files_atomic
@@ -321,6 +322,9 @@ def run(args) -> int:
     cfg = RefineConfig(record_frames=True, optimize_verts=bool(args.optimize_verts), **kw)
     if args.overrides:
         cfg = apply_overrides(cfg, list(args.overrides))  # ConfigError names the bad key / value
+
+    # Estimated working set of the soft renderer (forward + backward, ~128 B per pixel per start).
+    check_memory(cfg.starts * cfg.render_size**2 * 128, f"refine at render_size {cfg.render_size}", "--render-size")
 
     # --- refinement
     res = refine_pose(mask[None], mesh, R, t, K, scale=s, config=cfg, progress=sys.stderr.isatty())

@@ -6,11 +6,12 @@ argument, the expected shape and what was received.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
 
-from poseshape.core.errors import ShapeError
+from poseshape.core.errors import PoseshapeError, ShapeError
 
 
 def check_shape(x: torch.Tensor, name: str, shape: Sequence[int | None], batch: bool = True) -> None:
@@ -39,3 +40,35 @@ def check_finite(x: torch.Tensor, name: str) -> None:
     if not torch.isfinite(x).all():
         bad = (~torch.isfinite(x)).sum().item()
         raise ShapeError(f"{name}: contains {bad} non-finite value(s) (NaN or inf)")
+
+
+def memory_limit_bytes() -> int:
+    """The largest working set (bytes) a single command may plan to allocate.
+
+    ``POSESHAPE_MAX_MEMORY_GB`` sets it; otherwise half of the physical memory (16 GiB when
+    that cannot be read).
+    """
+    env = os.environ.get("POSESHAPE_MAX_MEMORY_GB")
+    if env:
+        try:
+            gb = float(env)
+        except ValueError:
+            raise PoseshapeError(f"POSESHAPE_MAX_MEMORY_GB={env!r}: expected a number of GiB") from None
+        if not gb > 0:
+            raise PoseshapeError(f"POSESHAPE_MAX_MEMORY_GB={env!r}: must be > 0")
+        return int(gb * 2**30)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 16 * 2**30
+
+
+def check_memory(nbytes: float, what: str, option: str) -> None:
+    """Refuse, before allocating, work whose estimated memory ``nbytes`` exceeds
+    :func:`memory_limit_bytes`; the message names ``what`` and the ``option`` to lower."""
+    limit = memory_limit_bytes()
+    if nbytes > limit:
+        raise PoseshapeError(
+            f"{what} needs about {nbytes / 2**30:.1f} GiB, over the limit of {limit / 2**30:.1f} GiB; "
+            f"lower {option} (or raise POSESHAPE_MAX_MEMORY_GB)"
+        )
