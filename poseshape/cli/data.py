@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from poseshape.cli.args import int_at_least
+from poseshape.cli.args import int_at_least, output_path
 from poseshape.core.checks import check_memory
 from poseshape.core.errors import PoseshapeError
 from poseshape.data.synth import PoseConfig, SynthConfig, render_dataset
@@ -38,7 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         required=True,
         help="'procedural' or a folder (PASCAL3D+ CAD, ObjectNet3D, ShapeNet, or <category>/<model>.obj|off|ply)",
     )
-    r.add_argument("--out", required=True, help="output folder")
+    r.add_argument("--out", type=output_path, required=True, help="output folder")
     r.add_argument("--views", type=int_at_least(1), default=24, help="samples per model (default 24)")
     r.add_argument("--size", type=int_at_least(8), default=64, help="image side in pixels (default 64)")
     r.add_argument("--voxels", type=int, default=32, help="aligned voxel grid side, 0 = none (default 32)")

@@ -18,6 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
+from poseshape.cli.args import output_path
 from poseshape.core.errors import PoseshapeWarning
 from poseshape.data.dataset import ShardDataset
 from poseshape.engine.output import write_prediction
@@ -51,7 +52,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", default="poseshape_demo", help="output folder (default ./poseshape_demo)")
+    p.add_argument("--out", type=output_path, default="poseshape_demo", help="output folder (default ./poseshape_demo)")
     p.add_argument("--train", action="store_true", help="train a small model instead of loading the default")
     p.add_argument("--models-per-category", type=int, default=10)
     p.add_argument("--views", type=int, default=8)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from poseshape.cli.args import int_at_least
+from poseshape.cli.args import int_at_least, output_path
 from poseshape.core.errors import PoseshapeError
 from poseshape.engine.html_report import gallery_cases, write_html_report
 from poseshape.engine.predictor import load_predictor
@@ -56,9 +56,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
         default=None,
         help="rendered test set (poseshape data render); refine6dof: default its run's test split",
     )
-    p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    p.add_argument("--out", type=output_path, default=None, help="write OUT.json and OUT.md")
     p.add_argument(
         "--report",
+        type=output_path,
         default=None,
         metavar="FILE.html",
         help="write one self-contained HTML page: the table, error histograms, IoU per category and a "

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from poseshape.cli.args import output_path
 from poseshape.core.errors import PoseshapeError, PoseshapeWarning
 from poseshape.engine.predictor import load_predictor
 from poseshape.engine.reconstruct import load_input, predictor_square, reconstruct_image
@@ -65,7 +66,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="method whose shipped default model to use (default reproject); with "
         "--checkpoint, the method the checkpoint must belong to",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--out", type=output_path, required=True, metavar="DIR", help="output folder")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     ref = p.add_mutually_exclusive_group()
     ref.add_argument(

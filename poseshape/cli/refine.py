@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from poseshape.cli.args import output_path
 from poseshape.core.checks import check_memory
 from poseshape.core.config import apply_overrides
 from poseshape.core.errors import FileFormatError, PoseshapeError
@@ -109,7 +110,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="any RefineConfig setting (repeatable), e.g. --set select_margin=0 --set keep=4 (docs/refine.md)",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--out", type=output_path, required=True, metavar="DIR", help="output folder")
     return p
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from poseshape.cli.args import output_path
 from poseshape.engine.predictor import load_predictor
 from poseshape.methods.retrieval.database import (
     ModelBank,
@@ -40,7 +41,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     rs = p.add_subparsers(dest="retrieval_command", required=True)
     ix = rs.add_parser("index", help="embed a folder of meshes into a retrieval database file")
     ix.add_argument("--meshes", required=True, help="mesh folder (any collection layout) or 'procedural'")
-    ix.add_argument("--out", required=True, help="database file to write (e.g. cad.db)")
+    ix.add_argument("--out", type=output_path, required=True, help="database file to write (e.g. cad.db)")
     ix.add_argument("--checkpoint", default=None, help="retrieval checkpoint (default: the shipped model)")
     ix.add_argument("--categories", default="", help="comma-separated categories to keep (default: all)")
     ix.add_argument("--per-category", type=int, default=4, help="procedural models per category")

@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from poseshape.cli.args import output_path
 from poseshape.core.errors import PoseshapeError
 from poseshape.engine.inputs import open_sized, read_image, read_mask, uncrop
 from poseshape.engine.predictor import load_predictor
@@ -103,6 +104,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out",
+        type=output_path,
         required=True,
         metavar="FILE",
         help="scene file, .glb (glTF axes) or .obj (camera axes); the same name with .json is written next to it",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from poseshape.cli.args import output_path
 from poseshape.core.config import config_to_dict
 from poseshape.core.errors import PoseshapeError
 from poseshape.engine.predictor import resolve_device
@@ -31,7 +32,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("method", help="registered method name (see `poseshape train --list`)", nargs="?")
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
-    p.add_argument("--out", help="run directory (checkpoints, logs, config.yaml)")
+    p.add_argument("--out", type=output_path, help="run directory (checkpoints, logs, config.yaml)")
     p.add_argument("--config", default=None, help="YAML file of config overrides")
     p.add_argument(
         "--set",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -71,4 +72,25 @@ def check_memory(nbytes: float, what: str, option: str) -> None:
         raise PoseshapeError(
             f"{what} needs about {nbytes / 2**30:.1f} GiB, over the limit of {limit / 2**30:.1f} GiB; "
             f"lower {option} (or raise POSESHAPE_MAX_MEMORY_GB)"
+        )
+
+
+#: The installed package's folder: outputs are never written into it.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def check_output_location(path: str | os.PathLike, what: str = "output") -> None:
+    """Refuse an output path inside the installed ``poseshape`` package (:data:`PACKAGE_DIR`).
+
+    User files there would mix with the library and be lost (or break the install) on the next
+    upgrade. The shipped models are exported there only by the repository's
+    ``scripts/train_default*.sh``, through ``python -m poseshape.engine.checkpoint export``.
+
+    Raises:
+        PoseshapeError: naming ``what``, the path and the package folder.
+    """
+    resolved = Path(path).expanduser().resolve()
+    if resolved == PACKAGE_DIR or PACKAGE_DIR in resolved.parents:
+        raise PoseshapeError(
+            f"{what} {path}: is inside the installed poseshape package ({PACKAGE_DIR}); write outputs somewhere else"
         )

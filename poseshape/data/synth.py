@@ -259,6 +259,16 @@ class PoseConfig:
             raise ShapeError(f"distribution: expected one of {POSE_DISTRIBUTIONS}, got {self.distribution!r}")
         self.elevation_deg = tuple(float(x) for x in self.elevation_deg)
         self.distance = tuple(float(x) for x in self.distance)
+        if len(self.elevation_deg) != 2 or len(self.distance) != 2:
+            raise ShapeError(
+                f"elevation_deg / distance: expected (lo, hi) pairs, got {self.elevation_deg} / {self.distance}"
+            )
+        lo, hi = self.elevation_deg
+        if not (math.isfinite(lo) and math.isfinite(hi) and -90.0 <= lo <= hi <= 90.0):
+            raise ShapeError(
+                f"elevation_deg (--elevation LO HI): expected degrees with -90 <= LO <= HI <= 90, got ({lo:g}, {hi:g})"
+                + ("; the range is reversed: swap the two values" if lo > hi else "")
+            )
         if not (0 < self.distance[0] <= self.distance[1]):
             raise ShapeError(f"distance: expected 0 < lo <= hi, got {self.distance}")
         if not (0 < self.fov_deg < 180 and 0 < self.fov_6dof_deg < 180):

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import trimesh
 
+from poseshape.core.checks import check_output_location
 from poseshape.core.errors import ShapeError
 from poseshape.core.io import atomic_write_files
 from poseshape.engine.pose_record import pose_record
@@ -182,7 +183,9 @@ def write_prediction(
 
     Raises:
         ShapeError: the image's size is not the camera's.
+        PoseshapeError: ``folder`` is inside the installed package.
     """
+    check_output_location(folder, "output folder")
     i = pred._check_index(i)
     one = pred.item(i).to("cpu")
     cam = one.camera

@@ -448,12 +448,29 @@ def rotation_6d_to_matrix(d6: torch.Tensor) -> torch.Tensor:
 
     ``d6 = (a1, a2)``, two 3-vectors taken as the first two **columns**: ``b1 = a1 / |a1|``,
     ``b2 = normalise(a2 - <b1, a2> b1)``, ``b3 = b1 x b2``, ``R = [b1 b2 b3]`` (columns).
-    ``a1`` must be non-zero and ``a2`` not parallel to it.
+
+    Degenerate input still gives a rotation and finite gradients (a network may output it):
+    ``|a1|`` below the dtype's machine epsilon takes ``b1 = e_x``; an ``a2`` (nearly) parallel
+    to ``b1`` (``|a2 - <b1, a2> b1| <= 16 eps (1 + |a2|)``) takes ``b2`` from the axis least
+    aligned with ``b1``. The gradient through a replaced vector is zero.
     """
     _validate(d6, "d6", (6,))
+    eps = torch.finfo(d6.dtype).eps if d6.is_floating_point() else 1e-12
     a1, a2 = d6[..., :3], d6[..., 3:]
-    b1 = a1 / torch.linalg.vector_norm(a1, dim=-1, keepdim=True)
+    n1 = torch.linalg.vector_norm(a1.detach(), dim=-1, keepdim=True)
+    deg1 = n1 <= eps
+    ex = torch.zeros_like(a1)
+    ex[..., 0] = 1.0
+    safe1 = torch.where(deg1, ex, a1)  # no 0/0 in the backward pass
+    b1 = torch.where(deg1, ex, safe1 / torch.linalg.vector_norm(safe1, dim=-1, keepdim=True))
     u2 = a2 - (b1 * a2).sum(-1, keepdim=True) * b1
+    u2 = u2 - (b1 * u2).sum(-1, keepdim=True) * b1  # second pass: orthogonal to rounding even when short
+    n2 = torch.linalg.vector_norm(u2.detach(), dim=-1, keepdim=True)
+    deg2 = n2 <= 16 * eps * (1.0 + torch.linalg.vector_norm(a2.detach(), dim=-1, keepdim=True))
+    # fallback: the coordinate axis least aligned with b1, made orthogonal to it (|.| >= sqrt(2/3))
+    axis = torch.nn.functional.one_hot(b1.detach().abs().argmin(-1), 3).to(b1.dtype)
+    v2 = axis - (b1 * axis).sum(-1, keepdim=True) * b1
+    u2 = torch.where(deg2, v2, u2)
     b2 = u2 / torch.linalg.vector_norm(u2, dim=-1, keepdim=True)
     b3 = torch.linalg.cross(b1, b2, dim=-1)
     return torch.stack([b1, b2, b3], -1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from poseshape.cli.main import main
@@ -46,3 +48,30 @@ def test_os_errors_and_unknown_devices_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert rc == 2 and dev in err and "cpu" in err, err
         assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["reconstruct", "img.png", "--out", "{pkg}/out"],
+        ["refine", "--mask", "m.png", "--mesh", "a.obj", "--azimuth", "0", "--out", "{pkg}/assets/r"],
+        ["scene", "img.png", "--mask", "m.png", "--out", "{pkg}/scene.glb"],
+        ["train", "reproject", "--out", "{pkg}/runs/rp"],
+        ["data", "render", "--meshes", "procedural", "--out", "{pkg}"],
+        ["eval", "reproject", "--report", "{pkg}/r.html"],
+        ["eval", "reproject", "--out", "{pkg}/e"],
+        ["demo", "--out", "{pkg}/../poseshape/demo"],
+        ["retrieval", "index", "--out", "{pkg}/cad.db"],
+    ],
+)
+def test_outputs_inside_the_installed_package_are_refused(argv, capsys):
+    import poseshape
+
+    pkg = Path(poseshape.__file__).resolve().parent
+    before = sorted(p.name for p in pkg.iterdir())
+    with pytest.raises(SystemExit) as e:
+        main([a.format(pkg=pkg) for a in argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "inside the installed poseshape package" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in pkg.iterdir()) == before

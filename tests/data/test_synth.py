@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from poseshape.core.errors import FileFormatError, PoseshapeError
+from poseshape.core.errors import FileFormatError, PoseshapeError, ShapeError
 from poseshape.data import synth
 from poseshape.data.synth import PoseConfig, SynthConfig, read_shard, render_dataset, unpack_voxels
 from poseshape.geometry.camera import viewpoint_to_pose
@@ -512,3 +512,13 @@ def test_held_out_split_shares_no_draws_with_the_training_split(tmp_path):
             np.testing.assert_array_equal(d["images"][j], al["images"][k])
     assert synth.model_key("car", "000") != synth.model_key("car", "001")
     assert synth.model_key("car", "000") == synth.model_key("car", "000")
+
+
+@pytest.mark.parametrize(
+    "elevation, needle",
+    [((40.0, -10.0), "reversed"), ((-100.0, 10.0), "-90 <= LO"), ((0.0, float("inf")), "-90 <= LO"), ((1.0,), "pairs")],
+)
+def test_pose_config_refuses_bad_elevation_ranges(elevation, needle):
+    with pytest.raises(ShapeError, match=needle):
+        PoseConfig(elevation_deg=elevation)
+    PoseConfig(elevation_deg=(20.0, 20.0))  # a single elevation is a valid range

@@ -387,6 +387,34 @@ def test_gradcheck_near_pi_and_beyond(angle):
         _gc(rot.matrix_to_axis_angle, rot.so3_exp(angle * axis))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_rotation_6d_degenerate_input_gives_a_rotation_and_finite_gradients(dtype):
+    v = torch.tensor([0.3, -1.2, 0.5], dtype=dtype)
+    cases = torch.stack(
+        [
+            torch.zeros(6, dtype=dtype),  # both columns zero
+            torch.cat([torch.zeros(3, dtype=dtype), v]),  # a1 = 0
+            torch.cat([v, torch.zeros(3, dtype=dtype)]),  # a2 = 0
+            torch.cat([v, -2.0 * v]),  # a2 parallel to a1
+            torch.cat([torch.tensor([1.0, 0, 0], dtype=dtype), torch.tensor([5.0, 0, 0], dtype=dtype)]),
+        ]
+    ).requires_grad_(True)
+    R = rot.rotation_6d_to_matrix(cases)
+    eye = torch.eye(3, dtype=dtype).expand(len(cases), 3, 3)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(R.detach().transpose(-1, -2) @ R.detach(), eye, atol=tol, rtol=0)
+    torch.testing.assert_close(torch.linalg.det(R.detach()), torch.ones(len(cases), dtype=dtype), atol=tol, rtol=0)
+    # where a1 is kept, b1 is its direction
+    torch.testing.assert_close(R.detach()[2, :, 0], v / v.norm())
+    (R * torch.randn_like(R)).sum().backward()
+    assert torch.isfinite(cases.grad).all(), cases.grad
+    # nearly parallel columns (1e-3 rad apart) are still Gram-Schmidt, not the fallback
+    w = torch.cross(v, torch.tensor([0.0, 0.0, 1.0], dtype=dtype), dim=0)
+    near = torch.cat([v, v + 1e-3 * v.norm() * w / w.norm()])
+    b2 = rot.rotation_6d_to_matrix(near)[:, 1]
+    torch.testing.assert_close(b2, w / w.norm(), atol=1e-3 if dtype == torch.float32 else 1e-9, rtol=0)
+
+
 def test_gradcheck_bounded_axis_angle_and_6d_wide_range():
     v = torch.randn(6, 3, dtype=F64) * _t([1e-3, 0.05, 0.5, 1.0, 3.0, 8.0])[:, None]
     _gc(rot.bounded_axis_angle, v)
