@@ -31,6 +31,7 @@ import io
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,9 @@ import torch
 from poseshape.cli.args import output_path
 from poseshape.core.checks import check_memory
 from poseshape.core.config import apply_overrides
-from poseshape.core.errors import FileFormatError, PoseshapeError
+from poseshape.core.errors import FileFormatError, PoseshapeError, PoseshapeWarning
 from poseshape.core.io import atomic_write_files as write_files_atomic
+from poseshape.engine.diagnostics import mask_warnings
 from poseshape.engine.inputs import crop_to_square, read_image, read_mask
 from poseshape.engine.pose_record import pose_record, read_pose
 from poseshape.engine.refine import (
@@ -166,6 +168,17 @@ def _load_shape(args):
         raise FileFormatError(f"{p}: cannot read the voxel file ({type(e).__name__}: {e})") from None
     if grid.ndim != 3 or min(grid.shape) < 2:
         raise FileFormatError(f"{p}: expected a (D, H, W) occupancy grid, got shape {grid.shape}")
+    if not np.isfinite(grid).all():
+        raise FileFormatError(f"{p}: the voxel grid holds {int((~np.isfinite(grid)).sum())} NaN or inf value(s)")
+    lo, hi = float(grid.min()), float(grid.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        warnings.warn(
+            f"{p}: voxel values span [{lo:.3g}, {hi:.3g}], outside the occupancy range [0, 1]; they were "
+            "clipped and voxels >= 0.5 count as occupied: check that the file holds occupancies",
+            PoseshapeWarning,
+            stacklevel=2,
+        )
+        grid = np.clip(grid, 0.0, 1.0)
     m = voxels_to_mesh(torch.from_numpy(grid), 0.5)
     if m.num_faces == 0:
         raise FileFormatError(f"{p}: the voxel grid is empty (no voxel >= 0.5)")
@@ -308,12 +321,24 @@ def run(args) -> int:
     # --- inputs (all checked before anything is written)
     mask_path = Path(args.mask)
     image = None
-    if args.image:
-        image, _ = read_image(args.image)
-        mask = read_mask(mask_path, tuple(image.shape[-2:]), image_path=Path(args.image))
-    else:
-        mask = read_mask(mask_path)
-    mesh = _load_shape(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PoseshapeWarning)
+        if args.image:
+            image, _ = read_image(args.image)
+            mask = read_mask(mask_path, tuple(image.shape[-2:]), image_path=Path(args.image))
+        else:
+            mask = read_mask(mask_path)
+        mesh = _load_shape(args)
+    notes = []
+    for w in caught:
+        if issubclass(w.category, PoseshapeWarning):
+            notes.append(str(w.message))
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for msg in mask_warnings(mask):
+        notes.append(f"{mask_path}: {msg}")
+        print(f"warning: {mask_path}: {msg}", file=sys.stderr)
     R, t, K, s = _start_pose(args, mesh, mask)
     kw = {
         k: v
@@ -357,6 +382,7 @@ def run(args) -> int:
     base = image if image is not None else (0.35 + 0.4 * mask).expand(3, -1, -1)
     overlay = overlay_silhouette(base, sil, mask[0])
     record = _record(res, K, (H, W), args, mask_path)
+    record["warnings"] = notes
     payloads = {
         "pose": (json.dumps(record, indent=2) + "\n").encode(),
         "loss_csv": _loss_csv(res),

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+from scipy import ndimage
 
 from poseshape.core.checks import check_finite
 
@@ -21,15 +23,29 @@ __all__ = [
     "LOW_IOU",
     "LOW_PROBABILITY",
     "TINY_FRACTION",
+    "FRAGMENTS",
+    "FULL_FRACTION",
+    "SOFT_FRACTION",
+    "TINY_IMAGE",
     "confidence_terms",
+    "image_warnings",
     "mask_warnings",
     "result_warnings",
+    "soft_mask_warning",
 ]
 
 #: A mask covering less than this fraction of the image is "tiny".
 TINY_FRACTION = 0.005
 #: A mask whose pixels on one image side exceed this fraction of that side is "cut".
 CUT_FRACTION = 0.02
+#: A mask covering more than this fraction of the image marks the background too.
+FULL_FRACTION = 0.95
+#: A mask in more than this many separate pieces, the largest holding < 90 % of it, is "noisy".
+FRAGMENTS = 10
+#: A mask file whose foreground is grey (neither black nor white) for more than this fraction is "soft".
+SOFT_FRACTION = 0.25
+#: An image whose shorter side is below this many pixels is "tiny".
+TINY_IMAGE = 32
 #: Silhouette IoU below which a result is doubtful.
 LOW_IOU = 0.7
 #: Category probability below which the category is doubtful.
@@ -40,10 +56,13 @@ def mask_warnings(mask: torch.Tensor | None, refinable: bool = True) -> list[str
     """Warnings about an input mask ``(1, H, W)`` or ``(H, W)`` in {0, 1} (or ``None``).
 
     * none: the object is not cropped to and the pose is not refined;
+    * full: more than :data:`FULL_FRACTION` of the image is foreground (nothing else is said);
     * inverted: more than half of the image border is foreground;
     * tiny: less than :data:`TINY_FRACTION` of the image;
     * cut: on some side, more than :data:`CUT_FRACTION` of the border pixels are foreground
-      (but not an inverted mask).
+      (but not an inverted mask);
+    * noisy: more than :data:`FRAGMENTS` separate pieces (8-connected), the largest holding
+      less than 90 % of the foreground.
     """
     if mask is None:
         fix = "give --mask M (white object on black), an RGBA image, or draw a box in `poseshape serve`"
@@ -54,6 +73,12 @@ def mask_warnings(mask: torch.Tensor | None, refinable: bool = True) -> list[str
     m = m >= 0.5
     H, W = m.shape
     out = []
+    frac = float(m.float().mean())
+    if frac > FULL_FRACTION:
+        return [
+            f"the mask covers {100 * frac:.1f}% of the image: it marks the background too (or an alpha channel "
+            "is almost all opaque); give a mask of the object only (white object on black)"
+        ]
     sides = {"top": m[0], "bottom": m[-1], "left": m[:, 0], "right": m[:, -1]}
     border = torch.cat(list(sides.values()))
     if float(border.float().mean()) > 0.5:
@@ -62,7 +87,6 @@ def mask_warnings(mask: torch.Tensor | None, refinable: bool = True) -> list[str
             "foreground; the object must be white (1) on black (0): invert the mask"
         )
         return out
-    frac = float(m.float().mean())
     if frac < TINY_FRACTION:
         out.append(
             f"the mask is tiny: it covers {100 * frac:.2f}% of the image ({int(m.sum())} pixels); check that it "
@@ -74,7 +98,43 @@ def mask_warnings(mask: torch.Tensor | None, refinable: bool = True) -> list[str
             f"the object is cut by the image border ({', '.join(cut)}): the hidden part's shape is a guess and "
             "the pose is less reliable; use a photo that shows the whole object"
         )
+    labels, n = ndimage.label(m.cpu().numpy(), structure=np.ones((3, 3), bool))
+    if n > FRAGMENTS:
+        largest = float(np.bincount(labels.ravel())[1:].max()) / float(m.sum())
+        if largest < 0.9:
+            out.append(
+                f"the mask is noisy: {n} separate pieces, the largest holding {100 * largest:.0f}% of its pixels; "
+                "clean it (keep the object's piece, fill its holes) or draw a box in `poseshape serve`"
+            )
     return out
+
+
+def soft_mask_warning(values) -> str | None:
+    """A warning when a mask's values ``(H, W)`` in [0, 1] (before thresholding at 0.5) are grey
+    rather than black and white: more than :data:`SOFT_FRACTION` of the pixels above 0.02 lie
+    in (0.1, 0.9), as in a photo, a depth map or a soft matte (anti-aliased edges are fine)."""
+    v = np.asarray(values, dtype=np.float32)
+    lit = v > 0.02
+    if not lit.any():
+        return None
+    soft = float(((v > 0.1) & (v < 0.9) & lit).sum()) / float(lit.sum())
+    if soft <= SOFT_FRACTION:
+        return None
+    return (
+        f"the mask is not black and white: {100 * soft:.0f}% of its non-black pixels are grey; it was "
+        "thresholded at half brightness: check that it is a mask (white object on black), not a photo or a soft matte"
+    )
+
+
+def image_warnings(image: torch.Tensor) -> list[str]:
+    """Warnings about an input image ``(3, H, W)``: tiny (shorter side below :data:`TINY_IMAGE` px)."""
+    H, W = image.shape[-2:]
+    if min(H, W) < TINY_IMAGE:
+        return [
+            f"the image is tiny ({W}x{H} pixels): it is upscaled for the model, so the shape and pose are "
+            "guesses; use a photo in which the object spans at least a few dozen pixels"
+        ]
+    return []
 
 
 def confidence_terms(

@@ -26,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from poseshape.core.checks import check_finite
 from poseshape.core.errors import FileFormatError, PoseshapeError, ShapeError
+from poseshape.engine.diagnostics import soft_mask_warning
 
 __all__ = ["as_image", "as_mask", "crop_to_square", "open_sized", "read_image", "read_mask", "uncrop"]
 
@@ -107,6 +108,7 @@ def read_image(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor | No
     alpha = None
     grey = _high_depth_grey(img)
     if grey is not None:
+        _check_finite_pixels(grey, p, "image")
         rgb = np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=-1)
     else:
         has_alpha = (
@@ -137,8 +139,21 @@ def read_image(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor | No
     return image, alpha
 
 
+def _check_finite_pixels(a: np.ndarray, path: Path, what: str) -> None:
+    bad = ~np.isfinite(a)
+    if bad.any():
+        raise FileFormatError(
+            f"{path}: {int(bad.sum())} {what} pixel(s) are NaN or inf (a float file); replace them with finite "
+            "values in [0, 1]"
+        )
+
+
 def read_mask(
-    path: str | os.PathLike, like_hw: tuple[int, int] | None = None, *, image_path: str | os.PathLike | None = None
+    path: str | os.PathLike,
+    like_hw: tuple[int, int] | None = None,
+    *,
+    image_path: str | os.PathLike | None = None,
+    notes: list[str] | None = None,
 ) -> torch.Tensor:
     """Read an object mask file of any mode as ``(1, H, W)`` float32 {0, 1}.
 
@@ -151,6 +166,8 @@ def read_mask(
         path: the mask file.
         like_hw: ``(H, W)`` the mask must have (the image's size).
         image_path: the image it belongs to (only used in the size error message).
+        notes: when given, doubtful findings are appended to it (a grey rather than black and
+            white mask: :func:`poseshape.engine.diagnostics.soft_mask_warning`).
 
     Raises:
         PoseshapeError: missing file, or an empty mask (no foreground pixel).
@@ -161,9 +178,13 @@ def read_mask(
     img = open_sized(p, "mask", like_hw, image_path)
     mode = img.mode
     grey = _high_depth_grey(img)
+    levels = None  # the mask's values in [0, 1] before thresholding, where it has grey levels
     if grey is not None:
+        _check_finite_pixels(grey, p, "mask")
         raw = np.asarray(img)
-        fg = raw >= 1 if (np.issubdtype(raw.dtype, np.integer) and raw.max() <= 1) else grey >= 0.5
+        label_map = np.issubdtype(raw.dtype, np.integer) and raw.max() <= 1
+        fg = raw >= 1 if label_map else grey >= 0.5
+        levels = None if label_map else grey
     elif mode == "1":
         fg = np.asarray(img, dtype=bool)
     elif mode == "P" and "transparency" not in img.info:
@@ -178,14 +199,20 @@ def read_mask(
         al = rgba[..., 3]
         if al.min() < 255:
             fg = al >= 128
+            levels = al / 255.0
         else:
             lum = np.asarray(img.convert("L"))
             fg = lum >= 1 if lum.max() <= 1 else lum >= 128
+            levels = lum / 255.0 if lum.max() > 1 else None
     if not fg.any():
         raise PoseshapeError(
             f"{p}: the mask is empty (no foreground pixel); the object must be "
             "marked with values >= 0.5 (e.g. white on black)"
         )
+    if notes is not None and levels is not None:
+        soft = soft_mask_warning(levels)
+        if soft:
+            notes.append(soft)
     return torch.from_numpy(np.ascontiguousarray(fg).astype(np.float32))[None]
 
 
@@ -370,15 +397,16 @@ def as_image(x, name: str = "image") -> tuple[torch.Tensor, torch.Tensor | None]
     raise ShapeError(f"{name}: expected a file path, PIL image, numpy array or tensor, got {type(x).__name__}")
 
 
-def as_mask(x, hw: tuple[int, int], name: str = "mask") -> torch.Tensor:
+def as_mask(x, hw: tuple[int, int], name: str = "mask", notes: list[str] | None = None) -> torch.Tensor:
     """Any mask input (path, PIL image, numpy array or tensor ``(H, W)`` / ``(1, H, W)``) ->
-    ``(1, H, W)`` float32 {0, 1} of size ``hw``.
+    ``(1, H, W)`` float32 {0, 1} of size ``hw`` (thresholded at 0.5); ``notes`` as in
+    :func:`read_mask`.
 
     Raises:
         ShapeError: another size or shape; PoseshapeError: an empty mask; and :func:`read_mask`'s.
     """
     if isinstance(x, (str, os.PathLike)):
-        return read_mask(x, hw)
+        return read_mask(x, hw, notes=notes)
     if isinstance(x, Image.Image):
         x = np.asarray(x.convert("L")).astype(np.float32) / 255.0
     if isinstance(x, np.ndarray):
@@ -389,4 +417,8 @@ def as_mask(x, hw: tuple[int, int], name: str = "mask") -> torch.Tensor:
     m = _as_mask(x, hw, name)
     if not m.any():
         raise PoseshapeError(f"{name}: the mask is empty (no foreground pixel)")
+    if notes is not None and x.is_floating_point():
+        soft = soft_mask_warning(x.detach().float().cpu().reshape(x.shape[-2:]).numpy().clip(0, 1))
+        if soft:
+            notes.append(soft)
     return m

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from poseshape.core.errors import PoseshapeError, PoseshapeWarning
-from poseshape.engine.diagnostics import confidence_terms, mask_warnings, result_warnings
+from poseshape.engine.diagnostics import confidence_terms, image_warnings, mask_warnings, result_warnings
 from poseshape.engine.inputs import as_image, as_mask, crop_to_square, read_image, read_mask
 from poseshape.engine.output import write_prediction
 from poseshape.engine.prediction import Prediction
@@ -44,6 +44,7 @@ class InputItem:
         image: ``(3, H, W)`` float in [0, 1]; mask: ``(1, H, W)`` {0, 1} or None.
         mask_source: ``"file"``, ``"array"``, ``"alpha"`` (the image's alpha channel) or None.
         image_path, mask_path: the files, when the inputs were files.
+        notes: doubtful findings made while reading (e.g. a grey mask), as warning texts.
     """
 
     image: torch.Tensor
@@ -51,6 +52,7 @@ class InputItem:
     mask_source: str | None
     image_path: Path | None
     mask_path: Path | None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -68,12 +70,14 @@ def load_input(image, mask=None) -> InputItem:
     is_path = isinstance(image, (str, os.PathLike))
     ip = Path(image) if is_path else None
     img, alpha = read_image(ip) if is_path else as_image(image)
+    notes: list[str] = []
     if mask is not None:
         if isinstance(mask, (str, os.PathLike)):
             mp = Path(mask)
-            return InputItem(img, read_mask(mp, tuple(img.shape[-2:]), image_path=ip), "file", ip, mp)
-        return InputItem(img, as_mask(mask, tuple(img.shape[-2:])), "array", ip, None)
-    return InputItem(img, alpha, "alpha" if alpha is not None else None, ip, None)
+            m = read_mask(mp, tuple(img.shape[-2:]), image_path=ip, notes=notes)
+            return InputItem(img, m, "file", ip, mp, notes)
+        return InputItem(img, as_mask(mask, tuple(img.shape[-2:]), notes=notes), "array", ip, None, notes)
+    return InputItem(img, alpha, "alpha" if alpha is not None else None, ip, None, notes)
 
 
 def predictor_square(
@@ -139,7 +143,7 @@ def _one(
     if cfg is not None and not predictor.capabilities.refinable:
         raise PoseshapeError(f"method {predictor.method!r} cannot refine its predictions; drop --refine")
     caps = predictor.capabilities
-    notes = mask_warnings(item.mask, caps.refinable)
+    notes = list(item.notes) + image_warnings(item.image) + mask_warnings(item.mask, caps.refinable)
     where = item.image_path or "image"
     for msg in notes:  # before predicting: a bad mask may make the prediction fail
         warnings.warn(f"{where}: {msg}", PoseshapeWarning, stacklevel=4)

@@ -10,6 +10,9 @@ keypoints can follow (:func:`normalize_mesh`, :func:`apply_transform`).
 
 from __future__ import annotations
 
+import io
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 
 from poseshape.core.checks import check_finite, check_shape
-from poseshape.core.errors import FileFormatError, ShapeError
+from poseshape.core.errors import FileFormatError, PoseshapeWarning, ShapeError
 from poseshape.core.io import atomic_write
 from poseshape.geometry.conventions import source_rotation
 
@@ -446,6 +449,53 @@ def _read_off_triangles(path):
     return verts, f[:, 1:]
 
 
+_OBJ_REF = re.compile(r"^-?\d+(/-?\d*)?(/-?\d+)?$")
+_OBJ_MIN_FIELDS = {"v": 3, "vn": 3, "vt": 1, "f": 3}
+
+
+def _decode_obj(data: bytes) -> str:
+    """OBJ bytes as text: UTF-8, else Latin-1 (any byte decodes; OBJ data itself is ASCII, only
+    comments and names carry other characters)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _obj_cut_line(text: str) -> str | None:
+    """The last data line of an OBJ text when it is incomplete (a ``v`` / ``vn`` / ``vt`` with too few
+    numbers, an ``f`` with fewer than 3 references or a cut one, e.g. ``4/5/``), else None. A file
+    cut exactly at a line end cannot be told from a complete one (OBJ declares no counts)."""
+    for line in reversed(text.splitlines()):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        key, rest = fields[0], fields[1:]
+        need = _OBJ_MIN_FIELDS.get(key)
+        if need is None:
+            return None
+        if len(rest) < need:
+            return line.strip()
+        if key == "f":
+            return None if all(_OBJ_REF.match(r) for r in rest) else line.strip()
+        try:
+            [float(x) for x in rest]
+        except ValueError:
+            return line.strip()
+        return None
+    return None
+
+
+def _ply_declared_faces(data: bytes) -> int | None:
+    """The face count an ASCII PLY header declares (None for binary PLY, which trimesh already
+    checks, or without a face element)."""
+    head = data[:4096].split(b"end_header", 1)[0].decode("latin-1")
+    if "format ascii" not in head:
+        return None
+    m = re.search(r"^element\s+face\s+(\d+)", head, re.MULTILINE)
+    return int(m.group(1)) if m else None
+
+
 def load_mesh(path, source: str | None = None, normalize: bool = False, return_transform: bool = False, dtype=None):
     """Read an OBJ, OFF or PLY triangle mesh with trimesh.
 
@@ -464,6 +514,13 @@ def load_mesh(path, source: str | None = None, normalize: bool = False, return_t
         FileFormatError: missing file, unknown extension, corrupt or truncated data, out of
             range face indices, non-finite vertices, or a mesh without faces; the message
             names the file.
+
+    Warns:
+        PoseshapeWarning: a file that looks truncated but still holds faces (an OBJ whose last
+            line is cut, an ASCII PLY with fewer faces than its header declares).
+
+    OBJ text is read as UTF-8, or Latin-1 when it is not valid UTF-8 (comments and names in
+    other encodings are fine).
     """
     import trimesh
 
@@ -477,8 +534,19 @@ def load_mesh(path, source: str | None = None, normalize: bool = False, return_t
     if fast is not None:
         verts, faces = fast
     else:
+        cut = declared = None
         try:
-            tm = trimesh.load(str(p), file_type=_MESH_EXTS[ext], force="mesh", process=False)
+            if ext == ".obj":  # decoded here: trimesh needs charset_normalizer for non-UTF-8 comments
+                text = _decode_obj(p.read_bytes())
+                cut = _obj_cut_line(text)
+                src = io.BytesIO(text.encode("utf-8"))
+                resolver = trimesh.resolvers.FilePathResolver(str(p))
+                tm = trimesh.load(src, file_type="obj", force="mesh", process=False, resolver=resolver)
+            else:
+                if ext == ".ply":
+                    with open(p, "rb") as fh:
+                        declared = _ply_declared_faces(fh.read(4096))
+                tm = trimesh.load(str(p), file_type=_MESH_EXTS[ext], force="mesh", process=False)
         except Exception as exc:  # trimesh raises many types on bad input
             raise FileFormatError(f"{p}: cannot parse {ext[1:].upper()} mesh ({type(exc).__name__}: {exc})") from exc
         if isinstance(tm, trimesh.Scene):  # empty scenes stay scenes
@@ -486,6 +554,20 @@ def load_mesh(path, source: str | None = None, normalize: bool = False, return_t
             tm = trimesh.util.concatenate(geoms) if geoms else trimesh.Trimesh()
         verts = np.asarray(getattr(tm, "vertices", np.zeros((0, 3))), dtype=np.float64)
         faces = np.asarray(getattr(tm, "faces", np.zeros((0, 3))), dtype=np.int64)
+        if faces.size and cut is not None:
+            warnings.warn(
+                f"{p}: the OBJ file looks truncated (its last line {cut[:60]!r} is incomplete); it was read as "
+                f"far as it goes ({len(faces)} faces): check or re-export the file",
+                PoseshapeWarning,
+                stacklevel=2,
+            )
+        if faces.size and declared is not None and len(faces) < declared:
+            warnings.warn(
+                f"{p}: the PLY file looks truncated (its header declares {declared} faces, {len(faces)} were "
+                "read): check or re-export the file",
+                PoseshapeWarning,
+                stacklevel=2,
+            )
     if faces.size == 0:
         raise FileFormatError(f"{p}: the mesh has no faces (empty, corrupt or truncated file)")
     if not np.isfinite(verts).all():

@@ -327,3 +327,31 @@ def test_refine_reads_the_pose_json_reconstruct_writes(tmp_path, kind):
     else:
         got = rec["scale"] * (X @ rec["R"].T)[:, :2] + rec["t"][:2]
     torch.testing.assert_close(got, want)
+
+
+def test_refine_records_doubtful_shape_files_as_warnings(tmp_path, scene, capsys):
+    """Absurd voxel values (1e30) and a cut OBJ are refined with a warning on stderr and in pose.json;
+    NaN voxels are refused before anything is written."""
+    d = scene["dir"]
+    base = ["refine", "--mask", str(d / "mask.png"), "--azimuth", str(AZ), "--elevation", str(EL), "--steps", "5",
+            "--starts", "2"]  # fmt: skip
+    vox = np.load(d / "posed_voxels.npz")["aligned"] * 1e30
+    np.savez(tmp_path / "huge.npz", aligned=vox)
+    rc, _, se = _run(base + ["--voxels", str(tmp_path / "huge.npz"), "--out", str(tmp_path / "a")], capsys)
+    assert rc == 0, se
+    assert "warning:" in se and "outside the occupancy range" in se, se
+    rec = json.loads((tmp_path / "a" / "pose.json").read_text())
+    assert len(rec["warnings"]) == 1 and "1e+30" in rec["warnings"][0]
+    assert rec["iou"] > 0.5  # clipped to [0, 1] it is the same shape
+    text = (d / "car.obj").read_text()
+    cut = text[: text.rindex("\nf ") + 6]  # the last face line cut after 'f ' and three characters
+    (tmp_path / "cut.obj").write_text(cut)
+    rc, _, se = _run(base + ["--mesh", str(tmp_path / "cut.obj"), "--out", str(tmp_path / "b")], capsys)
+    assert rc == 0 and "looks truncated" in se, se
+    assert "looks truncated" in json.loads((tmp_path / "b" / "pose.json").read_text())["warnings"][0]
+    clean = json.loads((tmp_path / "a" / "pose.json").read_text())  # unchanged
+    vox[0, 0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", aligned=vox)
+    rc, _, se = _run(base + ["--voxels", str(tmp_path / "nan.npz"), "--out", str(tmp_path / "a")], capsys)
+    assert rc == 2 and "NaN or inf" in se and "nan.npz" in se, se
+    assert json.loads((tmp_path / "a" / "pose.json").read_text()) == clean

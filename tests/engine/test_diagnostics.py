@@ -82,3 +82,62 @@ def test_reconstruct_refines_by_default_and_warns():
     with pytest.warns(PoseshapeWarning, match="'mug' was not in the model's training set"):
         p = reconstruct(pr, scene["image"], scene["mask"], refine=False, category="mug")
     assert any("mug" in w for w in p.extras["warnings"])
+
+
+def test_full_noisy_soft_masks_and_tiny_images():
+    full = dg.mask_warnings(torch.ones(1, 50, 50))
+    assert len(full) == 1 and "covers 100.0% of the image" in full[0]
+    almost = torch.ones(1, 50, 50)
+    almost[0, 25, 25] = 0  # an alpha channel with one transparent pixel
+    assert "marks the background too" in dg.mask_warnings(almost)[0]
+    g = torch.Generator().manual_seed(0)
+    speckle = (torch.rand(1, 100, 100, generator=g) > 0.8).float()
+    speckle[:, :3], speckle[:, -3:], speckle[..., :3], speckle[..., -3:] = 0, 0, 0, 0  # not cut
+    noisy = dg.mask_warnings(speckle)
+    assert len(noisy) == 1 and "noisy" in noisy[0] and "separate pieces" in noisy[0], noisy
+    # an object with a few specks of dust is not noisy (largest piece > 90 %)
+    dusty = _mask()
+    for k in range(12):
+        dusty[0, 5 + 7 * k, 90] = 1
+    assert dg.mask_warnings(dusty) == []
+    # soft masks: grey levels vs black/white with anti-aliased edges
+    hard = _mask()[0].numpy()
+    assert dg.soft_mask_warning(hard) is None
+    aa = hard.copy()
+    aa[29, 30:70] = 0.5  # one grey edge row
+    assert dg.soft_mask_warning(aa) is None
+    assert "not black and white" in dg.soft_mask_warning(hard * 0.55)
+    assert dg.soft_mask_warning(torch.zeros(8, 8).numpy()) is None
+    assert dg.image_warnings(torch.zeros(3, 31, 200))[0].startswith("the image is tiny (200x31 pixels)")
+    assert dg.image_warnings(torch.zeros(3, 32, 32)) == []
+
+
+def test_doubtful_inputs_are_recorded_through_reconstruct(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from poseshape.core.errors import FileFormatError
+    from poseshape.engine.reconstruct import load_input
+
+    scene = make_scene(OracleConfig(), hw=(121, 162), scale=60.0, centre=(87.0, 63.0))
+    pr = OraclePredictor(OracleConfig())
+    m = scene["mask"][0].numpy() > 0.5
+    Image.fromarray((m * 140).astype(np.uint8)).save(tmp_path / "grey.png")  # a mid-grey object
+    rgb = (scene["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "img.png")
+    item = load_input(tmp_path / "img.png", tmp_path / "grey.png")
+    assert len(item.notes) == 1 and "not black and white" in item.notes[0]
+    with pytest.warns(PoseshapeWarning, match="not black and white"):
+        p = reconstruct(pr, tmp_path / "img.png", tmp_path / "grey.png", refine=False)
+    assert any("not black and white" in w for w in p.extras["warnings"])
+    # the same for an array mask with soft values
+    assert "not black and white" in load_input(scene["image"], torch.from_numpy(m * 0.6)).notes[0]
+    # a float TIFF with inf / NaN is refused, naming the file
+    f = np.full((40, 40), 0.5, np.float32)
+    f[3, 3], f[5, 5] = np.inf, np.nan
+    Image.fromarray(f, mode="F").save(tmp_path / "bad.tif")
+    with pytest.raises(FileFormatError, match=r"bad\.tif: 2 image pixel\(s\) are NaN or inf"):
+        load_input(tmp_path / "bad.tif")
+    Image.fromarray(f, mode="F").save(tmp_path / "badmask.tif")
+    with pytest.raises(FileFormatError, match=r"badmask\.tif: 2 mask pixel"):
+        load_input(np.zeros((40, 40, 3), np.float32), tmp_path / "badmask.tif")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 
 import numpy as np
 import pytest
 import torch
 import trimesh
 
-from poseshape.core.errors import FileFormatError, ShapeError
+from poseshape.core.errors import FileFormatError, PoseshapeWarning, ShapeError
 from poseshape.shapes.meshes import (
     Mesh,
     Meshes,
@@ -425,3 +426,32 @@ def test_objectnet3d_up_axis(shared_data):
             used = m.verts[m.faces.unique()]
             side = used.max(0).values - used.min(0).values
             assert int(side.argmax()) == 1, (f, side)
+
+
+def test_latin1_obj_comments_are_read(tmp_path):
+    text = trimesh.creation.box().export(file_type="obj")
+    (tmp_path / "latin.obj").write_bytes("# modèle créé à Genève\n".encode("latin-1") + text.encode())
+    (tmp_path / "utf8.obj").write_bytes("# modèle\n".encode("utf-8") + text.encode())
+    a, b = load_mesh(tmp_path / "latin.obj"), load_mesh(tmp_path / "utf8.obj")
+    assert a.num_faces == b.num_faces == 12
+    torch.testing.assert_close(a.verts, b.verts)
+
+
+def test_truncated_mesh_files_warn_with_what_was_read(tmp_path):
+    sphere = trimesh.creation.icosphere(2)  # 320 faces
+    text = sphere.export(file_type="obj")
+    (tmp_path / "full.obj").write_text(text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a complete file: no warning
+        assert load_mesh(tmp_path / "full.obj").num_faces == 320
+    last = text.rstrip("\n").rindex("\n")
+    for cut, why in ((text[: last + 4], "f with < 3 refs"), (text.rstrip("\n")[:-2] + "//", "a cut v//vn reference")):
+        (tmp_path / "cut.obj").write_text(cut)
+        with pytest.warns(PoseshapeWarning, match=r"cut\.obj: the OBJ file looks truncated"):
+            m = load_mesh(tmp_path / "cut.obj")
+        assert m.num_faces in (319, 320), why  # trimesh keeps "1//" as vertex 1
+    ply = sphere.export(file_type="ply", encoding="ascii")
+    ply = ply if isinstance(ply, bytes) else ply.encode()
+    (tmp_path / "cut.ply").write_bytes(ply[: int(len(ply) * 0.97)])
+    with pytest.warns(PoseshapeWarning, match=r"declares 320 faces, (\d+) were read"):
+        assert 0 < load_mesh(tmp_path / "cut.ply").num_faces < 320
