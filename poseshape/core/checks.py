@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from poseshape.core.errors import PoseshapeError, ShapeError
+from poseshape.core.paths import PACKAGE_ROOT
 
 
 def check_shape(x: torch.Tensor, name: str, shape: Sequence[int | None], batch: bool = True) -> None:
@@ -75,12 +76,8 @@ def check_memory(nbytes: float, what: str, option: str) -> None:
         )
 
 
-#: The installed package's folder: outputs are never written into it.
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-
-
 def check_output_location(path: str | os.PathLike, what: str = "output") -> None:
-    """Refuse an output path inside the installed ``poseshape`` package (:data:`PACKAGE_DIR`).
+    """Refuse an output path inside the installed ``poseshape`` package (:data:`poseshape.core.paths.PACKAGE_ROOT`).
 
     User files there would mix with the library and be lost (or break the install) on the next
     upgrade. The shipped models are exported there only by the repository's
@@ -90,7 +87,7 @@ def check_output_location(path: str | os.PathLike, what: str = "output") -> None
         PoseshapeError: naming ``what``, the path and the package folder.
     """
     resolved = Path(path).expanduser().resolve()
-    if resolved == PACKAGE_DIR or PACKAGE_DIR in resolved.parents:
+    if resolved == PACKAGE_ROOT or PACKAGE_ROOT in resolved.parents:
         raise PoseshapeError(
-            f"{what} {path}: is inside the installed poseshape package ({PACKAGE_DIR}); write outputs somewhere else"
+            f"{what} {path}: is inside the installed poseshape package ({PACKAGE_ROOT}); write outputs somewhere else"
         )

@@ -183,6 +183,10 @@ def load_predictor(
     if checkpoint is None:
         if method is None:
             raise PoseshapeError("load_predictor: give a checkpoint file or a method name")
+        from poseshape.engine.registry import list_methods
+
+        if method not in list_methods():
+            raise PoseshapeError(f"unknown method {method!r}; the methods are {', '.join(list_methods())}")
         path = default_checkpoint(method)
         if not path.is_file():
             raise CheckpointError(

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 import poseshape
-from poseshape.core.checks import PACKAGE_DIR, check_output_location
+from poseshape.core.checks import check_output_location
 from poseshape.core.errors import PoseshapeError
+from poseshape.core.paths import PACKAGE_ROOT as PACKAGE_DIR
 
 
 def test_package_dir_is_the_imported_package():

@@ -166,6 +166,9 @@ def test_load_predictor_missing_files(tmp_path, clean_registry):
     assert "no default model" in msg and "t_nodefault.pt" in msg and "poseshape train t_nodefault" in msg
     with pytest.raises(PoseshapeError, match="give a checkpoint"):
         load_predictor()
+    with pytest.raises(PoseshapeError, match=r"unknown method 'nope'; the methods are .*t_nodefault") as e:
+        load_predictor(method="nope", device="cpu")
+    assert not isinstance(e.value, CheckpointError) and "poseshape train" not in str(e.value)
     bad = tmp_path / "corrupt.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt"):
