@@ -3,7 +3,7 @@
 Layers, lowest first; a module may import only from its own layer or lower ones::
 
     core < geometry < shapes < render < losses, metrics < data < viz < engine < methods
-         < testing < cli < top (poseshape/__init__.py, api.py, __main__.py)
+         < testing < web < cli < top (poseshape/__init__.py, api.py, __main__.py)
 
 A module's layer is the first part of its name after ``poseshape``. Also checked: the graph of
 module-level imports between poseshape modules has no cycle, and poseshape modules are not
@@ -36,8 +36,9 @@ LAYERS: dict[str | None, int] = {
     "engine": 7,
     "methods": 8,
     "testing": 9,
-    "cli": 10,
-    None: 11,
+    "web": 10,
+    "cli": 11,
+    None: 12,
 }
 TOP_MODULES = {"api", "__main__"}
 

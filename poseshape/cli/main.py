@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "scene": "poseshape.cli.scene",
     "demo": "poseshape.cli.demo",
     "retrieval": "poseshape.cli.retrieval",
+    "serve": "poseshape.cli.serve",
 }
 
 

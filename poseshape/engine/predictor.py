@@ -24,6 +24,7 @@ from poseshape.core.paths import PACKAGE_ROOT
 from poseshape.engine import reconstruct as _reconstruct
 from poseshape.engine.prediction import SHAPE_KINDS, Prediction
 from poseshape.engine.refine import RefineConfig, RefineResult, refine_prediction
+from poseshape.engine.registry import list_methods
 from poseshape.engine.train import load_trained
 from poseshape.geometry.camera import CAMERA_KINDS
 
@@ -183,8 +184,6 @@ def load_predictor(
     if checkpoint is None:
         if method is None:
             raise PoseshapeError("load_predictor: give a checkpoint file or a method name")
-        from poseshape.engine.registry import list_methods
-
         if method not in list_methods():
             raise PoseshapeError(f"unknown method {method!r}; the methods are {', '.join(list_methods())}")
         path = default_checkpoint(method)

@@ -1,0 +1,70 @@
+"""``poseshape.web.grabcut``: a box -> the object's mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from poseshape.core.errors import PoseshapeError, ShapeError
+
+cv2 = pytest.importorskip("cv2")
+from poseshape.web.grabcut import box_from_points, grabcut_mask  # noqa: E402
+
+
+def _scene(seed=0):
+    rng = np.random.default_rng(seed)
+    img = (rng.random((120, 160, 3)) * 60 + 180).astype(np.uint8)  # light textured background
+    yy, xx = np.mgrid[:120, :160]
+    obj = ((xx - 80) / 40) ** 2 + ((yy - 60) / 30) ** 2 < 1
+    img[obj] = (rng.random((int(obj.sum()), 3)) * 40 + [20, 60, 150]).astype(np.uint8)
+    return img, obj
+
+
+def _iou(a, b):
+    return float((a & b).sum()) / float((a | b).sum())
+
+
+def test_grabcut_finds_the_object_in_its_box():
+    img, obj = _scene()
+    m = grabcut_mask(img, (30, 20, 130, 100))
+    assert m.shape == obj.shape and m.dtype == bool
+    assert _iou(m, obj) > 0.9
+    assert not m[:, :30].any() and not m[:20].any()  # nothing outside the box
+    # float input in [0, 1] gives the same mask; corners in any order
+    assert _iou(grabcut_mask(img / 255.0, (130, 100, 30, 20)), m) > 0.98
+
+
+def test_box_from_points_clips_and_orders():
+    assert box_from_points((130.4, 100, 30, 20.6), (120, 160)) == (30, 20, 131, 100)
+    assert box_from_points((-10, -5, 500, 50), (120, 160)) == (0, 0, 160, 50)
+
+
+@pytest.mark.parametrize(
+    "box, err",
+    [
+        ((10, 10, 10, 50), "no area"),
+        ((200, 200, 300, 300), "no area"),
+        ((1, 2, 3), "four numbers"),
+        (("a", 1, 2, 3), "four numbers"),
+        ((0, 0, float("nan"), 5), "finite"),
+        ((0, 0, 160, 120), "whole image"),
+    ],
+)
+def test_bad_boxes_are_clear_errors(box, err):
+    img, _ = _scene()
+    with pytest.raises(ShapeError, match=err):
+        grabcut_mask(img, box)
+
+
+def test_bad_images_and_no_object():
+    with pytest.raises(ShapeError, match=r"expected shape \(H, W, 3\)"):
+        grabcut_mask(np.zeros((10, 10)), (1, 1, 5, 5))
+    with pytest.raises(ShapeError, match="NaN"):
+        grabcut_mask(np.full((10, 10, 3), np.nan), (1, 1, 5, 5))
+    flat = np.full((60, 60, 3), 128, np.uint8)  # nothing to separate
+    try:
+        m = grabcut_mask(flat, (10, 10, 50, 50))
+    except PoseshapeError as exc:
+        assert "no object" in str(exc)
+    else:
+        assert m.dtype == bool  # GrabCut may keep the box's uniform inside: still a valid mask
