@@ -27,9 +27,10 @@ def files(tmp_path_factory):
     return d, scene["mask"]
 
 
-@pytest.mark.parametrize("method", list_methods())
+@pytest.mark.parametrize("method", ["posefree", "refine6dof", "reproject", "retrieval", "selfconsistency"])
 def test_pose_json_camera_reproduces_the_written_silhouette(method, files, tmp_path, capsys):
     d, mask = files
+    assert method in list_methods()
     out = tmp_path / method
     argv = ["reconstruct", str(d / "car.png"), "--mask", str(d / "car_mask.png"), "--method", method,
             "--device", "cpu", "--out", str(out)]  # fmt: skip
