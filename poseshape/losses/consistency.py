@@ -18,16 +18,17 @@ Two ray-sampling schemes (``sampling=``):
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from poseshape.core.checks import check_finite
 from poseshape.core.errors import ShapeError
-from poseshape.render.voxel import DEFAULT_MAX_POINTS, check_mask, ray_terms
+from poseshape.render.voxel import DEFAULT_MAX_POINTS, check_mask, ray_terms, ray_terms_from_pen
+from poseshape.render.voxel_march import march, sample_rays, use_kernel
 
 __all__ = [
     "RAY_SAMPLINGS",
     "SelfConsistencyLoss",
+    "paper_ray_geometry",
     "paper_ray_samples",
     "projection_iou_loss",
     "ray_consistency_loss",
@@ -39,7 +40,7 @@ __all__ = [
 RAY_SAMPLINGS = ("paper", "sphere")
 
 
-def paper_ray_samples(
+def paper_ray_geometry(
     voxels: torch.Tensor,
     R: torch.Tensor,
     t: torch.Tensor,
@@ -47,8 +48,8 @@ def paper_ray_samples(
     image_size: tuple[int, int],
     n_samples: int = 64,
     depth_far: float | torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Occupancy at paper 001's ray samples (eq. 1): ``x_i = Tri(voxels, R^T (l_i - t))``.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Paper 001's ray samples (eq. 1) as :mod:`poseshape.render.voxel_march` geometry.
 
     Pixel centres are ``(u, v) = (j + 0.5, i + 0.5)``; sample ``i = 1..N`` of a pixel's ray
     is the camera point of depth ``z_i = depth_far * i / N`` on it (module docstring).
@@ -62,7 +63,8 @@ def paper_ray_samples(
         depth_far: ``D`` (object units), a number or ``(B,)``; default ``2 |t|``.
 
     Returns:
-        ``(B, H*W, N)`` occupancies, near to far, differentiable in voxels, R, t and K.
+        ``(base (B, H*W, 3), step (B, H*W, 3), coeffs (N,))``: sample ``i`` of pixel ``p`` is
+        ``base[:, p] + coeffs[i] * step[:, p]`` (object frame), differentiable in R, t and K.
     """
     if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
         raise ShapeError(f"n_samples: expected a positive int, got {n_samples!r}")
@@ -70,6 +72,29 @@ def paper_ray_samples(
     for name, x, tail in (("R", R, (3, 3)), ("t", t, (3,)), ("K", K, (3, 3))):
         if not isinstance(x, torch.Tensor) or tuple(x.shape) != (B, *tail):
             raise ShapeError(f"{name}: expected shape {(B, *tail)}, got {tuple(getattr(x, 'shape', ()))}")
+    return _geometry(voxels, R, t, K, image_size, n_samples, depth_far)
+
+
+def paper_ray_samples(
+    voxels: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    K: torch.Tensor,
+    image_size: tuple[int, int],
+    n_samples: int = 64,
+    depth_far: float | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Occupancy at paper 001's ray samples (eq. 1): ``x_i = Tri(voxels, R^T (l_i - t))``.
+
+    Arguments as :func:`paper_ray_geometry`.  Returns ``(B, H*W, N)`` occupancies, near to
+    far, differentiable in voxels, R, t and K (the reference the compiled kernel matches).
+    """
+    return sample_rays(voxels, *paper_ray_geometry(voxels, R, t, K, image_size, n_samples, depth_far), None)
+
+
+def _geometry(voxels, R, t, K, image_size, n_samples, depth_far):
+    """The body of :func:`paper_ray_geometry` (arguments checked there)."""
+    B = voxels.shape[0]
     H, W = int(image_size[0]), int(image_size[1])
     dt = voxels.dtype
     if depth_far is None:
@@ -86,14 +111,12 @@ def paper_ray_samples(
     )
     pix = torch.stack([u.reshape(-1), v.reshape(-1), torch.ones_like(u).reshape(-1)], -1)  # (P, 3)
     rays = torch.einsum("bij,pj->bpi", torch.linalg.inv(K.to(dt)), pix)  # (B, P, 3), z = 1
-    d = far[:, None] * torch.arange(1, n_samples + 1, device=voxels.device, dtype=dt) / n_samples  # (B, N)
-    pts = rays[:, :, None, :] * d[:, None, :, None] - t.to(dt)[:, None, None, :]  # camera minus t
-    X = torch.einsum("bpnk,bkj->bpnj", pts, R.to(dt))  # R^T (l - t): row vector times R
-    P = H * W
-    occ = F.grid_sample(
-        voxels, (2.0 * X).view(B, 1, P, n_samples, 3), mode="bilinear", padding_mode="zeros", align_corners=False
-    )
-    return occ.view(B, P, n_samples)
+    # X_i = R^T (d_i ray - t) = base + (i / N) step with base = -R^T t, step = D R^T ray
+    Rt = R.to(dt)
+    base = -torch.einsum("bk,bkj->bj", t.to(dt), Rt)[:, None, :].expand_as(rays)  # row vector times R
+    step = far[:, None, None] * torch.einsum("bpk,bkj->bpj", rays, Rt)
+    coeffs = torch.arange(1, n_samples + 1, device=voxels.device, dtype=dt) / n_samples
+    return base, step, coeffs
 
 
 def _ray_reduce(occ: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,6 +168,11 @@ def ray_terms_sampled(
     far = depth_far
     if isinstance(far, torch.Tensor) and far.dim() == 1 and far.shape[0] != B:
         far = far.expand(B)
+    if use_kernel(vox):
+        geo = paper_ray_geometry(vox, Rb, tb, Kb, (H, W), n_samples, far)
+        loss, proj = ray_terms_from_pen(march(vox, *geo, None, "pen"), m)
+        shape = (B, 1, H, W)
+        return loss.reshape(shape), proj.reshape(shape), m.reshape(shape)
     bc = max(1, int(max_points) // max(1, H * W * n_samples))
     losses, projs = [], []
     for b0 in range(0, B, bc):

@@ -42,7 +42,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -50,6 +49,7 @@ from poseshape.core.checks import check_finite
 from poseshape.core.errors import ShapeError
 from poseshape.geometry.camera import pixels_to_rays
 from poseshape.render.raster_common import split_camera
+from poseshape.render.voxel_march import march, sample_rays, use_kernel
 from poseshape.shapes.voxels import warp_voxels
 
 __all__ = [
@@ -260,10 +260,13 @@ class _Camera:
             return (self.voxels, self.R, self.t, self.K)
         return (self.voxels, self.R, self.t, self.s)
 
-    def sample(self, pix: torch.Tensor, voxels, R, t, cam) -> torch.Tensor:
-        """Occupancy ``(b, P, N)`` at the ray samples of pixels ``pix (P, 2)``, near to far."""
-        b, n, r = voxels.shape[0], self.n, BOUNDING_RADIUS
+    def rays(self, pix: torch.Tensor, R, t, cam):
+        """Ray geometry of pixels ``pix (P, 2)`` in the object frame, for :mod:`.voxel_march`:
+        ``(base (b, P, 3), step (b, P, 3), coeffs (N,), cmin (b, P) or None)``; sample ``i`` is
+        ``base + coeffs[i] * step``, valid where ``coeffs[i] > cmin``."""
+        b, n, r = R.shape[0], self.n, BOUNDING_RADIUS
         frac = (torch.arange(n, device=pix.device, dtype=pix.dtype) + 0.5) / n - 0.5  # (N,)
+        offs = (2.0 * r) * frac
         if self.pinhole:
             # object-frame rays: origin o = -R^T t (camera centre), unit direction R^T d
             o, dirs = pixels_to_rays(pix.unsqueeze(0).expand(b, -1, -1), cam, R, t)
@@ -271,29 +274,24 @@ class _Camera:
             # metric half length r: lam_i = lam_c + 2 r frac_i
             lam_c = -(o * dirs).sum(-1, keepdim=True)  # (b, P, 1)
             base = o + lam_c * dirs  # (b, P, 3)
-            step = dirs
-            offs = (2.0 * r) * frac
             # depth > 0 <=> lam > 0 (directions point forward); mask only when needed
             near = lam_c + offs[0]  # (b, P, 1) nearest sample
-            valid = (lam_c + offs > 0) if bool((near <= 0).any()) else None
-        else:
-            ab = (pix.unsqueeze(0) - t[:, None, :]) / cam[:, None, None]  # (b, P, 2)
-            # X = R^T Y with Y = (a, b, z): a combination of R's rows
-            base = torch.einsum("bpk,bkj->bpj", ab, R[:, :2, :])  # (b, P, 3)
-            step = R[:, None, 2, :].expand_as(base)
-            offs = (2.0 * r) * frac
-            valid = None
-        P = pix.shape[0]
-        # grid_sample's normalised coordinates are 2 * X_obj; one fused op builds all samples
-        grid = torch.addcmul(
-            (2.0 * base).unsqueeze(2), offs.view(1, 1, n, 1), (2.0 * step).unsqueeze(2)
-        )  # (b, P, N, 3)
-        occ = F.grid_sample(
-            voxels, grid.view(b, 1, P, n, 3), mode="bilinear", padding_mode="zeros", align_corners=False
-        ).view(b, P, n)
-        if valid is not None:
-            occ = occ * valid.to(occ.dtype)
-        return occ
+            cmin = -lam_c.squeeze(-1).detach() if bool((near <= 0).any()) else None
+            return base, dirs, offs, cmin
+        ab = (pix.unsqueeze(0) - t[:, None, :]) / cam[:, None, None]  # (b, P, 2)
+        # X = R^T Y with Y = (a, b, z): a combination of R's rows
+        base = torch.einsum("bpk,bkj->bpj", ab, R[:, :2, :])  # (b, P, 3)
+        step = R[:, None, 2, :].expand_as(base)
+        return base, step, offs, None
+
+    def sample(self, pix: torch.Tensor, voxels, R, t, cam) -> torch.Tensor:
+        """Occupancy ``(b, P, N)`` at the ray samples of pixels ``pix (P, 2)``, near to far."""
+        return sample_rays(voxels, *self.rays(pix, R, t, cam))
+
+    def march(self, reduce: str) -> torch.Tensor:
+        """``(B, H*W)`` per-ray reduction over all pixels by the compiled kernel."""
+        vox, R, t, c = self.tensors()
+        return march(vox, *self.rays(self.pix, R, t, c), reduce=reduce)
 
 
 def _run_chunked(
@@ -397,8 +395,12 @@ def project_voxels(
     if mode not in _MODES:
         raise ShapeError(f"mode: expected one of {_MODES}, got {mode!r}")
     cam = _Camera(voxels, R, t, K, scale, image_size, n_samples)
-    reduce = _reduce_max if mode == "max" else _reduce_absorption
-    (img,) = _run_chunked(cam, reduce, (), max_points)
+    if use_kernel(cam.voxels):
+        pen_or_max = cam.march("max" if mode == "max" else "pen")
+        img = pen_or_max if mode == "max" else 1.0 - pen_or_max
+    else:
+        reduce = _reduce_max if mode == "max" else _reduce_absorption
+        (img,) = _run_chunked(cam, reduce, (), max_points)
     return img.reshape(cam.B, 1, cam.H, cam.W)
 
 
@@ -412,6 +414,15 @@ def _reduce_ray(occ: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch
     pen = trans[..., -1]  # eq. 3: penetration probability
     loss = m * pen + (1.0 - m) * q.sum(dim=-1)  # eq. 4
     return loss, 1.0 - pen
+
+
+def ray_terms_from_pen(pen: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 4 and the projection from the penetration probability ``pen = q_pen`` alone.
+
+    ``sum_i q_i = sum_i x_i prod_{j<i} (1 - x_j)`` telescopes to ``1 - q_pen``, so the
+    per-pixel loss is ``m q_pen + (1 - m) (1 - q_pen)``.  Returns ``(loss, 1 - q_pen)``.
+    """
+    return m * pen + (1.0 - m) * (1.0 - pen), 1.0 - pen
 
 
 def check_mask(mask: torch.Tensor, name: str = "mask") -> None:
@@ -453,7 +464,10 @@ def ray_terms(voxels, R, t, mask, K=None, scale=None, n_samples: int = 64, max_p
         else:
             cam.s = cam.s.expand(B)
     m = mask.to(device=cam.voxels.device, dtype=cam.voxels.dtype).expand(B, 1, cam.H, cam.W)
-    loss, proj = _run_chunked(cam, _reduce_ray, (m.reshape(B, -1),), max_points)
+    if use_kernel(cam.voxels):
+        loss, proj = ray_terms_from_pen(cam.march("pen"), m.reshape(B, -1))
+    else:
+        loss, proj = _run_chunked(cam, _reduce_ray, (m.reshape(B, -1),), max_points)
     return loss.reshape(B, 1, cam.H, cam.W), proj.reshape(B, 1, cam.H, cam.W), m
 
 
