@@ -47,7 +47,6 @@ from torch.utils.checkpoint import checkpoint
 
 from poseshape.core.checks import check_finite
 from poseshape.core.errors import ShapeError
-from poseshape.geometry.camera import pixels_to_rays
 from poseshape.render.raster_common import split_camera
 from poseshape.render.voxel_march import march, sample_rays, use_kernel
 from poseshape.shapes.voxels import warp_voxels
@@ -264,16 +263,21 @@ class _Camera:
         """Ray geometry of pixels ``pix (P, 2)`` in the object frame, for :mod:`.voxel_march`:
         ``(base (b, P, 3), step (b, P, 3), coeffs (N,), cmin (b, P) or None)``; sample ``i`` is
         ``base + coeffs[i] * step``, valid where ``coeffs[i] > cmin``."""
-        b, n, r = R.shape[0], self.n, BOUNDING_RADIUS
+        n, r = self.n, BOUNDING_RADIUS
         frac = (torch.arange(n, device=pix.device, dtype=pix.dtype) + 0.5) / n - 0.5  # (N,)
         offs = (2.0 * r) * frac
         if self.pinhole:
-            # object-frame rays: origin o = -R^T t (camera centre), unit direction R^T d
-            o, dirs = pixels_to_rays(pix.unsqueeze(0).expand(b, -1, -1), cam, R, t)
-            # segment centred on the closest approach to the sphere centre (object origin),
-            # metric half length r: lam_i = lam_c + 2 r frac_i
-            lam_c = -(o * dirs).sum(-1, keepdim=True)  # (b, P, 1)
-            base = o + lam_c * dirs  # (b, P, 3)
+            # camera-frame unit directions d = K^-1 (u, v, 1) / |.|  (b, P, 3); batched
+            # matmuls throughout (no (b, P, 3, 3) broadcast products)
+            hom = torch.cat([pix, torch.ones_like(pix[:, :1])], -1)  # (P, 3)
+            d = torch.matmul(hom, torch.linalg.inv(cam).transpose(-1, -2))  # (b, P, 3)
+            d = d / d.norm(dim=-1, keepdim=True)
+            # segment centred on the closest approach of the ray to the object origin (at t in
+            # the camera frame), lam_c = d . t, metric half length r: lam_i = lam_c + 2 r frac_i.
+            # Object frame: X = R^T (Y - t), i.e. row vectors times R.
+            lam_c = torch.matmul(d, t.unsqueeze(-1))  # (b, P, 1)
+            base = torch.matmul(lam_c * d - t.unsqueeze(1), R)  # (b, P, 3)
+            dirs = torch.matmul(d, R)  # (b, P, 3)
             # depth > 0 <=> lam > 0 (directions point forward); mask only when needed
             near = lam_c + offs[0]  # (b, P, 1) nearest sample
             cmin = -lam_c.squeeze(-1).detach() if bool((near <= 0).any()) else None

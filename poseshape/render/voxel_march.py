@@ -52,7 +52,7 @@ def _build():
     try:
         src = Path(__file__).with_name("_cpp") / "voxel_march.cpp"
         return cpp_extension().load(
-            name="poseshape_voxel_march_v1",
+            name="poseshape_voxel_march_v2",
             sources=[str(src)],
             extra_cflags=["-O3", "-fopenmp"],
             extra_ldflags=["-fopenmp"],
@@ -113,19 +113,19 @@ def reduce_samples(occ: torch.Tensor, reduce: str) -> torch.Tensor:
 class _March(torch.autograd.Function):
     @staticmethod
     def forward(ctx, voxels, base, step, coeffs, cmin, mode):
-        ext = _ext()
-        ctx.save_for_backward(voxels, base, step, coeffs, cmin)
+        out, argmax = _ext().march_forward(voxels, base, step, coeffs, cmin, mode)
+        ctx.save_for_backward(voxels, base, step, coeffs, cmin, argmax)
         ctx.mode = mode
-        return ext.march_forward(voxels, base, step, coeffs, cmin, mode)
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        voxels, base, step, coeffs, cmin = ctx.saved_tensors
+        voxels, base, step, coeffs, cmin, argmax = ctx.saved_tensors
         need_vox = ctx.needs_input_grad[0]
         need_pos = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
         gv, gb, gs = _build().march_backward(
-            voxels, base, step, coeffs, cmin, grad.contiguous(), ctx.mode, need_vox, need_pos
+            voxels, base, step, coeffs, cmin, grad.contiguous(), argmax, ctx.mode, need_vox, need_pos
         )
         return (
             gv if need_vox else None,

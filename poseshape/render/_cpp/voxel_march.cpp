@@ -64,23 +64,60 @@ inline void clip_range(const T* b, const T* s, const T* c, int64_t N, T cmin, co
   if (i1 < i0) i1 = i0;
 }
 
-// Trilinear read at object point (x, y, z) with zero padding (grid_sample, align_corners=False).
+// Per-ray sample positions in grid index space (grid_sample's unnormalised coordinates,
+// align_corners=False): i(c) = a + c * s, with a = (base + 0.5) * size - 0.5, s = step * size.
 template <typename T>
-inline T trilinear(const T* v, const Dims& g, T x, T y, T z) {
-  const T ix = (x + T(0.5)) * T(g.W) - T(0.5);
-  const T iy = (y + T(0.5)) * T(g.H) - T(0.5);
-  const T iz = (z + T(0.5)) * T(g.D) - T(0.5);
-  const T fx0 = std::floor(ix), fy0 = std::floor(iy), fz0 = std::floor(iz);
-  const int64_t x0 = int64_t(fx0), y0 = int64_t(fy0), z0 = int64_t(fz0);
-  const T fx = ix - fx0, fy = iy - fy0, fz = iz - fz0;
-  const int64_t HW = g.H * g.W;
-  if (x0 >= 0 && y0 >= 0 && z0 >= 0 && x0 + 1 < g.W && y0 + 1 < g.H && z0 + 1 < g.D) {
-    // all 8 corners in the grid: seven lerps, no bounds checks
-    const T* p = v + (z0 * g.H + y0) * g.W + x0;
+struct IndexRay {
+  T ax, ay, az, sx, sy, sz;
+  IndexRay(const T* b, const T* s, const Dims& g)
+      : ax((b[0] + T(0.5)) * T(g.W) - T(0.5)),
+        ay((b[1] + T(0.5)) * T(g.H) - T(0.5)),
+        az((b[2] + T(0.5)) * T(g.D) - T(0.5)),
+        sx(s[0] * T(g.W)),
+        sy(s[1] * T(g.H)),
+        sz(s[2] * T(g.D)) {}
+};
+
+// The trilinear footprint of one sample: lower corner, its flat offset and the fractions.
+template <typename T>
+struct Corner {
+  int64_t off;
+  int x0, y0, z0;
+  T fx, fy, fz;
+  bool inside;  // all 8 corners in the grid
+};
+
+// Locate the sample at index coordinates (ix, iy, iz). Only samples of the clip range are
+// located, so every coordinate is > -2 and floor(v) = int(v + 2) - 2 (no libm floor call).
+template <typename T>
+inline void locate(const Dims& g, T ix, T iy, T iz, Corner<T>& k) {
+  k.x0 = int(ix + T(2)) - 2;
+  k.y0 = int(iy + T(2)) - 2;
+  k.z0 = int(iz + T(2)) - 2;
+  k.fx = ix - T(k.x0);
+  k.fy = iy - T(k.y0);
+  k.fz = iz - T(k.z0);
+  k.off = (int64_t(k.z0) * g.H + k.y0) * g.W + k.x0;
+  k.inside = k.x0 >= 0 && k.y0 >= 0 && k.z0 >= 0 && k.x0 + 1 < g.W && k.y0 + 1 < g.H && k.z0 + 1 < g.D;
+}
+
+template <typename T>
+inline void locate(const Dims& g, const IndexRay<T>& q, T c, Corner<T>& k) {
+  locate(g, q.ax + c * q.sx, q.ay + c * q.sy, q.az + c * q.sz, k);
+}
+
+// Trilinear read with zero padding (grid_sample, align_corners=False).
+template <typename T>
+inline T read(const T* v, const Dims& g, const Corner<T>& k) {
+  const T fx = k.fx, fy = k.fy, fz = k.fz;
+  if (k.inside) {
+    // seven lerps, no bounds checks
+    const int64_t W = g.W, HW = g.H * g.W;
+    const T* p = v + k.off;
     const T c00 = p[0] + fx * (p[1] - p[0]);
-    const T c01 = p[g.W] + fx * (p[g.W + 1] - p[g.W]);
+    const T c01 = p[W] + fx * (p[W + 1] - p[W]);
     const T c10 = p[HW] + fx * (p[HW + 1] - p[HW]);
-    const T c11 = p[HW + g.W] + fx * (p[HW + g.W + 1] - p[HW + g.W]);
+    const T c11 = p[HW + W] + fx * (p[HW + W + 1] - p[HW + W]);
     const T c0 = c00 + fy * (c01 - c00);
     const T c1 = c10 + fy * (c11 - c10);
     return c0 + fz * (c1 - c0);
@@ -88,14 +125,14 @@ inline T trilinear(const T* v, const Dims& g, T x, T y, T z) {
   const T wxs[2] = {T(1) - fx, fx}, wys[2] = {T(1) - fy, fy}, wzs[2] = {T(1) - fz, fz};
   T val = 0;
   for (int dz = 0; dz < 2; ++dz) {
-    const int64_t zz = z0 + dz;
+    const int64_t zz = k.z0 + dz;
     if (zz < 0 || zz >= g.D) continue;
     for (int dy = 0; dy < 2; ++dy) {
-      const int64_t yy = y0 + dy;
+      const int64_t yy = k.y0 + dy;
       if (yy < 0 || yy >= g.H) continue;
       const T* row = v + (zz * g.H + yy) * g.W;
       for (int dx = 0; dx < 2; ++dx) {
-        const int64_t xx = x0 + dx;
+        const int64_t xx = k.x0 + dx;
         if (xx < 0 || xx >= g.W) continue;
         val += wxs[dx] * wys[dy] * wzs[dz] * row[xx];
       }
@@ -104,29 +141,53 @@ inline T trilinear(const T* v, const Dims& g, T x, T y, T z) {
   return val;
 }
 
-// Adds gval * w_k to the 8 corners k of the trilinear read at (x, y, z) in gv (if non-null)
-// and, with dpos != nullptr, writes d value / d (x, y, z) to dpos: one index computation.
+// Adds gval * w_k to the 8 corners k of the read in gv (if non-null) and, with dpos, writes
+// d value / d (x, y, z) (object units) to dpos.
 template <typename T>
-inline void trilinear_backward(const T* v, T* gv, const Dims& g, T x, T y, T z, T gval, T* dpos) {
-  const T ix = (x + T(0.5)) * T(g.W) - T(0.5);
-  const T iy = (y + T(0.5)) * T(g.H) - T(0.5);
-  const T iz = (z + T(0.5)) * T(g.D) - T(0.5);
-  const T fx0 = std::floor(ix), fy0 = std::floor(iy), fz0 = std::floor(iz);
-  const int64_t x0 = int64_t(fx0), y0 = int64_t(fy0), z0 = int64_t(fz0);
-  const T fx = ix - fx0, fy = iy - fy0, fz = iz - fz0;
-  const T wxs[2] = {T(1) - fx, fx}, wys[2] = {T(1) - fy, fy}, wzs[2] = {T(1) - fz, fz};
+inline void read_backward(const T* v, T* gv, const Dims& g, const Corner<T>& k, T gval, T* dpos) {
+  const T fx = k.fx, fy = k.fy, fz = k.fz;
+  const T gx0 = T(1) - fx, gy0 = T(1) - fy, gz0 = T(1) - fz;
+  if (k.inside) {
+    const int64_t W = g.W, HW = g.H * g.W;
+    if (gv) {
+      T* q = gv + k.off;
+      const T a00 = gval * gy0 * gz0, a10 = gval * fy * gz0, a01 = gval * gy0 * fz, a11 = gval * fy * fz;
+      q[0] += a00 * gx0;
+      q[1] += a00 * fx;
+      q[W] += a10 * gx0;
+      q[W + 1] += a10 * fx;
+      q[HW] += a01 * gx0;
+      q[HW + 1] += a01 * fx;
+      q[HW + W] += a11 * gx0;
+      q[HW + W + 1] += a11 * fx;
+    }
+    if (dpos) {
+      const T* p = v + k.off;
+      // differences along x, and x-lerps, for the four (y, z) rows
+      const T d00 = p[1] - p[0], d10 = p[W + 1] - p[W], d01 = p[HW + 1] - p[HW], d11 = p[HW + W + 1] - p[HW + W];
+      const T e00 = p[0] + fx * d00, e10 = p[W] + fx * d10, e01 = p[HW] + fx * d01, e11 = p[HW + W] + fx * d11;
+      const T dfx = gz0 * (gy0 * d00 + fy * d10) + fz * (gy0 * d01 + fy * d11);
+      const T dfy = gz0 * (e10 - e00) + fz * (e11 - e01);
+      const T dfz = (e01 + fy * (e11 - e01)) - (e00 + fy * (e10 - e00));
+      dpos[0] = dfx * T(g.W);
+      dpos[1] = dfy * T(g.H);
+      dpos[2] = dfz * T(g.D);
+    }
+    return;
+  }
+  const T wxs[2] = {gx0, fx}, wys[2] = {gy0, fy}, wzs[2] = {gz0, fz};
   T gx = 0, gy = 0, gz = 0;
   for (int dz = 0; dz < 2; ++dz) {
-    const int64_t zz = z0 + dz;
+    const int64_t zz = k.z0 + dz;
     if (zz < 0 || zz >= g.D) continue;
     const T wz = wzs[dz];
     for (int dy = 0; dy < 2; ++dy) {
-      const int64_t yy = y0 + dy;
+      const int64_t yy = k.y0 + dy;
       if (yy < 0 || yy >= g.H) continue;
       const T wy = wys[dy];
       const int64_t row = (zz * g.H + yy) * g.W;
       for (int dx = 0; dx < 2; ++dx) {
-        const int64_t xx = x0 + dx;
+        const int64_t xx = k.x0 + dx;
         if (xx < 0 || xx >= g.W) continue;
         const T wx = wxs[dx];
         if (gv) gv[row + xx] += gval * wx * wy * wz;
@@ -163,13 +224,17 @@ void check_inputs(const torch::Tensor& vox, const torch::Tensor& base, const tor
 
 }  // namespace
 
-// (B, P) reduction of every ray (module comment).
-torch::Tensor march_forward(torch::Tensor vox, torch::Tensor base, torch::Tensor step, torch::Tensor coeffs,
-                            torch::Tensor cmin, int64_t mode) {
+// {(B, P) reduction of every ray (module comment), argmax}. For mode 0, argmax (B, P) int32
+// holds the sample index of a unique maximum, or -1 where the maximum is tied (the backward
+// then recomputes that ray); for mode 1 it is an empty tensor.
+std::vector<torch::Tensor> march_forward(torch::Tensor vox, torch::Tensor base, torch::Tensor step,
+                                         torch::Tensor coeffs, torch::Tensor cmin, int64_t mode) {
   check_inputs(vox, base, step, coeffs, cmin);
   const int64_t B = base.size(0), P = base.size(1), N = coeffs.size(0), Bv = vox.size(0);
   const Dims g{vox.size(1), vox.size(2), vox.size(3)};
   auto out = torch::empty({B, P}, base.options());
+  auto arg = mode == 0 ? torch::empty({B, P}, base.options().dtype(torch::kInt32))
+                       : torch::empty({0}, base.options().dtype(torch::kInt32));
   AT_DISPATCH_FLOATING_TYPES(vox.scalar_type(), "march_forward", [&] {
     const scalar_t* V = vox.data_ptr<scalar_t>();
     const scalar_t* bp = base.data_ptr<scalar_t>();
@@ -177,8 +242,10 @@ torch::Tensor march_forward(torch::Tensor vox, torch::Tensor base, torch::Tensor
     const scalar_t* c = coeffs.data_ptr<scalar_t>();
     const scalar_t* cm = cmin.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
+    int32_t* am = mode == 0 ? arg.data_ptr<int32_t>() : nullptr;
     const int64_t vstride = g.D * g.H * g.W;
     at::parallel_for(0, B * P, 256, [&](int64_t r0, int64_t r1) {
+      Corner<scalar_t> k;
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t b = r / P;
         const scalar_t* v = V + (Bv == 1 ? 0 : b) * vstride;
@@ -186,33 +253,50 @@ torch::Tensor march_forward(torch::Tensor vox, torch::Tensor base, torch::Tensor
         const scalar_t* ss = sp + 3 * r;
         int64_t i0, i1;
         clip_range(bb, ss, c, N, cm[r], g, i0, i1);
+        const IndexRay<scalar_t> q(bb, ss, g);
         scalar_t y;
         if (mode == 0) {
-          y = (i1 - i0 < N) ? scalar_t(0) : -std::numeric_limits<scalar_t>::infinity();
+          // samples outside [i0, i1) read 0: they tie with a zero maximum
+          int64_t count = N - (i1 - i0), best = -1;
+          y = count > 0 ? scalar_t(0) : -std::numeric_limits<scalar_t>::infinity();
           for (int64_t i = i0; i < i1; ++i) {
-            const scalar_t x = trilinear(v, g, bb[0] + c[i] * ss[0], bb[1] + c[i] * ss[1], bb[2] + c[i] * ss[2]);
-            y = std::max(y, x);
+            locate(g, q, c[i], k);
+            const scalar_t x = read(v, g, k);
+            if (x > y) {
+              y = x;
+              best = i;
+              count = 1;
+            } else if (x == y) {
+              ++count;
+            }
           }
+          am[r] = (count == 1 && best >= 0) ? int32_t(best) : -1;
         } else {
           y = 1;
           for (int64_t i = i0; i < i1 && y != 0; ++i) {
-            y *= scalar_t(1) - trilinear(v, g, bb[0] + c[i] * ss[0], bb[1] + c[i] * ss[1], bb[2] + c[i] * ss[2]);
+            locate(g, q, c[i], k);
+            y *= scalar_t(1) - read(v, g, k);
           }
         }
         o[r] = y;
       }
     });
   });
-  return out;
+  return {out, arg};
 }
 
 // Gradients of sum(grad_out * y) w.r.t. voxels (Bv, D, H, W), base (B, P, 3), step (B, P, 3);
-// an undefined tensor where not requested.
+// an undefined tensor where not requested. argmax: march_forward's second output (mode 0), or
+// an empty tensor (every ray is recomputed).
 std::vector<torch::Tensor> march_backward(torch::Tensor vox, torch::Tensor base, torch::Tensor step,
                                           torch::Tensor coeffs, torch::Tensor cmin, torch::Tensor grad_out,
-                                          int64_t mode, bool need_vox, bool need_pos) {
+                                          torch::Tensor argmax, int64_t mode, bool need_vox, bool need_pos) {
   check_inputs(vox, base, step, coeffs, cmin);
   TORCH_CHECK(grad_out.sizes() == cmin.sizes() && grad_out.is_contiguous(), "grad_out: expected (B, P)");
+  const bool have_arg = argmax.numel() > 0;
+  TORCH_CHECK(!have_arg || (argmax.sizes() == cmin.sizes() && argmax.scalar_type() == torch::kInt32 &&
+                            argmax.is_contiguous()),
+              "argmax: expected (B, P) int32 or empty");
   const int64_t B = base.size(0), P = base.size(1), N = coeffs.size(0), Bv = vox.size(0);
   const Dims g{vox.size(1), vox.size(2), vox.size(3)};
   const int64_t vstride = g.D * g.H * g.W;
@@ -234,26 +318,66 @@ std::vector<torch::Tensor> march_backward(torch::Tensor vox, torch::Tensor base,
     const scalar_t* c = coeffs.data_ptr<scalar_t>();
     const scalar_t* cm = cmin.data_ptr<scalar_t>();
     const scalar_t* go = grad_out.data_ptr<scalar_t>();
+    const int32_t* am = have_arg ? argmax.data_ptr<int32_t>() : nullptr;
     scalar_t* gv_all = need_vox ? gvox.data_ptr<scalar_t>() : nullptr;
     scalar_t* gb = need_pos ? gbase.data_ptr<scalar_t>() : nullptr;
     scalar_t* gs = need_pos ? gstep.data_ptr<scalar_t>() : nullptr;
     std::vector<scalar_t> buffers;
     if (need_vox && !by_image) buffers.assign(size_t(nt) * size_t(Bv * vstride), scalar_t(0));
 
-    auto do_ray = [&](int64_t r, scalar_t* gv_grid, std::vector<scalar_t>& xs, std::vector<scalar_t>& gx) {
+    // per-thread scratch of one ray: the located samples, their values, d y / d x_i
+    struct Scratch {
+      std::vector<Corner<scalar_t>> ks;
+      std::vector<scalar_t> xs, gx;
+      explicit Scratch(int64_t n) : ks(n), xs(n), gx(n) {}
+    };
+
+    auto do_ray = [&](int64_t r, scalar_t* gv_grid, Scratch& sc) {
       const scalar_t gr = go[r];
       if (gr == 0) return;
       const int64_t b = r / P;
       const scalar_t* v = V + (Bv == 1 ? 0 : b) * vstride;
       const scalar_t* bb = bp + 3 * r;
       const scalar_t* ss = sp + 3 * r;
+      const IndexRay<scalar_t> q(bb, ss, g);
+      scalar_t gbr[3] = {0, 0, 0}, gsr[3] = {0, 0, 0};
+      auto scatter = [&](const Corner<scalar_t>& k, scalar_t gi, scalar_t ci) {
+        scalar_t d[3];
+        read_backward(v, gv_grid, g, k, gi, need_pos ? d : (scalar_t*)nullptr);
+        if (need_pos) {
+          for (int a = 0; a < 3; ++a) {
+            gbr[a] += gi * d[a];
+            gsr[a] += gi * ci * d[a];
+          }
+        }
+      };
+      auto store = [&]() {
+        if (need_pos) {
+          for (int a = 0; a < 3; ++a) {
+            gb[3 * r + a] = gbr[a];
+            gs[3 * r + a] = gsr[a];
+          }
+        }
+      };
+      if (am && am[r] >= 0) {
+        // unique maximum (recorded by the forward): the whole gradient goes to one sample
+        const int64_t i = am[r];
+        Corner<scalar_t> k;
+        locate(g, q, c[i], k);
+        scatter(k, gr, c[i]);
+        store();
+        return;
+      }
       int64_t i0, i1;
       clip_range(bb, ss, c, N, cm[r], g, i0, i1);
       const int64_t n = i1 - i0;
       if (n <= 0) return;
+      Corner<scalar_t>* ks = sc.ks.data();
+      scalar_t* xs = sc.xs.data();
+      scalar_t* gx = sc.gx.data();
       for (int64_t i = 0; i < n; ++i) {
-        const scalar_t ci = c[i0 + i];
-        xs[i] = trilinear(v, g, bb[0] + ci * ss[0], bb[1] + ci * ss[1], bb[2] + ci * ss[2]);
+        locate(g, q, c[i0 + i], ks[i]);
+        xs[i] = read(v, g, ks[i]);
       }
       // d y / d x_i into gx
       if (mode == 0) {
@@ -265,56 +389,39 @@ std::vector<torch::Tensor> march_backward(torch::Tensor vox, torch::Tensor base,
         for (int64_t i = 0; i < n; ++i) gx[i] = (xs[i] == mx) ? share : scalar_t(0);
       } else {
         // d prod(1 - x) / d x_i = -prod_{j<i} (1 - x_j) prod_{j>i} (1 - x_j)
-        scalar_t suffix = 1;
-        for (int64_t i = n - 1; i >= 0; --i) {
-          gx[i] = suffix;
-          suffix *= scalar_t(1) - xs[i];
-        }
         scalar_t prefix = 1;
         for (int64_t i = 0; i < n; ++i) {
-          gx[i] = -gr * prefix * gx[i];
+          gx[i] = prefix;
           prefix *= scalar_t(1) - xs[i];
         }
+        scalar_t suffix = -gr;
+        for (int64_t i = n - 1; i >= 0; --i) {
+          gx[i] *= suffix;
+          suffix *= scalar_t(1) - xs[i];
+        }
       }
-      scalar_t gbr[3] = {0, 0, 0}, gsr[3] = {0, 0, 0};
       for (int64_t i = 0; i < n; ++i) {
-        const scalar_t gi = gx[i];
-        if (gi == 0) continue;
-        const scalar_t ci = c[i0 + i];
-        const scalar_t x = bb[0] + ci * ss[0], y = bb[1] + ci * ss[1], z = bb[2] + ci * ss[2];
-        scalar_t d[3];
-        trilinear_backward(v, gv_grid, g, x, y, z, gi, need_pos ? d : (scalar_t*)nullptr);
-        if (need_pos) {
-          for (int a = 0; a < 3; ++a) {
-            gbr[a] += gi * d[a];
-            gsr[a] += gi * ci * d[a];
-          }
-        }
+        if (gx[i] != 0) scatter(ks[i], gx[i], c[i0 + i]);
       }
-      if (need_pos) {
-        for (int a = 0; a < 3; ++a) {
-          gb[3 * r + a] = gbr[a];
-          gs[3 * r + a] = gsr[a];
-        }
-      }
+      store();
     };
 
     if (by_image) {
       at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-        std::vector<scalar_t> xs(N), gx(N);
+        Scratch sc(N);
         for (int64_t b = b0; b < b1; ++b) {
           scalar_t* gvg = need_vox ? gv_all + b * vstride : nullptr;
-          for (int64_t p = 0; p < P; ++p) do_ray(b * P + p, gvg, xs, gx);
+          for (int64_t p = 0; p < P; ++p) do_ray(b * P + p, gvg, sc);
         }
       });
     } else {
       at::parallel_for(0, B * P, 256, [&](int64_t r0, int64_t r1) {
-        std::vector<scalar_t> xs(N), gx(N);
+        Scratch sc(N);
         const int tid = at::get_thread_num();
         scalar_t* buf = need_vox ? buffers.data() + size_t(tid) * size_t(Bv * vstride) : nullptr;
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t b = r / P;
-          do_ray(r, buf ? buf + (Bv == 1 ? 0 : b) * vstride : nullptr, xs, gx);
+          do_ray(r, buf ? buf + (Bv == 1 ? 0 : b) * vstride : nullptr, sc);
         }
       });
       if (!need_vox) return;
