@@ -52,7 +52,7 @@ def _build():
     try:
         src = Path(__file__).with_name("_cpp") / "voxel_march.cpp"
         return cpp_extension().load(
-            name="poseshape_voxel_march_v2",
+            name="poseshape_voxel_march_v3",
             sources=[str(src)],
             extra_cflags=["-O3", "-fopenmp"],
             extra_ldflags=["-fopenmp"],

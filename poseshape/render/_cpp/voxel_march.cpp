@@ -207,6 +207,49 @@ inline void read_backward(const T* v, T* gv, const Dims& g, const Corner<T>& k, 
   }
 }
 
+// The read and its gradient d value / d (x, y, z) (object units) into dpos, in one pass
+// over the 8 corners.
+template <typename T>
+inline T read_grad(const T* v, const Dims& g, const Corner<T>& k, T* dpos) {
+  const T fx = k.fx, fy = k.fy, fz = k.fz;
+  const T gx0 = T(1) - fx, gy0 = T(1) - fy, gz0 = T(1) - fz;
+  if (k.inside) {
+    const int64_t W = g.W, HW = g.H * g.W;
+    const T* p = v + k.off;
+    const T d00 = p[1] - p[0], d10 = p[W + 1] - p[W], d01 = p[HW + 1] - p[HW], d11 = p[HW + W + 1] - p[HW + W];
+    const T e00 = p[0] + fx * d00, e10 = p[W] + fx * d10, e01 = p[HW] + fx * d01, e11 = p[HW + W] + fx * d11;
+    const T c0 = e00 + fy * (e10 - e00), c1 = e01 + fy * (e11 - e01);
+    dpos[0] = (gz0 * (gy0 * d00 + fy * d10) + fz * (gy0 * d01 + fy * d11)) * T(g.W);
+    dpos[1] = (gz0 * (e10 - e00) + fz * (e11 - e01)) * T(g.H);
+    dpos[2] = (c1 - c0) * T(g.D);
+    return c0 + fz * (c1 - c0);
+  }
+  read_backward(v, (T*)nullptr, g, k, T(0), dpos);
+  return read(v, g, k);
+}
+
+// Adds gval * w_k to the 8 corners k of the read in gv.
+template <typename T>
+inline void scatter_voxels(T* gv, const Dims& g, const Corner<T>& k, T gval) {
+  const T fx = k.fx, fy = k.fy, fz = k.fz;
+  const T gx0 = T(1) - fx, gy0 = T(1) - fy, gz0 = T(1) - fz;
+  if (k.inside) {
+    const int64_t W = g.W, HW = g.H * g.W;
+    T* q = gv + k.off;
+    const T a00 = gval * gy0 * gz0, a10 = gval * fy * gz0, a01 = gval * gy0 * fz, a11 = gval * fy * fz;
+    q[0] += a00 * gx0;
+    q[1] += a00 * fx;
+    q[W] += a10 * gx0;
+    q[W + 1] += a10 * fx;
+    q[HW] += a01 * gx0;
+    q[HW + 1] += a01 * fx;
+    q[HW + W] += a11 * gx0;
+    q[HW + W + 1] += a11 * fx;
+    return;
+  }
+  read_backward((const T*)nullptr, gv, g, k, gval, (T*)nullptr);
+}
+
 void check_inputs(const torch::Tensor& vox, const torch::Tensor& base, const torch::Tensor& step,
                   const torch::Tensor& coeffs, const torch::Tensor& cmin) {
   TORCH_CHECK(vox.dim() == 4, "voxels: expected (Bv, D, H, W)");
@@ -328,8 +371,8 @@ std::vector<torch::Tensor> march_backward(torch::Tensor vox, torch::Tensor base,
     // per-thread scratch of one ray: the located samples, their values, d y / d x_i
     struct Scratch {
       std::vector<Corner<scalar_t>> ks;
-      std::vector<scalar_t> xs, gx;
-      explicit Scratch(int64_t n) : ks(n), xs(n), gx(n) {}
+      std::vector<scalar_t> xs, gx, ds;
+      explicit Scratch(int64_t n) : ks(n), xs(n), gx(n), ds(3 * n) {}
     };
 
     auto do_ray = [&](int64_t r, scalar_t* gv_grid, Scratch& sc) {
@@ -375,33 +418,59 @@ std::vector<torch::Tensor> march_backward(torch::Tensor vox, torch::Tensor base,
       Corner<scalar_t>* ks = sc.ks.data();
       scalar_t* xs = sc.xs.data();
       scalar_t* gx = sc.gx.data();
-      for (int64_t i = 0; i < n; ++i) {
-        locate(g, q, c[i0 + i], ks[i]);
-        xs[i] = read(v, g, ks[i]);
-      }
-      // d y / d x_i into gx
       if (mode == 0) {
+        // tied maximum: recompute the ray, split the gradient over the ties (torch.amax)
+        for (int64_t i = 0; i < n; ++i) {
+          locate(g, q, c[i0 + i], ks[i]);
+          xs[i] = read(v, g, ks[i]);
+        }
         scalar_t mx = (n < N) ? scalar_t(0) : -std::numeric_limits<scalar_t>::infinity();
         for (int64_t i = 0; i < n; ++i) mx = std::max(mx, xs[i]);
         int64_t count = (mx == 0) ? (N - n) : 0;
         for (int64_t i = 0; i < n; ++i) count += (xs[i] == mx);
         const scalar_t share = gr / scalar_t(count);
-        for (int64_t i = 0; i < n; ++i) gx[i] = (xs[i] == mx) ? share : scalar_t(0);
-      } else {
-        // d prod(1 - x) / d x_i = -prod_{j<i} (1 - x_j) prod_{j>i} (1 - x_j)
-        scalar_t prefix = 1;
         for (int64_t i = 0; i < n; ++i) {
-          gx[i] = prefix;
-          prefix *= scalar_t(1) - xs[i];
+          if (xs[i] == mx) scatter(ks[i], share, c[i0 + i]);
         }
-        scalar_t suffix = -gr;
-        for (int64_t i = n - 1; i >= 0; --i) {
-          gx[i] *= suffix;
-          suffix *= scalar_t(1) - xs[i];
+        store();
+        return;
+      }
+      // d prod(1 - x) / d x_i = -prod_{j<i} (1 - x_j) prod_{j>i} (1 - x_j). Pass 1 stores the
+      // samples up to the first one after which the prefix product is exactly 0 (m samples):
+      // later samples have a zero prefix, so a zero gradient, and enter only through the
+      // product of their (1 - x) (tail), read without storing until it is 0 itself.
+      scalar_t* ds = sc.ds.data();
+      scalar_t prefix = 1;
+      int64_t m = n;
+      for (int64_t i = 0; i < n; ++i) {
+        locate(g, q, c[i0 + i], ks[i]);
+        xs[i] = need_pos ? read_grad(v, g, ks[i], ds + 3 * i) : read(v, g, ks[i]);
+        gx[i] = prefix;
+        prefix *= scalar_t(1) - xs[i];
+        if (prefix == 0) {
+          m = i + 1;
+          break;
         }
       }
-      for (int64_t i = 0; i < n; ++i) {
-        if (gx[i] != 0) scatter(ks[i], gx[i], c[i0 + i]);
+      scalar_t tail = 1;
+      Corner<scalar_t> k;
+      for (int64_t i = m; i < n && tail != 0; ++i) {
+        locate(g, q, c[i0 + i], k);
+        tail *= scalar_t(1) - read(v, g, k);
+      }
+      scalar_t suffix = -gr * tail;
+      for (int64_t i = m - 1; i >= 0 && suffix != 0; --i) {
+        const scalar_t gi = gx[i] * suffix;
+        suffix *= scalar_t(1) - xs[i];
+        if (gi == 0) continue;
+        if (gv_grid) scatter_voxels(gv_grid, g, ks[i], gi);
+        if (need_pos) {
+          const scalar_t ci = c[i0 + i];
+          for (int a = 0; a < 3; ++a) {
+            gbr[a] += gi * ds[3 * i + a];
+            gsr[a] += gi * ci * ds[3 * i + a];
+          }
+        }
       }
       store();
     };
