@@ -15,6 +15,12 @@ Parts (each well under 5 minutes on the 2-core CPU; run them one at a time):
     perturbed by 10-40 deg (the test of ``tests/test_refine.py`` with more trials).
 ``--part steps``
     Rotation error vs number of steps (paper 003 Fig. 6c) with the default 16 starts.
+``--part large``
+    Large meshes (issue 18): the full PASCAL3D+ car 01 (28,937 faces), 1 image x 1 start at
+    128 x 128, 30 steps, optimised on the full mesh and on vertex-clustered proxies
+    (``max_faces``); ``--trials`` seeded poses perturbed by up to 20 deg. Per setting: seconds
+    per image, mean IoU of the refined pose measured with the *full* mesh (hard raster) and the
+    median rotation error, so the cost of the proxy is the IoU / error difference to the full row.
 ``--part reconstruct``
     ``poseshape reconstruct`` with the shipped reproject model (or ``--checkpoint``), without
     refinement, with a pose-only refinement and with the pose + per-axis shape scale one at each
@@ -28,6 +34,7 @@ with every figure because the machine is shared.
 
     python bench/refine.py --part speed
     python bench/refine.py --part starts --trials 20
+    POSESHAPE_DATA=../shared/data python bench/refine.py --part large --trials 10
 """
 
 from __future__ import annotations
@@ -211,6 +218,49 @@ def part_steps(args) -> dict:
     return out
 
 
+def part_large(args) -> dict:
+    root, reason = shared_data_status()
+    if reason is not None:
+        raise SystemExit(f"--part large needs the PASCAL3D+ car of the shared data: {reason}")
+    full = load_mesh(root / "pascal3d_cad" / "CAD" / "car" / "01.off", source="pascal3d", normalize=True)
+    full = Mesh(full.verts.float(), full.faces)
+    masks, R, _, K, R0, t0 = trials(full, args.trials, args.seed, max_deg=20.0)
+    print(
+        f"mesh: PASCAL3D+ car 01 ({full.num_faces} faces); {args.trials} trials (seed {args.seed}), "
+        f"1 image x 1 start, 30 steps, 128 x 128; load {load1():.1f}"
+    )
+    print("| optimised on | faces | s / image (median) | mean IoU, full mesh (start -> refined) | median error (deg) |")
+    print("|---|---:|---:|---|---:|")
+    out = {"mesh_faces": full.num_faces}
+    for max_faces in (None, 8000, 5000, 2500):
+        faces = full.num_faces if max_faces is None else simplify_mesh(full, max_faces).num_faces
+        ts, ious, ious0, errs = [], [], [], []
+        refine_pose(masks[:1], full, R0[:1], t0[:1], K, starts=1, max_faces=max_faces)  # warm-up
+        for i in range(args.trials):
+            t1 = time.perf_counter()
+            r = refine_pose(masks[i : i + 1], full, R0[i : i + 1], t0[i : i + 1], K, starts=1, max_faces=max_faces)
+            ts.append(time.perf_counter() - t1)
+            ious.append(float(r.iou[0]))
+            ious0.append(float(r.iou_init[0]))
+            errs.append(float(geodesic_distance(r.R, R[i : i + 1])[0]) / DEG)
+        name = "full mesh" if max_faces is None else f"proxy, max_faces={max_faces}"
+        row = {
+            "faces": faces,
+            "seconds": statistics.median(ts),
+            "mean_iou": statistics.mean(ious),
+            "mean_iou_init": statistics.mean(ious0),
+            "median_err_deg": statistics.median(errs),
+            "load": load1(),
+        }
+        out[name] = row
+        print(
+            f"| {name} | {faces} | {row['seconds']:.2f} | {row['mean_iou_init']:.3f} -> {row['mean_iou']:.3f} "
+            f"| {row['median_err_deg']:.2f} |",
+            flush=True,
+        )
+    return out
+
+
 def part_reconstruct(args) -> dict:
     """Mask IoU and rotation error of ``reconstruct`` without refinement and with the refinement
     variants, on the same held-out images (the rotation error against the render's ground truth,
@@ -310,7 +360,7 @@ def failure_auroc(confidence, failed) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("speed", "starts", "steps", "reconstruct"), required=True)
+    ap.add_argument("--part", choices=("speed", "starts", "steps", "large", "reconstruct"), required=True)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--naive-images", type=int, default=2)
     ap.add_argument("--trials", type=int, default=20)
@@ -328,9 +378,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    res = {"speed": part_speed, "starts": part_starts, "steps": part_steps, "reconstruct": part_reconstruct}[args.part](
-        args
-    )
+    res = {
+        "speed": part_speed,
+        "starts": part_starts,
+        "steps": part_steps,
+        "large": part_large,
+        "reconstruct": part_reconstruct,
+    }[args.part](args)
     res["wall_s"] = time.perf_counter() - t0
     res["load_end"] = load1()
     print(f"done in {res['wall_s']:.0f} s (load {res['load_end']:.1f})")

@@ -6,7 +6,8 @@ as ``(3, H, W)`` float tensors in [0, 1] are accepted too), so the pieces compos
 * :func:`overlay_silhouette` -- a reprojected silhouette drawn over an input image as a
   semi-transparent fill plus its contour (and, optionally, an observed mask's contour);
 * :func:`render_views` -- a mesh seen from ``n`` viewpoints around its up axis, flat shaded
-  with :func:`poseshape.render.mesh_hard.rasterize` and
+  with :func:`poseshape.render.fastraster.rasterize` (the C++ z-buffer; the pure-PyTorch
+  :func:`poseshape.render.mesh_hard.rasterize` where it cannot build) and
   :func:`poseshape.render.shading.lambertian`;
 * :func:`save_gallery` -- rows of pictures tiled into one image;
 * :func:`save_png` -- an atomic PNG write (temporary file, then rename).
@@ -28,7 +29,7 @@ import torch
 from poseshape.core.errors import ShapeError
 from poseshape.core.io import atomic_write
 from poseshape.geometry.camera import pose_to_viewpoint, viewpoint_to_pose
-from poseshape.render.mesh_hard import rasterize
+from poseshape.render.fastraster import rasterize
 from poseshape.render.shading import lambertian, pixel_normals
 from poseshape.shapes.meshes import face_normals
 
