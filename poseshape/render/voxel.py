@@ -30,8 +30,17 @@ so an object behind the camera renders to an all-zero image with zero (not NaN)
 gradients.  For weak perspective the rays are parallel to the camera's z axis and the
 segment is ``z in [-r, r]`` of the rotated object frame.
 
-Memory.  Rays are processed in chunks of at most ``max_points`` samples (batch and pixel
-chunking); with gradients enabled each chunk is wrapped in
+Backends.  On CPU (float32 / float64) :func:`project_voxels` and :func:`ray_terms` run the
+compiled ray kernel of :mod:`poseshape.render.voxel_march` (C++ / OpenMP): each ray is
+clipped to the grid's box, its samples are read and reduced (max or ``prod (1 - x)``) in
+one pass, and a hand-written backward recomputes them, so memory is ``O(B H W)`` (no
+per-sample tensor exists) and 32^3 -> 64^2 runs ~10-25x faster than the reference
+(``bench/RESULTS.md``).  The pure-PyTorch reference (``grid_sample`` over all samples) runs
+on other devices and dtypes, when the kernel cannot build, and with ``POSESHAPE_NO_CPP=1``;
+the two agree to float tolerance in values and gradients (``tests/render/test_voxel_march.py``).
+
+Memory (reference path).  Rays are processed in chunks of at most ``max_points`` samples
+(batch and pixel chunking); with gradients enabled each chunk is wrapped in
 :func:`torch.utils.checkpoint.checkpoint`, so neither the forward nor the backward pass ever
 holds more than one chunk's samples (peak memory is independent of the image size).
 """
