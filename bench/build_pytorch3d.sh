@@ -37,7 +37,7 @@ git -C "$src" archive --format=tar v0.7.9 setup.py setup.cfg pytorch3d projects 
 # torch 2.14's headers need C++20; v0.7.9's setup.py pins -std=c++17
 sed -i 's/-std=c++17/-std=c++20/g' "$work/src/setup.py"
 # its Python dependencies (pure Python) go next to it, from the registry
-"$py" -m pip install --quiet --target "$work/deps" iopath
+"$py" -m pip install --quiet --no-deps --target "$work/deps" iopath portalocker
 rm -rf "$dest.partial"
 mkdir -p "$dest.partial"
 (
@@ -46,7 +46,7 @@ mkdir -p "$dest.partial"
     "$py" -m pip install --no-deps --no-build-isolation --target "$dest.partial" .
 )
 cp -r "$work/deps/." "$dest.partial/"
-PYTHONPATH="$dest.partial" "$py" -c 'import pytorch3d, pytorch3d._C; print("pytorch3d", pytorch3d.__version__)'
+PYTHONPATH="$dest.partial" "$py" -c 'import torch, pytorch3d, pytorch3d._C; print("pytorch3d", pytorch3d.__version__)'
 touch "$dest.partial/.complete"
 rm -rf "$dest"
 mv "$dest.partial" "$dest"
