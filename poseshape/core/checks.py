@@ -39,6 +39,11 @@ def check_shape(x: torch.Tensor, name: str, shape: Sequence[int | None], batch: 
 
 def check_finite(x: torch.Tensor, name: str) -> None:
     """Raise :class:`ShapeError` if ``x`` holds NaN or infinity."""
+    # One reduction instead of a full-size mask: any NaN / inf makes the sum non-finite, so a
+    # finite sum proves every element finite; a non-finite sum (which may also be an overflow
+    # of large finite values) is decided by the element-wise test.
+    if torch.isfinite(x.detach().sum()):
+        return
     if not torch.isfinite(x).all():
         bad = (~torch.isfinite(x)).sum().item()
         raise ShapeError(f"{name}: contains {bad} non-finite value(s) (NaN or inf)")

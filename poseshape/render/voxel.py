@@ -279,14 +279,21 @@ class _Camera:
             # camera-frame unit directions d = K^-1 (u, v, 1) / |.|  (b, P, 3); batched
             # matmuls throughout (no (b, P, 3, 3) broadcast products)
             hom = torch.cat([pix, torch.ones_like(pix[:, :1])], -1)  # (P, 3)
-            d = torch.matmul(hom, torch.linalg.inv(cam).transpose(-1, -2))  # (b, P, 3)
-            d = d / d.norm(dim=-1, keepdim=True)
+            if cam.shape[0] == 1 or cam.stride(0) == 0:
+                # one K for the batch (an expanded (1, 3, 3)): the directions once, (P, 3)
+                d = hom @ torch.linalg.inv(cam[0]).transpose(0, 1)
+                d = d / d.norm(dim=-1, keepdim=True)
+                lam_c = (d @ t.transpose(0, 1)).transpose(0, 1).unsqueeze(-1)  # (b, P, 1)
+            else:
+                d = torch.matmul(hom, torch.linalg.inv(cam).transpose(-1, -2))  # (b, P, 3)
+                d = d / d.norm(dim=-1, keepdim=True)
+                lam_c = torch.matmul(d, t.unsqueeze(-1))  # (b, P, 1)
             # segment centred on the closest approach of the ray to the object origin (at t in
             # the camera frame), lam_c = d . t, metric half length r: lam_i = lam_c + 2 r frac_i.
-            # Object frame: X = R^T (Y - t), i.e. row vectors times R.
-            lam_c = torch.matmul(d, t.unsqueeze(-1))  # (b, P, 1)
-            base = torch.matmul(lam_c * d - t.unsqueeze(1), R)  # (b, P, 3)
+            # Object frame: X = R^T (Y - t), i.e. row vectors times R:
+            # base = (lam_c d - t) R = lam_c dirs - t R.
             dirs = torch.matmul(d, R)  # (b, P, 3)
+            base = lam_c * dirs - torch.matmul(t.unsqueeze(1), R)  # (b, P, 3)
             # depth > 0 <=> lam > 0 (directions point forward); mask only when needed
             near = lam_c + offs[0]  # (b, P, 1) nearest sample
             cmin = -lam_c.squeeze(-1).detach() if bool((near <= 0).any()) else None

@@ -91,20 +91,14 @@ def server(tmp_path):
 
 
 @pytest.mark.slow
-def test_serve_in_headless_chromium(server):
+def test_serve_in_headless_chromium(server, photo):
     _need(os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM} (run scripts/setup_browser.sh)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         _need(False, "playwright is not installed")
-    url, tmp = server
-    rng = np.random.default_rng(0)
-    img = (rng.random((120, 160, 3)) * 40 + 200).astype(np.uint8)
-    m = np.zeros((120, 160), bool)
-    m[35:90, 30:130] = True
-    img[m] = (rng.random((int(m.sum()), 3)) * 30 + [150, 30, 30]).astype(np.uint8)
-    Image.fromarray(img).save(tmp / "photo.png")
-    Image.fromarray(m.astype(np.uint8) * 255).save(tmp / "mask.png")
+    url, _ = server
+    tmp, _ = photo
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
