@@ -135,8 +135,11 @@ class RefineConfig:
             ``optimize_verts``.
         moment_init: before the first step, shift (and, with ``optimize_scale``, scale) each
             start so that its hard silhouette's centroid (and area) matches the mask's.
-        max_faces: optimise on a vertex-clustered proxy of meshes with more faces than this
-            (:func:`simplify_mesh`); IoUs are always measured with the full mesh. ``None``: off.
+        max_faces: optimise the pose on a vertex-clustered proxy of meshes with more faces than
+            this (:func:`simplify_mesh`); IoUs are always measured with the full mesh. Default
+            5000: on a 28,937-face CAD car, 30 steps take 0.35 s instead of 0.63 s and end at a
+            full-mesh IoU of 0.972 instead of 0.961 (``bench/refine.py --part large``). Not used
+            with ``optimize_verts`` (the refined vertices are the mesh's own). ``None``: off.
         area_ratio_limit: refuse a mask whose area differs from the shape's projected area at
             the initial pose by more than this factor (either way).
         record_frames: keep the soft silhouette of every step (for :func:`save_animation`).
@@ -172,7 +175,7 @@ class RefineConfig:
     w_iou: float = 1.0
     w_bce: float = 1.0
     select_margin: float = 0.01
-    max_faces: int | None = None
+    max_faces: int | None = 5000
     coarse_faces: int | None = 1500
     moment_init: bool = True
     area_ratio_limit: float = 6.0
@@ -291,16 +294,24 @@ def simplify_mesh(mesh: Mesh, max_faces: int) -> Mesh:
     v = mesh.verts.detach().double()
     lo, ext = v.amin(0), float((v.amax(0) - v.amin(0)).max())
 
+    def unique_rows(x: torch.Tensor, base: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``torch.unique(x, dim=0, return_inverse=True)`` for ``(n, 3)`` ints in ``[0, base)``,
+        through one int64 code per row (a 1-D unique is ~10x faster); rows in code order."""
+        if base**3 >= 2**62:
+            return torch.unique(x, dim=0, return_inverse=True)
+        code = x[:, 0] + base * (x[:, 1] + base * x[:, 2])
+        return torch.unique(code, return_inverse=True)
+
     def cluster(cell: float) -> Mesh:
         key = torch.floor((v - lo) / cell).long()
-        uniq, inv = torch.unique(key, dim=0, return_inverse=True)
+        uniq, inv = unique_rows(key, int(key.max()) + 1)
         cnt = torch.bincount(inv, minlength=len(uniq)).to(v.dtype)
         nv = torch.zeros(len(uniq), 3, dtype=v.dtype).index_add_(0, inv, v) / cnt[:, None]
         nf = inv[mesh.faces]
         ok = (nf[:, 0] != nf[:, 1]) & (nf[:, 1] != nf[:, 2]) & (nf[:, 0] != nf[:, 2])
         nf = nf[ok]
         if len(nf):
-            _, idx = torch.unique(torch.sort(nf, 1).values, dim=0, return_inverse=True)
+            _, idx = unique_rows(torch.sort(nf, 1).values, len(uniq))
             first = torch.full((int(idx.max()) + 1,), len(nf)).scatter_reduce(0, idx, torch.arange(len(nf)), "amin")
             nf = nf[first.sort().values]
         return Mesh(nv.to(mesh.verts.dtype), nf)
@@ -725,7 +736,7 @@ def refine_pose(
     group_list = []
     for ids in groups.values():
         full = meshes[ids[0]]
-        proxy = simplify_mesh(full, int(cfg.max_faces)) if cfg.max_faces else full
+        proxy = simplify_mesh(full, int(cfg.max_faces)) if cfg.max_faces and not cfg.optimize_verts else full
         lod = proxy
         if cfg.coarse and cfg.coarse_faces and not cfg.optimize_verts:
             lod = simplify_mesh(proxy, int(cfg.coarse_faces))
