@@ -13,9 +13,11 @@ Sections (cases and timing rules are documented in ``bench/render_mesh.py`` and
    vertices and pose), peak memory, and the naive all-faces x all-pixels references in the
    same run (``x dense`` = speed-up over them).
 2. Voxel projection 32^3 -> 64^2 and 64^3 -> 128^2, batch 1 and 64, ``max`` and
-   ``absorption``, plus the ray-consistency loss.
-3. The issue's targets against the PyTorch3D 0.7.9 figures quoted in the issue (measured by
-   the issue's author on a 2-core machine, not in this run): soft silhouette fwd+bwd at
+   ``absorption`` (pinhole and weak perspective), plus the ray-consistency loss (also at 48^2),
+   compiled kernel and PyTorch reference in the same run (``bench/render_voxel.py``).
+3. The issue's targets against the PyTorch3D 0.7.9 figures quoted in issue 3 (measured by
+   the issue's author on a 2-core machine, not in this run; ``bench/vs_pytorch3d.py`` measures
+   PyTorch3D in the same process): soft silhouette fwd+bwd at
    128^2, 1,280 faces, batch 8 (target >= 10 img/s = 30x PyTorch3D's 0.32 img/s) and a 30-step
    Adam pose optimisation at 128^2 (target < 1 s; PyTorch3D 72-86 s).
 
@@ -197,7 +199,7 @@ def main(argv=None) -> None:
     if "voxel" in only:
         log("voxel renderers ...")
         sections.append(
-            "### Voxel projection and ray consistency (pinhole, random views)\n\n"
+            "### Voxel projection and ray consistency (kernel vs PyTorch reference, random views)\n\n"
             + rv.voxel_table(rv.run_voxel(args.quick, repeats, log))
         )
     load1 = os.getloadavg()
