@@ -97,16 +97,16 @@ def test_serve_in_headless_chromium(server, photo):
         from playwright.sync_api import sync_playwright
     except ImportError:
         _need(False, "playwright is not installed")
-    url, _ = server
-    tmp, _ = photo
+    url, tmp = server
+    inputs, _ = photo
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.goto(url, wait_until="domcontentloaded")
             page.wait_for_selector("#run", timeout=60_000)
-            page.locator("#photo input[type=file]").set_input_files(str(tmp / "photo.png"))
-            page.locator("#mask input[type=file]").set_input_files(str(tmp / "mask.png"))
+            page.locator("#photo input[type=file]").set_input_files(str(inputs / "photo.png"))
+            page.locator("#mask input[type=file]").set_input_files(str(inputs / "mask.png"))
             page.wait_for_selector("#photo img", timeout=30_000)
             page.wait_for_selector("#mask img", timeout=30_000)
             page.locator("#run").click()

@@ -75,7 +75,9 @@ def test_finetune_step_lowers_reprojection_loss(tiny_data):
     from poseshape.methods.reproject.data import MixedSamples, RenderedSamples, SilhouetteSamples
     from poseshape.methods.reproject.train import _finetune_step
 
-    spec, cfg = _config(tiny_data, ["finetune_lr=1e-4", "w_rendered=0"])
+    # Adam at 3e-5: at 1e-4 this width-0.25 net on 8 samples overshoots after ~5 steps on some
+    # builds of the data (0.96 -> 0.90 -> 1.20, measured), at 3e-5 and 1e-5 it falls to ~0.45
+    spec, cfg = _config(tiny_data, ["finetune_lr=3e-5", "w_rendered=0"])
     torch.manual_seed(0)
     models = spec.build_models(cfg)
     for n, m in models.items():  # generator frozen, regressors trained (as in stage 3)
