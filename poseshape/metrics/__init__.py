@@ -78,6 +78,8 @@ ACC_PI6_RAD = math.pi / 6
 #: Soft cap on the number of elements of the pairwise-distance block that
 #: :func:`nearest_sq_dist` materialises at once (2**22 floats = 16 MiB in float32).
 _CHAMFER_BLOCK_ELEMS = 1 << 22
+#: Above this many pairs (N x M) :func:`nearest_sq_dist` uses a k-d tree on the CPU.
+_KDTREE_MIN_PAIRS = 1 << 16
 #: Soft cap on the number of voxels rotated at once in the alignment searches.
 _VOXEL_BLOCK_ELEMS = 1 << 22
 
@@ -268,9 +270,10 @@ def _points_b(x, name: str) -> tuple[torch.Tensor, bool]:
 def nearest_sq_dist(p: torch.Tensor, q: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
     """Squared Euclidean distance from every point of ``p`` to its nearest point of ``q``.
 
-    The nearest neighbours are found block-wise without gradient (at most about
-    ``2**22`` pairwise distances in memory at a time, or ``B * chunk_size * M`` when
-    ``chunk_size`` is given); the returned distances are then recomputed exactly as
+    The nearest neighbours are found without gradient: on the CPU, for more than
+    ``2**16`` pairs and no ``chunk_size``, by scipy's exact k-d tree; otherwise block-wise by
+    brute force (at most about ``2**22`` pairwise distances in memory at a time, or
+    ``B * chunk_size * M`` when ``chunk_size`` is given). The returned distances are then recomputed exactly as
     ``|p_i - q_nn(i)|^2``, so they are differentiable in both ``p`` and ``q`` and the
     autograd graph is only ``O(B * N)``.
 
@@ -284,6 +287,18 @@ def nearest_sq_dist(p: torch.Tensor, q: torch.Tensor, chunk_size: int | None = N
     """
     b, n, _ = p.shape
     m = q.shape[1]
+    if chunk_size is None and p.device.type == "cpu" and n * m > _KDTREE_MIN_PAIRS:
+        # large sets on the CPU: exact nearest neighbours from scipy's k-d tree,
+        # O((N + M) log M) instead of N x M distances
+        from scipy.spatial import cKDTree
+
+        workers = max(1, torch.get_num_threads())
+        qn, pn = q.detach().double().numpy(), p.detach().double().numpy()
+        idx = torch.stack(
+            [torch.from_numpy(cKDTree(qn[i]).query(pn[i], k=1, workers=workers)[1]) for i in range(b)]
+        ).long()
+        q_nn = torch.gather(q, 1, idx[..., None].expand(b, n, 3))
+        return ((p - q_nn) ** 2).sum(-1)
     if chunk_size is None:
         chunk_size = max(1, _CHAMFER_BLOCK_ELEMS // max(1, b * m))
     idx_parts = []

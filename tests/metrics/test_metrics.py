@@ -218,6 +218,22 @@ def test_chamfer_large_is_exact_in_float32():
     assert got == pytest.approx(want, rel=1e-4)
 
 
+def test_nearest_kdtree_path_equals_the_brute_force_blocks():
+    """Above 2**16 pairs the CPU path queries a k-d tree; values and gradients must equal the
+    block-wise brute force (``chunk_size`` given forces it)."""
+    g = torch.Generator().manual_seed(5)
+    p = (torch.rand(2, 400, 3, generator=g, dtype=torch.float64) + 1.0).requires_grad_(True)
+    q = (torch.rand(2, 300, 3, generator=g, dtype=torch.float64) + 1.0).requires_grad_(True)
+    assert p.shape[1] * q.shape[1] > M._KDTREE_MIN_PAIRS
+    fast = M.nearest_sq_dist(p, q)
+    gp_fast, gq_fast = torch.autograd.grad(fast.sum(), (p, q))
+    slow = M.nearest_sq_dist(p, q, chunk_size=37)
+    gp_slow, gq_slow = torch.autograd.grad(slow.sum(), (p, q))
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gp_fast, gp_slow, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gq_fast, gq_slow, rtol=0, atol=1e-12)
+
+
 def test_chamfer_gradcheck():
     p = torch.rand(2, 6, 3, dtype=torch.float64, requires_grad=True)
     q = torch.rand(2, 5, 3, dtype=torch.float64, requires_grad=True)
