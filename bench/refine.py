@@ -24,7 +24,8 @@ Parts (each well under 5 minutes on the 2-core CPU; run them one at a time):
 ``--part reconstruct``
     ``poseshape reconstruct`` with the shipped reproject model (or ``--checkpoint``), without
     refinement, with a pose-only refinement and with the pose + per-axis shape scale one at each
-    ``--aspect-weights`` penalty, on held-out procedural images (natural domain, the data
+    ``--aspect-weights`` penalty, on held-out procedural images, or with ``--meshes FOLDER`` on
+    renders of other CAD models (e.g. ``../shared/data/pascal3d_cad``) (natural domain, the data
     engine's reproject framing): mean mask IoU, rotation MedErr and Acc pi/6 against the
     render's ground truth.
 
@@ -285,9 +286,12 @@ def part_reconstruct(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for c, cat in enumerate(("aeroplane", "car", "chair")):
-            models, _ = load_models(
-                "procedural", categories=[cat], split="test", seed=args.seed, models_per_category=10
-            )
+            if args.meshes == "procedural":  # the generator's held-out split
+                models, _ = load_models(
+                    "procedural", categories=[cat], split="test", seed=args.seed, models_per_category=10
+                )
+            else:  # another source: every model is unseen by the procedural-only shipped model
+                models, _ = load_models(args.meshes, categories=[cat])
             for k in range(args.per_category):
                 mod = models[k % len(models)]
                 idx = c * 1000 + k
@@ -366,6 +370,11 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--per-category", type=int, default=4)
+    ap.add_argument(
+        "--meshes",
+        default="procedural",
+        help="reconstruct: 'procedural' (its held-out split) or a mesh folder, e.g. ../shared/data/pascal3d_cad",
+    )
     ap.add_argument("--checkpoint", default=None, help="reconstruct: a reproject checkpoint (default: the shipped one)")
     ap.add_argument(
         "--aspect-weights",
