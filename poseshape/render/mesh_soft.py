@@ -52,13 +52,12 @@ from __future__ import annotations
 import functools
 import math
 import os
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from poseshape.core.cpp import cpp_extension
+from poseshape.core.cpp import load_openmp_extension
 from poseshape.core.errors import ShapeError
 from poseshape.render.raster_common import (
     DEFAULT_CHUNK_SIZE,
@@ -83,19 +82,8 @@ def _cpp_ext():
     """
     if os.environ.get("POSESHAPE_NO_CPP", "") not in ("", "0"):
         return None
-    try:
-        load = cpp_extension().load
-        src = Path(__file__).with_name("_cpp") / "soft_raster.cpp"
-        return load(
-            name="poseshape_soft_raster_v1",
-            sources=[str(src)],
-            extra_cflags=["-O3", "-fopenmp"],
-            extra_ldflags=["-fopenmp"],
-            verbose=False,
-        )
-    except Exception as exc:  # noqa: BLE001 - any build problem means: use the fallback
-        warnings.warn(f"poseshape: C++ soft rasteriser unavailable, using PyTorch ({str(exc)[:300]})", stacklevel=3)
-        return None
+    src = Path(__file__).with_name("_cpp") / "soft_raster.cpp"
+    return load_openmp_extension("poseshape_soft_raster_v1", src, "soft rasteriser")
 
 
 def cpp_available() -> bool:

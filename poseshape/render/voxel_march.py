@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import functools
 import os
-import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from poseshape.core.cpp import cpp_extension
+from poseshape.core.cpp import load_openmp_extension
 from poseshape.core.errors import ShapeError
 
 __all__ = ["REDUCTIONS", "cpp_available", "march", "reduce_samples", "sample_rays"]
@@ -49,18 +48,8 @@ _MODE = {"max": 0, "pen": 1}
 
 @functools.cache
 def _build():
-    try:
-        src = Path(__file__).with_name("_cpp") / "voxel_march.cpp"
-        return cpp_extension().load(
-            name="poseshape_voxel_march_v3",
-            sources=[str(src)],
-            extra_cflags=["-O3", "-fopenmp"],
-            extra_ldflags=["-fopenmp"],
-            verbose=False,
-        )
-    except Exception as exc:  # noqa: BLE001 - any build problem means: use the reference
-        warnings.warn(f"poseshape: C++ voxel ray kernel unavailable, using PyTorch ({str(exc)[:300]})", stacklevel=3)
-        return None
+    src = Path(__file__).with_name("_cpp") / "voxel_march.cpp"
+    return load_openmp_extension("poseshape_voxel_march_v3", src, "voxel ray kernel")
 
 
 def _ext():

@@ -141,6 +141,31 @@ inline T read(const T* v, const Dims& g, const Corner<T>& k) {
   return val;
 }
 
+template <typename T>
+inline void read_backward(const T* v, T* gv, const Dims& g, const Corner<T>& k, T gval, T* dpos);
+
+// Adds gval * w_k to the 8 corners k of the read in gv.
+template <typename T>
+inline void scatter_voxels(T* gv, const Dims& g, const Corner<T>& k, T gval) {
+  const T fx = k.fx, fy = k.fy, fz = k.fz;
+  const T gx0 = T(1) - fx, gy0 = T(1) - fy, gz0 = T(1) - fz;
+  if (k.inside) {
+    const int64_t W = g.W, HW = g.H * g.W;
+    T* q = gv + k.off;
+    const T a00 = gval * gy0 * gz0, a10 = gval * fy * gz0, a01 = gval * gy0 * fz, a11 = gval * fy * fz;
+    q[0] += a00 * gx0;
+    q[1] += a00 * fx;
+    q[W] += a10 * gx0;
+    q[W + 1] += a10 * fx;
+    q[HW] += a01 * gx0;
+    q[HW + 1] += a01 * fx;
+    q[HW + W] += a11 * gx0;
+    q[HW + W + 1] += a11 * fx;
+    return;
+  }
+  read_backward((const T*)nullptr, gv, g, k, gval, (T*)nullptr);
+}
+
 // Adds gval * w_k to the 8 corners k of the read in gv (if non-null) and, with dpos, writes
 // d value / d (x, y, z) (object units) to dpos.
 template <typename T>
@@ -149,18 +174,7 @@ inline void read_backward(const T* v, T* gv, const Dims& g, const Corner<T>& k, 
   const T gx0 = T(1) - fx, gy0 = T(1) - fy, gz0 = T(1) - fz;
   if (k.inside) {
     const int64_t W = g.W, HW = g.H * g.W;
-    if (gv) {
-      T* q = gv + k.off;
-      const T a00 = gval * gy0 * gz0, a10 = gval * fy * gz0, a01 = gval * gy0 * fz, a11 = gval * fy * fz;
-      q[0] += a00 * gx0;
-      q[1] += a00 * fx;
-      q[W] += a10 * gx0;
-      q[W + 1] += a10 * fx;
-      q[HW] += a01 * gx0;
-      q[HW + 1] += a01 * fx;
-      q[HW + W] += a11 * gx0;
-      q[HW + W + 1] += a11 * fx;
-    }
+    if (gv) scatter_voxels(gv, g, k, gval);
     if (dpos) {
       const T* p = v + k.off;
       // differences along x, and x-lerps, for the four (y, z) rows
@@ -228,27 +242,6 @@ inline T read_grad(const T* v, const Dims& g, const Corner<T>& k, T* dpos) {
   return read(v, g, k);
 }
 
-// Adds gval * w_k to the 8 corners k of the read in gv.
-template <typename T>
-inline void scatter_voxels(T* gv, const Dims& g, const Corner<T>& k, T gval) {
-  const T fx = k.fx, fy = k.fy, fz = k.fz;
-  const T gx0 = T(1) - fx, gy0 = T(1) - fy, gz0 = T(1) - fz;
-  if (k.inside) {
-    const int64_t W = g.W, HW = g.H * g.W;
-    T* q = gv + k.off;
-    const T a00 = gval * gy0 * gz0, a10 = gval * fy * gz0, a01 = gval * gy0 * fz, a11 = gval * fy * fz;
-    q[0] += a00 * gx0;
-    q[1] += a00 * fx;
-    q[W] += a10 * gx0;
-    q[W + 1] += a10 * fx;
-    q[HW] += a01 * gx0;
-    q[HW + 1] += a01 * fx;
-    q[HW + W] += a11 * gx0;
-    q[HW + W + 1] += a11 * fx;
-    return;
-  }
-  read_backward((const T*)nullptr, gv, g, k, gval, (T*)nullptr);
-}
 
 void check_inputs(const torch::Tensor& vox, const torch::Tensor& base, const torch::Tensor& step,
                   const torch::Tensor& coeffs, const torch::Tensor& cmin) {
