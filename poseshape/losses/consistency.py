@@ -72,29 +72,6 @@ def paper_ray_geometry(
     for name, x, tail in (("R", R, (3, 3)), ("t", t, (3,)), ("K", K, (3, 3))):
         if not isinstance(x, torch.Tensor) or tuple(x.shape) != (B, *tail):
             raise ShapeError(f"{name}: expected shape {(B, *tail)}, got {tuple(getattr(x, 'shape', ()))}")
-    return _geometry(voxels, R, t, K, image_size, n_samples, depth_far)
-
-
-def paper_ray_samples(
-    voxels: torch.Tensor,
-    R: torch.Tensor,
-    t: torch.Tensor,
-    K: torch.Tensor,
-    image_size: tuple[int, int],
-    n_samples: int = 64,
-    depth_far: float | torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Occupancy at paper 001's ray samples (eq. 1): ``x_i = Tri(voxels, R^T (l_i - t))``.
-
-    Arguments as :func:`paper_ray_geometry`.  Returns ``(B, H*W, N)`` occupancies, near to
-    far, differentiable in voxels, R, t and K (the reference the compiled kernel matches).
-    """
-    return sample_rays(voxels, *paper_ray_geometry(voxels, R, t, K, image_size, n_samples, depth_far), None)
-
-
-def _geometry(voxels, R, t, K, image_size, n_samples, depth_far):
-    """The body of :func:`paper_ray_geometry` (arguments checked there)."""
-    B = voxels.shape[0]
     H, W = int(image_size[0]), int(image_size[1])
     dt = voxels.dtype
     if depth_far is None:
@@ -117,6 +94,23 @@ def _geometry(voxels, R, t, K, image_size, n_samples, depth_far):
     step = far[:, None, None] * torch.einsum("bpk,bkj->bpj", rays, Rt)
     coeffs = torch.arange(1, n_samples + 1, device=voxels.device, dtype=dt) / n_samples
     return base, step, coeffs
+
+
+def paper_ray_samples(
+    voxels: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    K: torch.Tensor,
+    image_size: tuple[int, int],
+    n_samples: int = 64,
+    depth_far: float | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Occupancy at paper 001's ray samples (eq. 1): ``x_i = Tri(voxels, R^T (l_i - t))``.
+
+    Arguments as :func:`paper_ray_geometry`.  Returns ``(B, H*W, N)`` occupancies, near to
+    far, differentiable in voxels, R, t and K (the reference the compiled kernel matches).
+    """
+    return sample_rays(voxels, *paper_ray_geometry(voxels, R, t, K, image_size, n_samples, depth_far), None)
 
 
 def _ray_reduce(occ: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,8 +34,8 @@ Backends.  On CPU (float32 / float64) :func:`project_voxels` and :func:`ray_term
 compiled ray kernel of :mod:`poseshape.render.voxel_march` (C++ / OpenMP): each ray is
 clipped to the grid's box, its samples are read and reduced (max or ``prod (1 - x)``) in
 one pass, and a hand-written backward recomputes them, so memory is ``O(B H W)`` (no
-per-sample tensor exists) and 32^3 -> 64^2 runs ~10-25x faster than the reference
-(``bench/RESULTS.md``).  The pure-PyTorch reference (``grid_sample`` over all samples) runs
+per-sample tensor exists) and 32^3 -> 64^2 at batch 64 runs forward + backward 10-17x
+faster than the reference (``bench/render_voxel.py``, figures in ``bench/RESULTS.md``).  The pure-PyTorch reference (``grid_sample`` over all samples) runs
 on other devices and dtypes, when the kernel cannot build, and with ``POSESHAPE_NO_CPP=1``;
 the two agree to float tolerance in values and gradients (``tests/render/test_voxel_march.py``).
 

@@ -128,13 +128,16 @@ def tiny_scene(seed=0, B=2):
 # project_voxels / ray consistency vs brute force
 # ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["max", "absorption"])
-@pytest.mark.parametrize("camera", ["pinhole", "weak"])
+@pytest.mark.parametrize("camera", ["pinhole", "pinhole, one K", "weak"])
 def test_project_matches_brute_force(mode, camera):
     vox, R, t, K, s, t2 = tiny_scene()
     H, W, n = 5, 6, 7
-    if camera == "pinhole":
+    if camera == "pinhole":  # a K per image
         got = project_voxels(vox, R, t, K, image_size=(H, W), mode=mode, n_samples=n)
         ref = render_ref(vox.numpy(), R.numpy(), t.numpy(), H, W, n, K=K.numpy(), mode=mode)
+    elif camera == "pinhole, one K":  # a (3, 3) K shared by the batch: its own ray-direction path
+        got = project_voxels(vox, R, t, K[0], image_size=(H, W), mode=mode, n_samples=n)
+        ref = render_ref(vox.numpy(), R.numpy(), t.numpy(), H, W, n, K=K[:1].expand(2, 3, 3).numpy(), mode=mode)
     else:
         got = project_voxels(vox, R, t2, scale=s, image_size=(H, W), mode=mode, n_samples=n)
         ref = render_ref(vox.numpy(), R.numpy(), t2.numpy(), H, W, n, s=s.numpy(), mode=mode)
