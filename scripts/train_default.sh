@@ -7,7 +7,12 @@
 #   3. export the final weights (no optimiser state) to poseshape/assets/reproject.pt.
 # About 40 minutes on a 2-core CPU. Extra arguments are passed to `poseshape train` (e.g.
 # `--device cuda`). Environment: OUT (work folder, default runs/default), MODELS, VIEWS,
-# EXPORT (where the exported model goes).
+# EXPORT (where the exported model goes), SOURCES:
+#   procedural  the procedural aeroplanes / cars / chairs only (needs no data folder);
+#   world       issue 19's mix (poseshape.data.world): the procedural shapes plus the PASCAL3D+ and
+#               ObjectNet3D CAD models of $POSESHAPE_DATA (default ../shared/data), split 60/15/25
+#               at model level, every fourth ObjectNet3D category held out entirely. The meshes
+#               are read, never copied; the weights learn from their renders.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$(bash "$root/scripts/setup.sh" | tail -n 1)"
@@ -16,12 +21,22 @@ out="${OUT:-runs/default}"
 models="${MODELS:-100}"   # procedural models per category (80% train, 10% natural, 10% test)
 views="${VIEWS:-12}"      # rendered views per model
 export_to="${EXPORT:-poseshape/assets/reproject.pt}"
-"$venv/bin/python" - "$out/data" "$models" "$views" <<'PY'
+sources="${SOURCES:-procedural}"
+"$venv/bin/python" - "$out/data" "$models" "$views" "$sources" <<'PY'
 import sys
 from poseshape.methods.reproject.data import render_reproject_data
-render_reproject_data("procedural", sys.argv[1], categories=("aeroplane", "car", "chair"),
-                      image_size=64, views=int(sys.argv[3]), models_per_category=int(sys.argv[2]),
-                      seed=7, workers=2, train_domain="natural")
+out, models, views, sources = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if sources == "procedural":
+    render_reproject_data("procedural", out, categories=("aeroplane", "car", "chair"), image_size=64,
+                          views=views, models_per_category=models, seed=7, workers=2, train_domain="natural")
+elif sources == "world":
+    from poseshape.data.world import WORLD_SPLIT, world_collection
+    mix = world_collection(per_category=models)
+    print(mix.summary())
+    render_reproject_data(mix, out, categories=None, image_size=64, views=views, seed=7, workers=2,
+                          train_domain="natural", split_fractions=WORLD_SPLIT)
+else:
+    sys.exit(f"SOURCES must be 'procedural' or 'world', got {sources!r}")
 PY
 "$venv/bin/poseshape" train reproject --out "$out/run" --seed 0 \
     --set data.train="$out/data/train" --set data.natural="$out/data/natural" \

@@ -68,6 +68,9 @@ class Prediction:
         category: ``B`` category names (or ``None`` entries) or ``None``.
         model_id: ``B`` model ids (retrieval, medoids) or ``None``.
         confidence: ``(B,)`` in [0, 1] or ``None``.
+        hypotheses: ``(B, K, 3, 3)`` the pose head's ``K`` most likely rotations, best first
+            (anchor scores, or flip-aware alternatives of a regressed pose), or ``None``.
+            Refinement starts from every one of them as well as around ``R``.
         image, mask: the user's input images ``B x (3, H, W)`` / masks ``B x (1, H, W)`` when
             the camera refers to them (set by ``reconstruct``), else ``None``.
         extras: method-specific outputs (per-item tensors ``(B, ...)`` or lists of ``B``).
@@ -86,6 +89,7 @@ class Prediction:
     category: list[str | None] | None = None
     model_id: list[str | None] | None = None
     confidence: torch.Tensor | None = None
+    hypotheses: torch.Tensor | None = None
     image: list[torch.Tensor] | None = None
     mask: list[torch.Tensor | None] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
@@ -122,6 +126,12 @@ class Prediction:
             if c.numel() != B:
                 raise ShapeError(f"Prediction.confidence: expected ({B},), got {tuple(c.shape)}")
             self.confidence = c
+        if self.hypotheses is not None:
+            h = self.hypotheses
+            if not isinstance(h, torch.Tensor) or h.dim() != 4 or h.shape[0] != B or h.shape[2:] != (3, 3):
+                got = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
+                raise ShapeError(f"Prediction.hypotheses: expected shape ({B}, K, 3, 3), got {got}")
+            check_finite(h, "Prediction.hypotheses")
         self.image = _per_item(self.image, B, "image")
         self.mask = _per_item(self.mask, B, "mask")
         if self.extras is None:
@@ -189,6 +199,7 @@ class Prediction:
             category=li(self.category),
             model_id=li(self.model_id),
             confidence=sl(self.confidence),
+            hypotheses=sl(self.hypotheses),
             image=li(self.image),
             mask=li(self.mask),
             extras=self.item_extras(i),
@@ -220,6 +231,7 @@ class Prediction:
             posed_voxels=mv(self.posed_voxels),
             silhouette=mv(self.silhouette),
             confidence=mv(self.confidence),
+            hypotheses=mv(self.hypotheses),
             extras={k: mv(v) for k, v in self.extras.items()},
         )
 

@@ -94,6 +94,9 @@ class RefineConfig:
         steps: Adam steps (paper 003: 30).
         starts: starts per image when no hypotheses are given (:func:`start_rotations`; 16
             cover a 35-degree ball around the initial pose and its flip evenly, 8 only its axes).
+        use_hypotheses: :func:`~poseshape.engine.refine.refine_prediction` also starts from the
+            prediction's pose hypotheses (``Prediction.hypotheses``, see
+            :func:`poseshape.engine.refine.hypotheses.hypothesis_starts`); ``refine_pose`` ignores it.
         perturb_deg: angle of the perturbed starts, degrees.
         keep: starts per image that survive pruning; prune_fraction: when (fraction of the
             steps) to prune; ``keep >= starts`` disables pruning.
@@ -147,6 +150,7 @@ class RefineConfig:
 
     steps: int = 30
     starts: int = 16
+    use_hypotheses: bool = True
     perturb_deg: float = 35.0
     keep: int = 2
     prune_fraction: float = 0.27

@@ -16,9 +16,12 @@ the camera scale into its shape in its own adapter).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from poseshape.core.errors import PoseshapeError, ShapeError
+from poseshape.engine.refine.hypotheses import hypothesis_starts
 from poseshape.engine.refine.pose import RefineConfig, refine_pose
 from poseshape.geometry.camera import Camera
 from poseshape.shapes.meshes import Mesh
@@ -62,9 +65,28 @@ def refine_prediction(pred, i: int, mask: torch.Tensor, config: RefineConfig | N
         raise PoseshapeError("refine: the predicted shape is empty (nothing occupied), nothing to align")
     R0 = one.R.detach().double()
     t_obj = one.t.detach().double()
+    R_start, expand = R0, (lambda t: t)
+    use = (
+        (config or RefineConfig()).use_hypotheses if "use_hypotheses" not in overrides else overrides["use_hypotheses"]
+    )
+    if use and one.hypotheses is not None and one.hypotheses.shape[1] > 1:
+        # the pose head's further hypotheses join the starts around R0 (hypothesis_starts)
+        cfg = replace(config or RefineConfig(), **overrides)
+        R_start = hypothesis_starts(R0, one.hypotheses.detach().double(), cfg.starts, cfg.perturb_deg)
+        M = R_start.shape[1]
+
+        def expand(t):
+            return t[:, None].expand(1, M, 3).contiguous()
+
     if cam.is_pinhole:
         res = refine_pose(
-            m.float(), Mesh(mesh.verts.float(), mesh.faces), R0, t_obj, cam.K[0], config=config, **overrides
+            m.float(),
+            Mesh(mesh.verts.float(), mesh.faces),
+            R_start,
+            expand(t_obj),
+            cam.K[0],
+            config=config,
+            **overrides,
         )
         t_new = res.t.double()
         cam_new = cam
@@ -73,7 +95,9 @@ def refine_prediction(pred, i: int, mask: torch.Tensor, config: RefineConfig | N
         c = cam.principal
         t0 = t_obj.clone()
         t0[:, :2] = s0[:, None] * t_obj[:, :2] + c
-        res = refine_pose(m.float(), Mesh(mesh.verts.float(), mesh.faces), R0, t0, scale=s0, config=config, **overrides)
+        res = refine_pose(
+            m.float(), Mesh(mesh.verts.float(), mesh.faces), R_start, expand(t0), scale=s0, config=config, **overrides
+        )
         s1 = res.scale.double().reshape(1)
         t_new = t_obj.clone()
         t_new[:, :2] = (res.t[:, :2].double() - c) / s1[:, None]

@@ -21,6 +21,7 @@ from poseshape.core.checks import check_finite
 from poseshape.core.errors import ShapeError
 from poseshape.engine.prediction import Prediction
 from poseshape.engine.predictor import Capabilities, Predictor
+from poseshape.engine.refine.hypotheses import flip_hypotheses
 from poseshape.geometry.camera import Camera
 from poseshape.methods.posefree.config import PosefreeConfig
 from poseshape.methods.posefree.model import azimuth_pose, camera_intrinsics, render
@@ -97,6 +98,7 @@ class PosefreePredictor(Predictor):
         cats = list(cfg.data.categories)
         return Prediction(
             R=R.float(),
+            hypotheses=flip_hypotheses(R.float()),
             t=t.float(),
             camera=Camera.pinhole(K, (self.image_size, self.image_size)),
             meshes=[Mesh(verts[i].float(), faces) for i in range(B)],

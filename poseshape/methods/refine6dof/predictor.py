@@ -37,6 +37,7 @@ from poseshape.core.errors import PoseshapeError, ShapeError
 from poseshape.engine.prediction import Prediction
 from poseshape.engine.predictor import Capabilities, Predictor
 from poseshape.engine.refine import RefineConfig, refine_prediction
+from poseshape.engine.refine.hypotheses import flip_hypotheses
 from poseshape.geometry.camera import Camera, intrinsics_from_fov
 from poseshape.methods.refine6dof.config import Refine6DofConfig
 from poseshape.methods.refine6dof.data import network_input
@@ -200,6 +201,7 @@ class Refine6DofPredictor(Predictor):
         extras.update(class_probs=probs, label=label, sigma=sigma, medoid_names=names, frame_extent=E)
         return Prediction(
             R=R,
+            hypotheses=flip_hypotheses(R.float()),
             t=t,
             camera=Camera.pinhole(K, (self.image_size, self.image_size)),
             meshes=[self.bank.mesh(int(k)) for k in label],

@@ -8,6 +8,7 @@ Paper 000 (Tables 3 and 4), per category and over all samples:
 ``ap3d``           3-D AP of the pose-aware shape against the ground-truth pose-aware shape
                    (the true aligned shape moved by the true pose, :mod:`...reproject.frame`)
 ``ap3d_aligned``   3-D AP of the aligned shape against the true aligned shape (Table 4)
+``iou3d_aligned``  IoU of the aligned shape (> 0.5) with the true aligned shape (canonical IoU)
 ``acc_pi6``        fraction of rotation errors below 30 degrees
 ``rot_mederr``     median geodesic rotation error, degrees
 ``trans_mederr``   median in-plane translation error over the frame size (paper: 30 px)
@@ -30,7 +31,7 @@ from poseshape.core.errors import PoseshapeError
 from poseshape.engine.report import results_rows
 from poseshape.methods.reproject.data import RenderedSamples
 from poseshape.methods.reproject.frame import pose_to_rt, posed_voxels
-from poseshape.metrics import average_precision, mask_iou, rotation_error, translation_error
+from poseshape.metrics import average_precision, mask_iou, rotation_error, translation_error, voxel_iou
 
 __all__ = ["COLUMNS", "evaluate", "evaluate_predictor"]
 
@@ -40,6 +41,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("ap2d", "2D AP", "{:.3f}"),
     ("ap3d", "3D AP", "{:.3f}"),
     ("ap3d_aligned", "3D AP aligned", "{:.3f}"),
+    ("iou3d_aligned", "3D IoU aligned", "{:.3f}"),
     ("acc_pi6", "Acc pi/6", "{:.2f}"),
     ("rot_mederr", "MedErr (deg)", "{:.1f}"),
     ("trans_mederr", "trans MedErr", "{:.3f}"),
@@ -54,6 +56,7 @@ def _summarise(rows: dict[str, torch.Tensor]) -> dict[str, Any]:
         "ap2d": float(rows["ap2d"].nanmean()),
         "ap3d": float(rows["ap3d"].nanmean()),
         "ap3d_aligned": float(rows["ap3d_aligned"].nanmean()),
+        "iou3d_aligned": float(rows["iou3d_aligned"].mean()),
         "acc_pi6": float((rot < 30.0).float().mean()),
         "rot_mederr": float(rot.median()),
         "trans_mederr": float(rows["trans"].median()),
@@ -85,7 +88,7 @@ def evaluate_predictor(
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
     Q, E = cfg.voxel_res, cfg.frame_extent
     acc: dict[str, list[torch.Tensor]] = {
-        k: [] for k in ("rot", "trans", "ap2d", "ap3d", "ap3d_aligned", "iou2d", "cat")
+        k: [] for k in ("rot", "trans", "ap2d", "ap3d", "ap3d_aligned", "iou3d_aligned", "iou2d", "cat")
     }
     for b in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True):
         pred = predictor(b["image"])
@@ -100,6 +103,7 @@ def evaluate_predictor(
         gt_posed = posed_voxels(aligned_gt, pose, E, out_size=pred.posed_voxels.shape[-1]) > 0.5
         acc["ap3d"].append(average_precision(pred.posed_voxels, gt_posed, reduction="none").cpu())
         acc["ap3d_aligned"].append(average_precision(pred.voxels, aligned_gt > 0.5, reduction="none").cpu())
+        acc["iou3d_aligned"].append(voxel_iou(pred.voxels, aligned_gt).cpu())
         sil = pred.silhouette
         mask = b["mask"].to(dev)
         if sil.shape[-1] != mask.shape[-1]:
@@ -119,6 +123,7 @@ def evaluate_predictor(
         "category": [ds.categories[int(c)] for c in cats],
         "rot_err_deg": [float(v) for v in rows["rot"]],
         "mask_iou": [float(v) for v in rows["iou2d"]],
+        "iou3d_aligned": [float(v) for v in rows["iou3d_aligned"]],
     }
     return {
         "overall": _summarise(rows),

@@ -17,6 +17,7 @@ from poseshape.core.errors import ShapeError
 from poseshape.engine.prediction import Prediction
 from poseshape.engine.predictor import Capabilities, Predictor
 from poseshape.engine.refine import RefineConfig, refine_prediction
+from poseshape.engine.refine.hypotheses import flip_hypotheses
 from poseshape.geometry.camera import Camera
 from poseshape.methods.reproject.config import ReprojectConfig
 from poseshape.methods.reproject.frame import pose_to_rt, posed_voxels
@@ -86,6 +87,7 @@ class ReprojectPredictor(Predictor):
         cam = posed_frame_camera(x.shape[0], self.image_size, E).to(x.device)
         return Prediction(
             R=R,
+            hypotheses=flip_hypotheses(R.float()),
             t=t,
             camera=cam,
             voxels=aligned,

@@ -32,6 +32,7 @@ __all__ = [
     "ImageRegressor",
     "VoxelEmbeddingNet",
     "decode_rotation",
+    "decode_rotation_topk",
     "encode_rotation",
     "make_anchors",
     "rotate_grids",
@@ -63,10 +64,26 @@ def encode_rotation(q: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tenso
 def decode_rotation(logits: torch.Tensor, residuals: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     """Rotation from the heads: ``logits (B, A)``, ``residuals (B, A, 4)`` or ``(B, 4)`` ->
     ``q (B, 4)`` = residual of the best anchor times that anchor (``w >= 0``)."""
+    return decode_rotation_topk(logits, residuals, anchors, 1)[:, 0]
+
+
+def decode_rotation_topk(logits: torch.Tensor, residuals: torch.Tensor, anchors: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` most probable rotations of the heads, best first: ``q (B, k, 4)``, each the
+    residual of one of the ``k`` highest-scoring anchors times that anchor (``k`` is capped
+    at the anchor count). ``logits (B, A)``, ``residuals (B, A, 4)`` (per anchor) or ``(B, 4)``
+    (one residual for every anchor); an all-zero residual stands for the anchor itself."""
     check_shape(logits, "logits", (None, None), batch=False)
-    idx = logits.argmax(1)
-    res = residuals[torch.arange(len(idx), device=idx.device), idx] if residuals.dim() == 3 else residuals
-    return apply_quaternion_residual(res, anchors.to(res.dtype)[idx])
+    k = max(1, min(int(k), logits.shape[1]))
+    idx = logits.topk(k, dim=1).indices  # (B, k)
+    if residuals.dim() == 3:
+        res = residuals.gather(1, idx[..., None].expand(-1, -1, residuals.shape[-1]))
+    else:
+        res = residuals[:, None].expand(-1, k, -1)
+    # a zero residual (no information) decodes to the anchor itself
+    ident = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=res.dtype, device=res.device)
+    res = torch.where(torch.linalg.vector_norm(res, dim=-1, keepdim=True) > 1e-12, res, ident)
+    anc = anchors.to(res.dtype)[idx]  # (B, k, 4)
+    return apply_quaternion_residual(res.reshape(-1, 4), anc.reshape(-1, 4)).reshape(-1, k, 4)
 
 
 def rotate_grids(voxels: torch.Tensor, q: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
@@ -152,6 +169,10 @@ class EmbeddingHeads(nn.Module):
     def rotation(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
         """Decoded quaternion ``(B, 4)`` of :meth:`forward`'s output."""
         return decode_rotation(out["anchor_logits"], out["residual"], self.anchors)
+
+    def rotation_topk(self, out: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+        """The ``k`` best decoded quaternions ``(B, k, 4)`` of :meth:`forward`'s output."""
+        return decode_rotation_topk(out["anchor_logits"], out["residual"], self.anchors, k)
 
 
 class ImageRegressor(nn.Module):

@@ -60,6 +60,8 @@ class RetrievalPredictor(Predictor):
         self.regressor = models["regressor"]
         self.image_size = int(config.data.image_size)
         self.topk = int(topk)
+        #: rotation hypotheses per image (``Prediction.hypotheses``): the best-scoring anchors
+        self.num_hypotheses = 4
         self.fingerprint = network_fingerprint(self.embed)
         bank: ModelBank = models["bank"]
         if config.database:
@@ -127,6 +129,8 @@ class RetrievalPredictor(Predictor):
         heads_out = self.heads(out["shape"], out["pose"])
         q = self.heads.rotation(heads_out)
         R = quaternion_to_matrix(q.double()).float()
+        # the best anchors' rotations (the first is R): refinement starts from each
+        hyp = quaternion_to_matrix(self.heads.rotation_topk(heads_out, self.num_hypotheses).double()).float()
         t = self.regressor.translation(out).float()
         best = idx[:, 0]
         d_all = torch.cdist(out["shape"].float(), self.index.x)
@@ -136,6 +140,7 @@ class RetrievalPredictor(Predictor):
         return Prediction(
             R=R,
             t=t,
+            hypotheses=hyp,
             camera=Camera.pinhole(self.intrinsics(B), (self.image_size, self.image_size)),
             meshes=[self.bank.mesh(int(i)) for i in best],
             voxels=vox,

@@ -17,6 +17,7 @@ from poseshape.core.checks import check_finite
 from poseshape.core.errors import ShapeError
 from poseshape.engine.prediction import Prediction
 from poseshape.engine.predictor import Capabilities, Predictor
+from poseshape.engine.refine.hypotheses import flip_hypotheses
 from poseshape.geometry.camera import Camera
 from poseshape.methods.selfconsistency.config import SelfConsistencyConfig
 from poseshape.methods.selfconsistency.data import resize_image
@@ -91,6 +92,7 @@ class SelfConsistencyPredictor(Predictor):
         )
         return Prediction(
             R=R,
+            hypotheses=flip_hypotheses(R.float()),
             t=t,
             camera=cam,
             voxels=aligned,

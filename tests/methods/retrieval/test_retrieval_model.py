@@ -24,6 +24,7 @@ from poseshape.methods.retrieval.model import (
     ImageRegressor,
     VoxelEmbeddingNet,
     decode_rotation,
+    decode_rotation_topk,
     encode_rotation,
     make_anchors,
     rotate_grids,
@@ -68,6 +69,26 @@ def test_anchor_decode_off_anchors_within_tolerance_and_quantisation_bound():
     noisy = F.normalize(res + 1e-3 * torch.randn_like(res), dim=-1)
     back = decode_rotation(logits, noisy, anchors)
     assert float(2 * torch.acos(_same_rotation(back, q).clamp(max=1)).max()) < 0.01
+
+
+def test_topk_decode_is_each_of_the_best_anchors_with_its_residual():
+    anchors = super_fibonacci_anchors(40)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 40, generator=g, dtype=torch.float64)
+    res = F.normalize(torch.randn(6, 40, 4, generator=g, dtype=torch.float64), dim=-1)
+    top = decode_rotation_topk(logits, res, anchors, 4)
+    assert top.shape == (6, 4, 4)
+    order = logits.argsort(1, descending=True)
+    for b in range(6):  # brute force: the k-th best anchor, decoded alone
+        for k in range(4):
+            a = int(order[b, k])
+            one = F.one_hot(torch.tensor([a]), 40).double()
+            want = decode_rotation(one, res[b : b + 1], anchors)
+            assert float(1 - _same_rotation(top[b, k], want[0])) < 1e-12
+    torch.testing.assert_close(top[:, 0], decode_rotation(logits, res, anchors))
+    # one shared residual (B, 4); k above the anchor count is capped
+    shared = decode_rotation_topk(logits, res[:, 0], anchors, 99)
+    assert shared.shape == (6, 40, 4)
 
 
 def test_make_anchors_grids_and_counts():

@@ -63,6 +63,9 @@ class _OracleHeads(nn.Module):
     def rotation(self, out):
         return self.real.rotation(out)
 
+    def rotation_topk(self, out, k):
+        return self.real.rotation_topk(out, k)
+
 
 def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a > 0.5, b > 0.5

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import poseshape
@@ -61,6 +62,12 @@ def test_load_reconstructs_a_held_out_render_with_the_posed_mesh(shipped, run_di
     Image.fromarray(mask).save(tmp_path / "obj_mask.png")
     pred = shipped.reconstruct(str(tmp_path / "obj.png"), mask=str(tmp_path / "obj_mask.png"))
     assert pred.meshes is not None and pred.meshes[0].num_faces > 0
+    # the 4 best anchors' rotations, best first (the first is the prediction before refinement)
+    raw = shipped.predict(it["image"][None])
+    assert raw.hypotheses.shape == (1, 4, 3, 3)
+    torch.testing.assert_close(raw.hypotheses[:, 0], raw.R)
+    probs = raw.extras["anchor_probs"][0]
+    assert float(probs.max()) == float(probs.topk(4).values[0])
     assert pred.model_id[0] in {shipped.bank.name(i) for i in range(len(shipped.bank))}
     sil = pred.render_silhouette(0)
     assert float(sil.sum()) > 0  # the posed retrieved mesh is in the picture
