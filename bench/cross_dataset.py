@@ -15,7 +15,9 @@ the render's ground truth. Test sets (the data engine at 128 x 128, natural-like
                       the 3 NMR inputs (mask only, no pose)
 
 Columns: mask IoU of the posed shape's silhouette with the input mask (plain / refined),
-rotation MedErr and Acc pi/6 against the render's rotation (plain / refined), the canonical
+rotation MedErr and Acc pi/6 against the render's rotation (plain / refined; an image whose
+refinement is refused, a predicted shape that cannot cover the mask, keeps its plain figures and
+is counted in ``refused``), the canonical
 32^3 IoU (``poseshape eval``'s aligned IoU on the same renders), seconds per image (plain /
 refined) and the AUROC of the refined ``pose.json`` confidence as a detector of "rotation error
 > 30 deg" (1: every failure is less confident than every success; 0.5: chance).
@@ -38,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from poseshape.core.errors import PoseshapeError
 from poseshape.core.paths import shared_data_dir
 from poseshape.data.collections import MeshCollection
 from poseshape.data.dataset import ShardDataset
@@ -127,7 +130,12 @@ def score(pred, items: list[dict]) -> dict:
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the low-confidence warnings are counted below
-                p = pred.reconstruct(it["image"], mask=it["mask"], refine=refine)
+                try:
+                    p = pred.reconstruct(it["image"], mask=it["mask"], refine=refine)
+                except PoseshapeError:  # refinement refuses a shape that cannot cover the mask
+                    row["refused"] = True
+                    row[variant] = dict(row["plain"])
+                    continue
             dt = time.perf_counter() - t0
             sil = p.render_silhouette(0)
             iou = float(mask_iou(sil[None], it["mask"][None])[0])
@@ -141,7 +149,7 @@ def score(pred, items: list[dict]) -> dict:
 
 
 def summarise(rows: list[dict], canonical: float) -> dict:
-    out = {"n": len(rows), "canonical_iou": canonical}
+    out = {"n": len(rows), "canonical_iou": canonical, "refused": sum(bool(r.get("refused")) for r in rows)}
     for v in ("plain", "refined"):
         errs = np.array([r[v]["rot"] for r in rows])
         known = errs[np.isfinite(errs)]
@@ -169,6 +177,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--views", type=int, default=2, help="rendered views per model")
     ap.add_argument("--data", default=None, help="shared data folder (default $POSESHAPE_DATA or ../shared/data)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap.add_argument(
+        "--headline",
+        default=None,
+        help="write the first checkpoint's figures as the headline `poseshape demo` prints "
+        "(e.g. poseshape/assets/reproject_cross_dataset.json)",
+    )
     args = ap.parse_args(argv)
     data = Path(args.data) if args.data else shared_data_dir()
     ckpts = args.checkpoint or [None]
@@ -196,9 +210,9 @@ def main(argv=None) -> dict:
                 print(f"  {label:10s} {name:20s} {json.dumps(s)}", flush=True)
     print(
         "\n| test set | model | n | mask IoU plain / refined | rot MedErr (deg) plain / refined "
-        "| Acc pi/6 plain / refined | canonical IoU | s/image plain / refined | AUROC (rot > 30 deg) |"
+        "| Acc pi/6 plain / refined | canonical IoU | s/image plain / refined | AUROC (rot > 30 deg) | refused |"
     )
-    print("|---|---|---:|---|---|---|---:|---|---:|")
+    print("|---|---|---:|---|---|---|---:|---|---:|---:|")
     for name, by_label in results["sets"].items():
         for label, s in by_label.items():
             p, r = s["plain"], s["refined"]
@@ -206,12 +220,42 @@ def main(argv=None) -> dict:
                 f"| {name} | {label} | {s['n']} | {p['mask_iou']:.3f} / {r['mask_iou']:.3f} "
                 f"| {fmt(p['rot_mederr'], '.1f')} / {fmt(r['rot_mederr'], '.1f')} "
                 f"| {fmt(p['acc_pi6'], '.2f')} / {fmt(r['acc_pi6'], '.2f')} | {fmt(s['canonical_iou'], '.3f')} "
-                f"| {p['s_per_image']:.2f} / {r['s_per_image']:.2f} | {fmt(s['auroc'], '.2f')} |"
+                f"| {p['s_per_image']:.2f} / {r['s_per_image']:.2f} | {fmt(s['auroc'], '.2f')} | {s['refused']} |"
             )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1))
+    if args.headline:
+        write_headline(Path(args.headline), ckpts[0], labels[0], results, argv)
     return results
+
+
+def write_headline(path: Path, checkpoint, label: str, results: dict, argv) -> None:
+    """The figures of one checkpoint in the form :func:`poseshape.cli.demo.cross_dataset_headline` reads."""
+    import hashlib
+    import platform
+    import sys
+
+    from poseshape.core.io import atomic_write
+    from poseshape.engine.predictor import default_checkpoint
+
+    ck = Path(checkpoint) if checkpoint else default_checkpoint("reproject")
+    sets = {}
+    for name, by_label in results["sets"].items():
+        s = by_label[label]
+        sets[name] = {
+            "n": s["n"],
+            **{k: [s["plain"][k], s["refined"][k]] for k in ("mask_iou", "rot_mederr", "acc_pi6")},
+        }
+    head = {
+        "format": "poseshape.cross_dataset/1",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
+        "command": "python bench/cross_dataset.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "checkpoint_sha256": hashlib.sha256(ck.read_bytes()).hexdigest(),
+        "sets": sets,
+    }
+    atomic_write(path, json.dumps(head, indent=1, allow_nan=True).encode())
 
 
 if __name__ == "__main__":

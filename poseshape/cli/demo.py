@@ -114,8 +114,57 @@ def run_demo(
     gallery = reconstruct_gallery(predictor, paths["test"], out / "recon", n_images)
     print(f"gallery: {gallery}")
     print(f"metrics: {out / 'metrics.md'}")
+    headline = cross_dataset_headline(ckpt)
+    if headline:
+        print(headline)
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return res
+
+
+#: The cross-dataset figures of the shipped reproject model (``bench/cross_dataset.py --headline``).
+HEADLINE_FILE = "reproject_cross_dataset.json"
+_HEADLINE_SETS = {
+    "procedural": "held-out procedural shapes",
+    "pascal3d": "PASCAL3D+ CAD (held out)",
+    "objectnet3d": "ObjectNet3D CAD (held-out models)",
+    "objectnet3d-unseen": "ObjectNet3D, categories never trained on",
+    "samples": "the shared data's R2N2 / NMR renders",
+}
+
+
+def cross_dataset_headline(checkpoint: Path, path: Path | None = None) -> str | None:
+    """The recorded cross-dataset figures of ``checkpoint`` as printable lines, or ``None``.
+
+    Read from ``path`` (default: :data:`HEADLINE_FILE` next to the shipped model), written by
+    ``bench/cross_dataset.py --headline``. ``None`` when there is no such file, it is not a
+    valid record, or it was measured on another checkpoint (its SHA-256 differs): a model
+    the demo just trained has no recorded figures.
+    """
+    import hashlib
+    import json
+    import math
+
+    path = path or default_checkpoint("reproject").with_name(HEADLINE_FILE)
+    try:
+        head = json.loads(Path(path).read_text())
+        if head.get("format") != "poseshape.cross_dataset/1" or not isinstance(head.get("sets"), dict):
+            return None
+        if head.get("checkpoint_sha256") != hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest():
+            return None
+        lines = [
+            f"on data from other sources than its training data ({head['date']}, {head['machine']}; "
+            f"`{head['command']}`), mask IoU / rotation MedErr, plain -> refined:"
+        ]
+        for key, what in _HEADLINE_SETS.items():
+            s = head["sets"].get(key)
+            if s is None:
+                continue
+            (i0, i1), (r0, r1) = s["mask_iou"], s["rot_mederr"]
+            rot = "" if not (math.isfinite(r0) and math.isfinite(r1)) else f", {r0:.0f} -> {r1:.0f} deg"
+            lines.append(f"  {what:42s} n={int(s['n']):3d}  IoU {i0:.2f} -> {i1:.2f}{rot}")
+        return "\n".join(lines)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def reconstruct_gallery(predictor, data_root: Path, out: Path, n: int) -> Path:

@@ -30,3 +30,33 @@ def test_demo_runs_with_the_shipped_model(tmp_path, capsys):
         assert len(mesh.faces) > 0
         pose = json.loads((f / "pose.json").read_text())
         assert pose["method"] == "reproject"
+
+
+def test_cross_dataset_headline_is_printed_only_for_the_measured_checkpoint(tmp_path):
+    import hashlib
+
+    from poseshape.cli.demo import cross_dataset_headline
+
+    ck = tmp_path / "model.pt"
+    ck.write_bytes(b"weights")
+    head = {
+        "format": "poseshape.cross_dataset/1",
+        "date": "2026-12-07",
+        "machine": "x86_64 CPU, 2 threads",
+        "command": "python bench/cross_dataset.py",
+        "checkpoint_sha256": hashlib.sha256(b"weights").hexdigest(),
+        "sets": {
+            "pascal3d": {"n": 44, "mask_iou": [0.41, 0.7], "rot_mederr": [80.0, 60.0], "acc_pi6": [0.1, 0.2]},
+            "samples": {"n": 6, "mask_iou": [0.3, 0.65], "rot_mederr": [float("nan"), 70.0], "acc_pi6": [0, 0]},
+        },
+    }
+    f = tmp_path / "h.json"
+    f.write_text(json.dumps(head))
+    text = cross_dataset_headline(ck, f)
+    assert "PASCAL3D+ CAD (held out)" in text and "IoU 0.41 -> 0.70, 80 -> 60 deg" in text
+    assert "R2N2 / NMR" in text and text.splitlines()[-1].rstrip().endswith("IoU 0.30 -> 0.65")
+    ck.write_bytes(b"other weights")  # measured on another model: nothing is printed
+    assert cross_dataset_headline(ck, f) is None
+    f.write_text("{not json")
+    assert cross_dataset_headline(ck, f) is None
+    assert cross_dataset_headline(ck, tmp_path / "missing.json") is None
