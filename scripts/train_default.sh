@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Reproduce the shipped default model poseshape/assets/reproject.pt (paper 000's p-TL on the
-# procedural aeroplane / car / chair categories), from nothing but this repository:
+# Reproduce the shipped default model poseshape/assets/reproject.pt (paper 000's p-TL on issue 19's
+# world mix: procedural aeroplanes / cars / chairs + the PASCAL3D+ and ObjectNet3D CAD models of
+# the shared data), from this repository and the shared data folder:
 #   1. render the three reproject sets (train / natural-like silhouettes / test) of procedural
 #      shapes with the data engine,
 #   2. train the three stages (VAE, regressors, reprojection fine-tuning),
 #   3. export the final weights (no optimiser state) to poseshape/assets/reproject.pt.
-# About 40 minutes on a 2-core CPU. Extra arguments are passed to `poseshape train` (e.g.
+# About 26 minutes on a 2-core CPU (the shipped model: 2026-12-07, 2-core EPYC CPU, no GPU: 2 min of
+# rendering, 24 min of training). Extra arguments are passed to `poseshape train` (e.g.
 # `--device cuda`). Environment: OUT (work folder, default runs/default), MODELS, VIEWS,
 # EXPORT (where the exported model goes), SOURCES:
-#   procedural  the procedural aeroplanes / cars / chairs only (needs no data folder);
+#   procedural  the procedural aeroplanes / cars / chairs only (needs no data folder; the earlier
+#               shipped model: SOURCES=procedural VIEWS=12 ... --set regress_iters=2500);
 #   world       issue 19's mix (poseshape.data.world): the procedural shapes plus the PASCAL3D+ and
 #               ObjectNet3D CAD models of $POSESHAPE_DATA (default ../shared/data), split 60/15/25
 #               at model level, every fourth ObjectNet3D category held out entirely. The meshes
@@ -19,9 +22,9 @@ venv="$(bash "$root/scripts/setup.sh" | tail -n 1)"
 cd "$root"
 out="${OUT:-runs/default}"
 models="${MODELS:-100}"   # procedural models per category (80% train, 10% natural, 10% test)
-views="${VIEWS:-12}"      # rendered views per model
+views="${VIEWS:-36}"      # rendered views per model
 export_to="${EXPORT:-poseshape/assets/reproject.pt}"
-sources="${SOURCES:-procedural}"
+sources="${SOURCES:-world}"
 "$venv/bin/python" - "$out/data" "$models" "$views" "$sources" <<'PY'
 import sys
 from poseshape.methods.reproject.data import render_reproject_data
@@ -42,6 +45,6 @@ PY
     --set data.train="$out/data/train" --set data.natural="$out/data/natural" \
     --set data.val="$out/data/test" \
     --set image_size=64 --set width=0.5 --set batch_size=32 \
-    --set vae_iters=1500 --set regress_iters=2500 --set finetune_iters=400 \
+    --set vae_iters=1500 --set regress_iters=4000 --set finetune_iters=400 \
     --set val_every=500 --set val_samples=192 "$@"
 "$venv/bin/python" -m poseshape.engine.checkpoint export "$out/run/last.pt" "$export_to"
