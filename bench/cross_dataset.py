@@ -50,22 +50,9 @@ from poseshape.data.world import WORLD_SPLIT, world_collection
 from poseshape.engine.predictor import load_predictor
 from poseshape.methods.reproject.data import reproject_synth_config
 from poseshape.methods.reproject.evaluate import evaluate_predictor
-from poseshape.metrics import mask_iou, rotation_error
+from poseshape.metrics import failure_auroc, mask_iou, rotation_error
 
 SETS = ("procedural", "pascal3d", "objectnet3d", "objectnet3d-unseen", "samples")
-
-
-def failure_auroc(confidence, failed) -> float:
-    """AUROC of "low confidence" as a detector of ``failed``; NaN without both classes."""
-    from scipy.stats import mannwhitneyu
-
-    c, f = np.asarray(confidence, float), np.asarray(failed, bool)
-    ok = np.isfinite(c)
-    c, f = c[ok], f[ok]
-    if f.all() or not f.any():
-        return float("nan")
-    u = mannwhitneyu(-c[f], -c[~f], alternative="two-sided").statistic
-    return float(u / (f.sum() * (~f).sum()))
 
 
 def _spread(n_have: int, n_want: int) -> list[int]:

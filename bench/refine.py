@@ -59,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from poseshape.core.paths import shared_data_status
 from poseshape.engine.refine import refine_pose, simplify_mesh
 from poseshape.geometry.rotations import geodesic_distance
+from poseshape.metrics import failure_auroc
 from poseshape.shapes.meshes import Mesh, load_mesh
 from poseshape.testing.refine_trials import perturbed_pose_trials
 
@@ -345,21 +346,6 @@ def part_reconstruct(args) -> dict:
         out["auroc_failure"][n] = auc
         print(f"| {n} | {int(fail.sum())}/{len(fail)} | {auc:.3f} |")
     return out
-
-
-def failure_auroc(confidence, failed) -> float:
-    """AUROC of "low confidence" as a detector of ``failed`` (1: every failure is less confident
-    than every success; 0.5: chance); NaN without both classes or confidences."""
-    import numpy as np
-    from scipy.stats import mannwhitneyu
-
-    c, f = np.asarray(confidence, float), np.asarray(failed, bool)
-    ok = np.isfinite(c)
-    c, f = c[ok], f[ok]
-    if f.all() or not f.any():
-        return float("nan")
-    u = mannwhitneyu(-c[f], -c[~f], alternative="two-sided").statistic
-    return float(u / (f.sum() * (~f).sum()))
 
 
 def main() -> None:

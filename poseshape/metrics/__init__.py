@@ -35,6 +35,7 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from poseshape.core.checks import check_finite, check_shape
@@ -57,6 +58,7 @@ __all__ = [
     "align_rotation_voxels",
     "average_precision",
     "chamfer_distance",
+    "failure_auroc",
     "fscore",
     "mask_iou",
     "mesh_chamfer_distance",
@@ -954,3 +956,29 @@ def align_rotation_points(
         p.dtype,
         p.device,
     )
+
+
+def failure_auroc(confidence, failed) -> float:
+    """How well a confidence ranks failures: the AUROC of "low confidence" as a detector of
+    ``failed`` (issue 19: "rotation error > 30 deg" against ``pose.json``'s confidence).
+
+    Args:
+        confidence: ``(N,)`` confidences (NaN entries are left out).
+        failed: ``(N,)`` booleans.
+
+    Returns:
+        The probability that a random failure is less confident than a random success (ties
+        count one half): 1 when every failure is less confident, 0.5 for chance; NaN without
+        both classes.
+    """
+    from scipy.stats import mannwhitneyu
+
+    c, f = np.asarray(confidence, float).reshape(-1), np.asarray(failed, bool).reshape(-1)
+    if c.shape != f.shape:
+        raise ShapeError(f"failure_auroc: {c.shape[0]} confidences for {f.shape[0]} outcomes")
+    ok = np.isfinite(c)
+    c, f = c[ok], f[ok]
+    if f.all() or not f.any():
+        return float("nan")
+    u = mannwhitneyu(-c[f], -c[~f], alternative="two-sided").statistic
+    return float(u / (f.sum() * (~f).sum()))

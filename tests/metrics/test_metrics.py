@@ -481,3 +481,20 @@ def test_alignment_bad_inputs():
         M.align_azimuth_points(torch.rand(1, 4, 3), torch.rand(2, 4, 3))
     with pytest.raises(ShapeError):
         M.rotate_voxels(torch.rand(2, 1, 4, 4, 4), torch.eye(3).expand(3, 3, 3))
+
+
+def test_failure_auroc_against_the_pairwise_count():
+    from poseshape.metrics import failure_auroc
+
+    rng = np.random.default_rng(0)
+    conf = rng.random(40).round(1)  # ties
+    failed = rng.random(40) < 0.4
+    pairs = [(a, b) for a in conf[failed] for b in conf[~failed]]
+    want = np.mean([1.0 if a < b else 0.5 if a == b else 0.0 for a, b in pairs])
+    assert abs(failure_auroc(conf, failed) - want) < 1e-12
+    assert failure_auroc([0.1, 0.2, 0.9, 0.8], [True, True, False, False]) == 1.0
+    assert failure_auroc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 0.0
+    assert np.isnan(failure_auroc([0.1, 0.2], [True, True]))  # one class only
+    assert failure_auroc([np.nan, 0.1, 0.9], [False, True, False]) == 1.0  # NaN left out
+    with pytest.raises(ShapeError, match="failure_auroc"):
+        failure_auroc([0.1, 0.2], [True])

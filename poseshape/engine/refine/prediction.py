@@ -66,12 +66,9 @@ def refine_prediction(pred, i: int, mask: torch.Tensor, config: RefineConfig | N
     R0 = one.R.detach().double()
     t_obj = one.t.detach().double()
     R_start, expand = R0, (lambda t: t)
-    use = (
-        (config or RefineConfig()).use_hypotheses if "use_hypotheses" not in overrides else overrides["use_hypotheses"]
-    )
-    if use and one.hypotheses is not None and one.hypotheses.shape[1] > 1:
+    cfg = replace(config or RefineConfig(), **overrides)
+    if cfg.use_hypotheses and one.hypotheses is not None and one.hypotheses.shape[1] > 1:
         # the pose head's further hypotheses join the starts around R0 (hypothesis_starts)
-        cfg = replace(config or RefineConfig(), **overrides)
         R_start = hypothesis_starts(R0, one.hypotheses.detach().double(), cfg.starts, cfg.perturb_deg)
         M = R_start.shape[1]
 
