@@ -32,13 +32,13 @@ def run(gain: float, seed: int, batch: dict, steps: int, image_size: int) -> tor
     models = {"pose": ImageRegressor(5, image_size=image_size, width=0.5)}
     opt = torch.optim.Adam(models["pose"].parameters(), lr=cfg.lr)
     for _ in range(steps):
-        loss = pose_loss(regress_pose(models, batch["image"], gain), batch["pose"], cfg)
+        loss = pose_loss(regress_pose(models, batch["image"], cfg), batch["pose"], cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()
     models["pose"].eval()
     with torch.no_grad():
-        R = pose_to_rt(regress_pose(models, batch["image"], gain))[0]
+        R = pose_to_rt(regress_pose(models, batch["image"], cfg))[0]
     return rotation_error(R, pose_to_rt(batch["pose"])[0])
 
 

@@ -180,7 +180,10 @@ def reconstruct_gallery(predictor, data_root: Path, out: Path, n: int) -> Path:
         image, mask = item["image"], item["mask"]
         with warnings.catch_warnings():  # "no mask" is deliberate here
             warnings.simplefilter("ignore", PoseshapeWarning)
-            pred = predictor.reconstruct(image)  # the whole image: the renders are framed as in training
+            if predictor.capabilities.needs_mask:  # a masked model: the crop around the mask, plain
+                pred = predictor.reconstruct(image, mask, refine=False)
+            else:  # the whole image: the renders are framed as in training
+                pred = predictor.reconstruct(image)
         folder = out / f"{k:02d}_{item['category_name']}"
         files = write_prediction(pred, 0, folder, mask=mask, method=predictor.method)
         rows.append(

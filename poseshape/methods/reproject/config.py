@@ -66,6 +66,18 @@ class ReprojectConfig:
     #: Pose loss: "l2" on (w, tx, ty) as in the paper, or "geodesic" (ours: angle of R_pred^T R_gt
     #: plus L2 on the translation; has no wrap-around at pi).
     pose_loss: str = "l2"
+    #: What the pose regressor outputs for the rotation: "twist" = the paper's tanh-bounded
+    #: axis-angle ``w`` relative to the canonical view (5 outputs with ``tx, ty``); "6d" (ours)
+    #: = Zhou et al.'s continuous 6-D representation of the same relative rotation (8 outputs),
+    #: trained with the L2 loss on the matrix (``pose_loss="l2"``) or the geodesic angle.
+    #: The twist map is discontinuous at pi, where every back view of a full-circle azimuth
+    #: lives, so a network cannot fit it smoothly; see ``train.regress_rt`` and bench/RESULTS.md.
+    pose_repr: str = "twist"
+    #: What the image networks see: "rgb" = the image crop as it is (the paper); "masked"
+    #: (ours) = the crop composited on mid-grey with the object's mask, so that background
+    #: clutter cannot be mistaken for the object. A "masked" model needs a mask at test time
+    #: (``--mask``, an RGBA alpha, or the web demo's GrabCut); see ``train.model_images``.
+    image_input: str = "rgb"
     #: Scale of the raw pose outputs inside the tanh bound, ``w = pi tanh(g |v|) v / |v|``
     #: (the paper bounds w with tanh without giving a scale; 1 / pi avoids a saturation trap,
     #: see ``train.regress_pose``).

@@ -70,7 +70,9 @@ class RenderedSamples(Dataset):
     Item: ``image (3, S, S)`` in [0, 1] (``S = config.image_size``), ``mask (1, Q, Q)``
     coverage in [0, 1] over the crop (``Q = config.voxel_res``), ``pose (5,)`` posed-frame
     pose, ``sigma ()`` style scale, ``voxels (1, Q, Q, Q)`` unit-cube ground truth and
-    ``aligned (1, Q, Q, Q)`` the scaled {0, 1} target, ``category ()``.
+    ``aligned (1, Q, Q, Q)`` the scaled {0, 1} target, ``category ()``; with
+    ``config.image_input == "masked"`` also ``image_mask (1, S, S)`` in [0, 1], the object's
+    mask at the image's size (``train.model_images`` composites the image with it).
     """
 
     def __init__(self, root: str | Path, config: ReprojectConfig, limit: int | None = None, what: str = "train"):
@@ -98,8 +100,7 @@ class RenderedSamples(Dataset):
         if vox.shape[-1] != Q:
             vox = (F.interpolate(vox, size=(Q, Q, Q), mode="trilinear", align_corners=False) > 0.5).float()
         aligned = aligned_target(vox, sigma.float())
-        return {
-            "image": _resize_image(it["image"], self.cfg.image_size),
+        return _with_image_mask(it, self.cfg) | {
             "mask": _mask_to_frame(it["mask"], Q),
             "pose": pose[0].float(),
             "sigma": sigma[0].float(),
@@ -109,8 +110,17 @@ class RenderedSamples(Dataset):
         }
 
 
+def _with_image_mask(it: dict[str, Any], cfg: ReprojectConfig) -> dict[str, Any]:
+    """``image (3, S, S)`` and, for a masked model, ``image_mask (1, S, S)`` of a data-engine item."""
+    out = {"image": _resize_image(it["image"], cfg.image_size)}
+    if cfg.image_input == "masked":
+        out["image_mask"] = _resize_image(it["mask"].float(), cfg.image_size)
+    return out
+
+
 class SilhouetteSamples(Dataset):
-    """Silhouette-only samples: ``image (3, S, S)`` and ``mask (1, Q, Q)`` (nothing else is read)."""
+    """Silhouette-only samples: ``image (3, S, S)`` and ``mask (1, Q, Q)`` (nothing else is read),
+    plus ``image_mask (1, S, S)`` for a masked model (see :class:`RenderedSamples`)."""
 
     def __init__(self, root: str | Path, config: ReprojectConfig, what: str = "natural"):
         self.ds = _open(str(root), what, keys=("image", "mask"))
@@ -123,10 +133,7 @@ class SilhouetteSamples(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         it = self.ds[i]
-        return {
-            "image": _resize_image(it["image"], self.cfg.image_size),
-            "mask": _mask_to_frame(it["mask"], self.cfg.voxel_res),
-        }
+        return _with_image_mask(it, self.cfg) | {"mask": _mask_to_frame(it["mask"], self.cfg.voxel_res)}
 
 
 class MixedSamples(Dataset):

@@ -91,7 +91,7 @@ def evaluate_predictor(
         k: [] for k in ("rot", "trans", "ap2d", "ap3d", "ap3d_aligned", "iou3d_aligned", "iou2d", "cat")
     }
     for b in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True):
-        pred = predictor(b["image"])
+        pred = predictor(b["image"], b.get("image_mask"))
         dev = pred.voxels.device
         pose = b["pose"].to(dev)
         aligned_gt = b["aligned"].to(dev)

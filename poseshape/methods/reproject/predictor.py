@@ -8,6 +8,8 @@ a cube of side ``E = frame_extent`` object units covering the ``S x S`` crop, so
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,8 +22,8 @@ from poseshape.engine.refine import RefineConfig, refine_prediction
 from poseshape.engine.refine.hypotheses import flip_hypotheses
 from poseshape.geometry.camera import Camera
 from poseshape.methods.reproject.config import ReprojectConfig
-from poseshape.methods.reproject.frame import pose_to_rt, posed_voxels
-from poseshape.methods.reproject.train import regress_pose, style_code
+from poseshape.methods.reproject.frame import rt_to_pose
+from poseshape.methods.reproject.train import model_images, regress_rt, style_code
 from poseshape.render.voxel import max_projection, pose_voxels
 from poseshape.shapes.voxels import warp_voxels
 
@@ -45,8 +47,9 @@ class ReprojectPredictor(Predictor):
     with canonical ``voxels`` and ``posed_voxels`` ``(B, 1, Q, Q, Q)`` (``Q =
     config.voxel_res``), the posed frame's weak-perspective camera, ``silhouette``
     ``(B, 1, Q, Q)`` over the crop, and ``extras`` ``style (B, L)``, ``pose (B, 5)``,
-    ``frame_extent``. Images of another size are resized to ``config.image_size``; ``masks``
-    are not used by this method.
+    ``frame_extent``. Images (and ``masks (B, 1, H, W)`` in [0, 1]) of another size are resized
+    to ``config.image_size``. ``masks`` are used only by a model trained with
+    ``image_input="masked"`` (ours; it then needs them), which sees the object composited on grey.
     """
 
     method = "reproject"
@@ -59,6 +62,8 @@ class ReprojectPredictor(Predictor):
         self.config = config
         self.models = models
         self.image_size = int(config.image_size)
+        if config.image_input == "masked":  # its networks see the object on grey: a mask is needed
+            self.capabilities = dataclasses.replace(type(self).capabilities, needs_mask=True, uses_mask=True)
         for m in models.values():
             m.eval()
 
@@ -78,11 +83,18 @@ class ReprojectPredictor(Predictor):
             x = F.interpolate(
                 x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False
             ).clamp(0, 1)
+        if masks is not None and cfg.image_input == "masked":
+            check_shape(masks, "masks", (1, None, None))
+            m = masks.to(x.device, torch.float32)
+            if m.shape[-2:] != x.shape[-2:]:
+                m = F.interpolate(m, size=x.shape[-2:], mode="bilinear", antialias=True, align_corners=False)
+            masks = m.clamp(0, 1)
+        x = model_images(x, masks, cfg)
         mu, _ = style_code(self.models, x, cfg)
         aligned = self.models["decoder"](mu)
-        pose = regress_pose(self.models, x, cfg.twist_gain)
-        posed = posed_voxels(aligned, pose, cfg.frame_extent)
-        R, t = pose_to_rt(pose)
+        R, t = regress_rt(self.models, x, cfg)
+        pose = rt_to_pose(R, t)
+        posed = pose_voxels(aligned, R, t, out_size=aligned.shape[-1], extent=cfg.frame_extent)
         E = float(cfg.frame_extent)
         cam = posed_frame_camera(x.shape[0], self.image_size, E).to(x.device)
         return Prediction(

@@ -30,17 +30,16 @@ coupled baselines of Table 2 (the VAE V2V and the 3D-VAE-GAN im2V on pose-aware 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from poseshape.core.errors import PoseshapeError
+from poseshape.core.errors import PoseshapeError, ShapeError
 from poseshape.engine.checkpoint import unwrap_module
 from poseshape.engine.registry import Stage, StageContext
-from poseshape.geometry.rotations import bounded_axis_angle, geodesic_distance
+from poseshape.geometry.rotations import bounded_axis_angle, geodesic_distance, rotation_6d_to_matrix
 from poseshape.losses import (
     feature_matching_l2,
     gan_d_loss,
@@ -52,7 +51,7 @@ from poseshape.losses import (
 )
 from poseshape.methods.reproject.config import ReprojectConfig
 from poseshape.methods.reproject.data import MixedSamples, RenderedSamples, SilhouetteSamples
-from poseshape.methods.reproject.frame import pose_to_rt, posed_silhouette, posed_voxels
+from poseshape.methods.reproject.frame import CANONICAL_R, pose_to_rt, posed_voxels, rt_to_pose
 from poseshape.methods.reproject.model import (
     Discriminator3D,
     ImageRegressor,
@@ -60,8 +59,28 @@ from poseshape.methods.reproject.model import (
     ShapeEncoder3D,
 )
 from poseshape.metrics import average_precision, rotation_error, voxel_iou
+from poseshape.render.shading import composite
+from poseshape.render.voxel import max_projection, pose_voxels
 
-__all__ = ["build", "reparameterize", "stages", "style_code", "regress_pose"]
+__all__ = [
+    "IMAGE_INPUTS",
+    "POSE_REPRS",
+    "build",
+    "model_images",
+    "pose_outputs",
+    "reparameterize",
+    "regress_pose",
+    "regress_rt",
+    "stages",
+    "style_code",
+]
+
+#: Rotation outputs of the pose regressor (:attr:`ReprojectConfig.pose_repr`).
+POSE_REPRS = ("twist", "6d")
+#: What the image networks see (:attr:`ReprojectConfig.image_input`).
+IMAGE_INPUTS = ("rgb", "masked")
+#: Grey level of the background a ``"masked"`` model's images are composited on.
+MASKED_BACKGROUND = 0.5
 
 
 # --------------------------------------------------------------------------- model pieces
@@ -71,9 +90,11 @@ def build(cfg: ReprojectConfig) -> dict[str, nn.Module]:
         raise PoseshapeError(f"reproject: generator must be 'vae' or 'vaegan', got {cfg.generator!r}")
     if cfg.shape_frame not in ("aligned", "posed"):
         raise PoseshapeError(f"reproject: shape_frame must be 'aligned' or 'posed', got {cfg.shape_frame!r}")
+    if cfg.image_input not in IMAGE_INPUTS:
+        raise PoseshapeError(f"reproject: image_input must be one of {IMAGE_INPUTS}, got {cfg.image_input!r}")
     models: dict[str, nn.Module] = {
         "decoder": ShapeDecoder3D(latent=cfg.latent, res=cfg.voxel_res, width=cfg.width),
-        "pose": ImageRegressor(5, image_size=cfg.image_size, width=cfg.width),
+        "pose": ImageRegressor(pose_outputs(cfg), image_size=cfg.image_size, width=cfg.width),
     }
     if cfg.generator == "vae":
         models["encoder"] = ShapeEncoder3D(latent=cfg.latent, res=cfg.voxel_res, width=cfg.width)
@@ -82,6 +103,35 @@ def build(cfg: ReprojectConfig) -> dict[str, nn.Module]:
         models["style"] = ImageRegressor(2 * cfg.latent, image_size=cfg.image_size, width=cfg.width)
         models["discriminator"] = Discriminator3D(res=cfg.voxel_res, width=cfg.width)
     return models
+
+
+def model_images(images: torch.Tensor, masks: torch.Tensor | None, cfg: ReprojectConfig) -> torch.Tensor:
+    """What the image networks see: ``images (B, 3, S, S)`` in [0, 1], composited on grey
+    (:data:`MASKED_BACKGROUND`) with ``masks (B, 1, S, S)`` in [0, 1] when
+    ``cfg.image_input == "masked"``; the images unchanged for ``"rgb"``.
+
+    Raises:
+        PoseshapeError: a ``"masked"`` model without masks, or an unknown ``image_input``.
+        ShapeError: masks of another batch or size than the images.
+    """
+    if cfg.image_input == "rgb":
+        return images
+    if cfg.image_input != "masked":
+        raise PoseshapeError(f"reproject: image_input must be one of {IMAGE_INPUTS}, got {cfg.image_input!r}")
+    if masks is None:
+        raise PoseshapeError(
+            "reproject: this model was trained on masked images (image_input='masked') and needs an "
+            "object mask (--mask, or an RGBA image's alpha)"
+        )
+    want = (images.shape[0], 1, *images.shape[-2:])
+    if not isinstance(masks, torch.Tensor) or tuple(masks.shape) != want:
+        raise ShapeError(f"masks: expected shape {want} like the images, got {tuple(getattr(masks, 'shape', ()))}")
+    return composite(images, masks.to(images.dtype).clamp(0, 1), MASKED_BACKGROUND)
+
+
+def _images(b: dict[str, torch.Tensor], cfg: ReprojectConfig) -> torch.Tensor:
+    """The network input of a data-set batch (its ``image`` and, for masked models, ``image_mask``)."""
+    return model_images(b["image"], b.get("image_mask"), cfg)
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, training: bool) -> torch.Tensor:
@@ -101,23 +151,72 @@ def style_code(
     return out, None
 
 
-def regress_pose(models: dict[str, nn.Module], images: torch.Tensor, twist_gain: float = 1 / math.pi) -> torch.Tensor:
-    """Pose regressor: ``(B, 3, S, S)`` -> pose ``(B, 5)`` with the twist tanh-bounded to radius pi.
+def pose_outputs(cfg: ReprojectConfig) -> int:
+    """Outputs of the pose regressor: 3 (twist) or 6 (6-D rotation), plus ``tx, ty``."""
+    if cfg.pose_repr not in POSE_REPRS:
+        raise PoseshapeError(f"reproject: pose_repr must be one of {POSE_REPRS}, got {cfg.pose_repr!r}")
+    return 5 if cfg.pose_repr == "twist" else 8
 
-    The twist is ``w = pi * tanh(g |v|) * v / |v|`` of the raw outputs ``v`` (paper 000: "the
-    tanh function [limits] the norm of w"; it does not give the scale). ``g = twist_gain``
-    (:attr:`ReprojectConfig.twist_gain`); the default ``1 / pi`` makes ``w ~ v`` near 0. With
-    ``g = 1`` the map has gain pi at 0 and a raw output that overshoots saturates the tanh,
-    where its gradient vanishes: overfitting 16 images, ``bench/twist_bound.py`` leaves 2 of
-    them ~101 deg off with ``g = 1`` and none above 90 deg with ``1 / pi`` (bench/RESULTS.md;
-    the overfit test ``test_pose_regressor_overfits_16_images`` exercises the default).
-    """
-    raw = models["pose"](images)
+
+def _twist(raw: torch.Tensor, twist_gain: float) -> torch.Tensor:
+    """Raw twist outputs ``(B, 5)`` -> pose vector ``(B, 5)`` with ``|w| < pi`` (see regress_rt)."""
     return torch.cat([bounded_axis_angle(raw[:, :3] * twist_gain), raw[:, 3:5]], -1)
 
 
+#: Added to the raw 6-D outputs, so that an untrained regressor (outputs ~0) starts at the
+#: canonical (frontal, upright) view instead of the degenerate zero 6-D vector.
+_IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def regress_rt(
+    models: dict[str, nn.Module], images: torch.Tensor, cfg: ReprojectConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pose regressor: images ``(B, 3, S, S)`` in [0, 1] -> ``R (B, 3, 3)``, ``t (B, 3)``.
+
+    ``R`` is object-to-camera, ``t = (tx, ty, 0)`` in posed-frame object units
+    (:func:`.frame.pose_to_rt`). Differentiable. Two rotation outputs
+    (:attr:`ReprojectConfig.pose_repr`):
+
+    * ``"twist"`` (paper 000): ``R = exp(w) CANONICAL_R`` with ``w = pi tanh(g |v|) v / |v|``
+      of the raw outputs ``v`` ("the tanh function [limits] the norm of w"; the paper does not
+      give the scale). ``g = twist_gain``; the default ``1 / pi`` makes ``w ~ v`` near 0. With
+      ``g = 1`` the map has gain pi at 0 and a raw output that overshoots saturates the tanh,
+      where its gradient vanishes: overfitting 16 images, ``bench/twist_bound.py`` leaves 2 of
+      them ~101 deg off with ``g = 1`` and none above 90 deg with ``1 / pi`` (bench/RESULTS.md).
+      The twist of a view from behind has ``|w|`` near pi, where ``w`` jumps to ``-w``: the
+      target is discontinuous in the image, which a network fits only by memorising.
+    * ``"6d"`` (ours): ``R = M(v + e) CANONICAL_R`` with ``M`` Zhou et al.'s Gram-Schmidt map
+      (:func:`~poseshape.geometry.rotations.rotation_6d_to_matrix`), continuous over all of
+      SO(3), and ``e`` the identity's 6-D vector, so zero outputs give the canonical view.
+    """
+    raw = models["pose"](images)
+    if cfg.pose_repr == "twist":
+        return pose_to_rt(_twist(raw, cfg.twist_gain))
+    if cfg.pose_repr != "6d":
+        pose_outputs(cfg)  # raises the clear error
+    rel = rotation_6d_to_matrix(raw[:, :6] + raw.new_tensor(_IDENTITY_6D))
+    R = rel @ CANONICAL_R.to(raw)
+    t = torch.cat([raw[:, 6:8], torch.zeros_like(raw[:, :1])], -1)
+    return R, t
+
+
+def regress_pose(models: dict[str, nn.Module], images: torch.Tensor, cfg: ReprojectConfig) -> torch.Tensor:
+    """Pose regressor as paper 000's pose vector ``p = (w, tx, ty)``, ``(B, 5)`` (see regress_rt).
+
+    With ``pose_repr="twist"`` this is the network's bounded output itself (differentiable);
+    with ``"6d"`` it is :func:`.frame.rt_to_pose` of :func:`regress_rt` (``|w|`` in [0, pi]),
+    meant for reporting: train through :func:`regress_rt`.
+    """
+    if cfg.pose_repr == "twist":
+        return _twist(models["pose"](images), cfg.twist_gain)
+    return rt_to_pose(*regress_rt(models, images, cfg))
+
+
 def pose_loss(pred: torch.Tensor, gt: torch.Tensor, cfg: ReprojectConfig) -> torch.Tensor:
-    """Paper 000: Euclidean loss on ``p = (w, tx, ty)``; or (ours) geodesic angle + L2 translation."""
+    """Paper 000: Euclidean loss on ``p = (w, tx, ty)``; or (ours) geodesic angle + L2 translation.
+
+    ``pred``, ``gt``: pose vectors ``(B, 5)``. For ``pose_repr="6d"`` see :func:`rt_pose_loss`.
+    """
     if cfg.pose_loss == "l2":
         return ((pred - gt) ** 2).sum(-1).mean()
     if cfg.pose_loss == "geodesic":
@@ -126,6 +225,28 @@ def pose_loss(pred: torch.Tensor, gt: torch.Tensor, cfg: ReprojectConfig) -> tor
         ang = geodesic_distance(Rp, Rg)
         return (ang**2).mean() + ((pred[:, 3:] - gt[:, 3:]) ** 2).sum(-1).mean()
     raise PoseshapeError(f"reproject: pose_loss must be 'l2' or 'geodesic', got {cfg.pose_loss!r}")
+
+
+def rt_pose_loss(R: torch.Tensor, t: torch.Tensor, gt: torch.Tensor, cfg: ReprojectConfig) -> torch.Tensor:
+    """Pose loss of the 6-D regressor: ``R (B, 3, 3)``, ``t (B, 3)`` against pose vectors ``gt (B, 5)``.
+
+    ``pose_loss="l2"``: ``|R - R_gt|_F^2 + |t - t_gt|^2`` (Zhou et al.'s loss on the matrix;
+    equal to ``4 (1 - cos angle)`` for the rotation, smooth everywhere); ``"geodesic"``: the
+    squared angle instead of the Frobenius term.
+    """
+    Rg, tg = pose_to_rt(gt)
+    trans = ((t - tg) ** 2).sum(-1).mean()
+    if cfg.pose_loss == "l2":
+        return ((R - Rg) ** 2).sum((-1, -2)).mean() + trans
+    if cfg.pose_loss == "geodesic":
+        return (geodesic_distance(R, Rg) ** 2).mean() + trans
+    raise PoseshapeError(f"reproject: pose_loss must be 'l2' or 'geodesic', got {cfg.pose_loss!r}")
+
+
+def _posed_rt(aligned: torch.Tensor, R: torch.Tensor, t: torch.Tensor, cfg: ReprojectConfig) -> torch.Tensor:
+    """Eq. 2 and 6 with ``(R, t)``: aligned ``(B, 1, Q, Q, Q)`` -> posed grid ``(B, 1, Q, Q, Q)``."""
+    dt = aligned.dtype
+    return pose_voxels(aligned, R.to(dt), t.to(dt), out_size=aligned.shape[-1], extent=cfg.frame_extent)
 
 
 def _recon_loss(pred: torch.Tensor, target: torch.Tensor, cfg: ReprojectConfig) -> torch.Tensor:
@@ -178,7 +299,7 @@ def _vae_step(models, batch, ctx):
 def _vaegan_step(models, batch, ctx):
     cfg: ReprojectConfig = ctx.config
     target = _shape_target(batch, cfg)
-    mu, logvar = style_code(models, batch["image"], cfg)
+    mu, logvar = style_code(models, _images(batch, cfg), cfg)
     fake = models["decoder"](reparameterize(mu, logvar, True))
     disc = models["discriminator"]
     logit_real, feat_real = disc(target)
@@ -195,7 +316,8 @@ def _vaegan_step(models, batch, ctx):
 def _rendered_losses(models, b, cfg) -> dict[str, torch.Tensor]:
     """Style + pose losses of rendered samples (stage 2 and the rendered half of stage 3)."""
     out = {}
-    mu, logvar = style_code(models, b["image"], cfg)
+    images = _images(b, cfg)
+    mu, logvar = style_code(models, images, cfg)
     if cfg.generator == "vae":
         with torch.no_grad():
             mu_gt, _ = models["encoder"](b["aligned"])
@@ -206,8 +328,10 @@ def _rendered_losses(models, b, cfg) -> dict[str, torch.Tensor]:
             _, feat_real = models["discriminator"](b["aligned"])
         _, feat_fake = models["discriminator"](recon)
         out["style"] = feature_matching_l2(feat_real, feat_fake) + cfg.kl_weight * kl_divergence(mu, logvar)
-    p = regress_pose(models, b["image"], cfg.twist_gain)
-    out["pose"] = pose_loss(p, b["pose"], cfg)
+    if cfg.pose_repr == "twist":
+        out["pose"] = pose_loss(regress_pose(models, images, cfg), b["pose"], cfg)
+    else:
+        out["pose"] = rt_pose_loss(*regress_rt(models, images, cfg), b["pose"], cfg)
     return out
 
 
@@ -227,9 +351,10 @@ def _finetune_step(models, batch, ctx):
     cfg: ReprojectConfig = ctx.config
     parts = _rendered_losses(models, batch["rendered"], cfg)
     nat = batch["natural"]
-    mu, _ = style_code(models, nat["image"], cfg)
+    nat_images = _images(nat, cfg)
+    mu, _ = style_code(models, nat_images, cfg)
     aligned = models["decoder"](mu)
-    sil = posed_silhouette(aligned, regress_pose(models, nat["image"], cfg.twist_gain), cfg.frame_extent)
+    sil = max_projection(_posed_rt(aligned, *regress_rt(models, nat_images, cfg), cfg))
     rp = reprojection_bce(sil, nat["mask"])
     rendered = sum(parts.values())
     loss = cfg.w_reproject * rp + cfg.w_rendered * rendered
@@ -245,7 +370,7 @@ def _validate_shapes(models, batches, ctx):
         if cfg.generator == "vae":
             mu, _ = models["encoder"](target)
         else:
-            mu, _ = style_code(models, b["image"], cfg)
+            mu, _ = style_code(models, _images(b, cfg), cfg)
         rec = models["decoder"](mu)
         ious.append(voxel_iou(rec, target))
         aps.append(average_precision(rec, target > 0.5, reduction="none"))
@@ -256,12 +381,13 @@ def _validate_predictions(models, batches, ctx):
     cfg: ReprojectConfig = ctx.config
     rot, ap3, ap2 = [], [], []
     for b in batches:
-        mu, _ = style_code(models, b["image"], cfg)
+        images = _images(b, cfg)
+        mu, _ = style_code(models, images, cfg)
         aligned = models["decoder"](mu)
-        p = regress_pose(models, b["image"], cfg.twist_gain)
-        rot.append(rotation_error(pose_to_rt(p)[0], pose_to_rt(b["pose"])[0]))
-        posed = posed_voxels(aligned, p, cfg.frame_extent)
-        gt_posed = posed_voxels(b["aligned"], b["pose"], cfg.frame_extent) > 0.5
+        R, t = regress_rt(models, images, cfg)
+        rot.append(rotation_error(R, pose_to_rt(b["pose"])[0]))
+        posed = _posed_rt(aligned, R, t, cfg)
+        gt_posed = _posed_rt(b["aligned"], *pose_to_rt(b["pose"]), cfg) > 0.5
         ap3.append(average_precision(posed, gt_posed, reduction="none"))
         sil = posed.amax(dim=2)
         ap2.append(average_precision(sil, b["mask"] > 0.5, reduction="none"))

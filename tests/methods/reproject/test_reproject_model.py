@@ -113,12 +113,12 @@ def test_pose_regressor_overfits_16_images(tmp_path):
     models = {"pose": ImageRegressor(5, image_size=48, width=0.5)}
     opt = torch.optim.Adam(models["pose"].parameters(), lr=cfg.lr)
     for _ in range(300):
-        loss = pose_loss(regress_pose(models, b["image"], cfg.twist_gain), b["pose"], cfg)
+        loss = pose_loss(regress_pose(models, b["image"], cfg), b["pose"], cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()
     models["pose"].eval()
     with torch.no_grad():
-        R_pred = pose_to_rt(regress_pose(models, b["image"], cfg.twist_gain))[0]
+        R_pred = pose_to_rt(regress_pose(models, b["image"], cfg))[0]
     err = rotation_error(R_pred, pose_to_rt(b["pose"])[0])
     assert err.max() < 10.0, err

@@ -49,9 +49,12 @@ def _config(paths, extra=()):
     )
 
 
-@pytest.mark.parametrize("generator", ["vae", "vaegan"])
-def test_all_stages_run_and_checkpoint(tiny_data, tmp_path, generator):
-    spec, cfg = _config(tiny_data, [f"generator={generator}"])
+@pytest.mark.parametrize(
+    ("generator", "pose_repr", "image_input"),
+    [("vae", "twist", "rgb"), ("vaegan", "twist", "rgb"), ("vae", "6d", "masked")],
+)
+def test_all_stages_run_and_checkpoint(tiny_data, tmp_path, generator, pose_repr, image_input):
+    spec, cfg = _config(tiny_data, [f"generator={generator}", f"pose_repr={pose_repr}", f"image_input={image_input}"])
     tr = Trainer(spec, cfg, out_dir=tmp_path / "run", seed=0, progress=False, tensorboard=False)
     tr.fit()
     first = "vae" if generator == "vae" else "vaegan"
@@ -61,14 +64,17 @@ def test_all_stages_run_and_checkpoint(tiny_data, tmp_path, generator):
     assert 0 <= tr.val_metrics["finetune"]["val_ap2d"] <= 1
     spec2, cfg2, models = load_trained(tmp_path / "run" / "last.pt", "reproject")
     pred = spec2.predictor(cfg2, models)
-    out = pred(torch.rand(2, 3, 50, 40))  # any size: resized to image_size
+    masks = torch.ones(2, 1, 50, 40) if image_input == "masked" else None
+    out = pred(torch.rand(2, 3, 50, 40), masks)  # any size: resized to image_size
     assert out.voxels.shape == (2, 1, 30, 30, 30) and out.posed_voxels.shape == (2, 1, 30, 30, 30)
     assert out.silhouette.shape == (2, 1, 30, 30)
     R = out.R
     torch.testing.assert_close(R @ R.transpose(1, 2), torch.eye(3).expand(2, 3, 3), atol=1e-5, rtol=0)
+    assert cfg2.pose_repr == pose_repr and models["pose"].fc.out_features == (5 if pose_repr == "twist" else 8)
 
 
-def test_finetune_step_lowers_reprojection_loss(tiny_data):
+@pytest.mark.parametrize("pose_repr", ["twist", "6d"])
+def test_finetune_step_lowers_reprojection_loss(tiny_data, pose_repr):
     """Fine-tuning steps on one fixed mixed batch lower its reprojection loss (the rendered terms
     are switched off, so only the reprojection gradient through the posed silhouette acts)."""
     from poseshape.engine.registry import StageContext
@@ -77,7 +83,7 @@ def test_finetune_step_lowers_reprojection_loss(tiny_data):
 
     # Adam at 3e-5: at 1e-4 this width-0.25 net on 8 samples overshoots after ~5 steps on some
     # builds of the data (0.96 -> 0.90 -> 1.20, measured), at 3e-5 and 1e-5 it falls to ~0.45
-    spec, cfg = _config(tiny_data, ["finetune_lr=3e-5", "w_rendered=0"])
+    spec, cfg = _config(tiny_data, ["finetune_lr=3e-5", "w_rendered=0", f"pose_repr={pose_repr}"])
     torch.manual_seed(0)
     models = spec.build_models(cfg)
     for n, m in models.items():  # generator frozen, regressors trained (as in stage 3)
