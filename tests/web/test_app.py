@@ -50,8 +50,11 @@ def test_each_mask_source_gives_the_files_and_a_summary(source, photo, cache, tm
 
 def test_no_mask_warns_in_the_summary(photo, cache, tmp_path):
     d, _ = photo
-    r = run_reconstruction(d / "photo_rgba.png", None, "none", "", "reproject", True, tmp_path, cache)
+    r = run_reconstruction(d / "photo_rgba.png", None, "none", "", "selfconsistency", True, tmp_path, cache)
     assert r["pose"]["refined"] is False and "no mask" in r["summary"] and "Warnings" in r["summary"]
+    # the shipped reproject model sees the object on grey (image_input="masked"): it needs the mask
+    with pytest.raises(PoseshapeError, match="needs an object mask"):
+        run_reconstruction(d / "photo_rgba.png", None, "none", "", "reproject", True, tmp_path, cache)
 
 
 def test_bad_requests_are_clear_errors(photo, cache, tmp_path):
