@@ -44,13 +44,15 @@ class Masked(torch.utils.data.Dataset):
         return len(self.ds)
 
     def __getitem__(self, i: int) -> dict:
+        from poseshape.methods.reproject.config import ReprojectConfig
         from poseshape.methods.reproject.data import _resize_image
+        from poseshape.methods.reproject.train import model_images
 
         it = dict(self.ds[i])
         base = self.ds.dataset if isinstance(self.ds, torch.utils.data.Subset) else self.ds
         j = self.ds.indices[i] if isinstance(self.ds, torch.utils.data.Subset) else i
         m = _resize_image(base.ds[j]["mask"].float(), it["image"].shape[-1])
-        it["image"] = it["image"] * m + 0.5 * (1 - m)
+        it["image"] = model_images(it["image"][None], m[None], ReprojectConfig(image_input="masked"))[0]
         return it
 
 

@@ -89,11 +89,13 @@ def test_vae_overfits_16_shapes():
 
 
 @pytest.mark.slow
-def test_pose_regressor_overfits_16_images(tmp_path):
-    """The pose regressor fits 16 rendered images to a rotation error below 10 degrees (issue 5)."""
+@pytest.mark.parametrize("pose_repr", ["twist", "6d"])
+def test_pose_regressor_overfits_16_images(tmp_path, pose_repr):
+    """The pose regressor fits 16 rendered images to a rotation error below 10 degrees (issue 5),
+    with the paper's twist output and with our 6-D one."""
     from poseshape.methods.reproject.data import RenderedSamples, render_reproject_data
     from poseshape.methods.reproject.frame import pose_to_rt
-    from poseshape.methods.reproject.train import pose_loss, regress_pose
+    from poseshape.methods.reproject.train import pose_loss, pose_outputs, regress_pose, regress_rt, rt_pose_loss
     from poseshape.metrics import rotation_error
 
     paths = render_reproject_data(
@@ -106,19 +108,22 @@ def test_pose_regressor_overfits_16_images(tmp_path):
         seed=0,
         progress=False,
     )
-    cfg = ReprojectConfig(image_size=48, width=0.5)
+    cfg = ReprojectConfig(image_size=48, width=0.5, pose_repr=pose_repr)
     ds = RenderedSamples(paths["train"], cfg)
     b = torch.utils.data.default_collate([ds[i] for i in range(16)])
     torch.manual_seed(0)
-    models = {"pose": ImageRegressor(5, image_size=48, width=0.5)}
+    models = {"pose": ImageRegressor(pose_outputs(cfg), image_size=48, width=0.5)}
     opt = torch.optim.Adam(models["pose"].parameters(), lr=cfg.lr)
     for _ in range(300):
-        loss = pose_loss(regress_pose(models, b["image"], cfg), b["pose"], cfg)
+        if pose_repr == "twist":
+            loss = pose_loss(regress_pose(models, b["image"], cfg), b["pose"], cfg)
+        else:
+            loss = rt_pose_loss(*regress_rt(models, b["image"], cfg), b["pose"], cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()
     models["pose"].eval()
     with torch.no_grad():
-        R_pred = pose_to_rt(regress_pose(models, b["image"], cfg))[0]
+        R_pred = regress_rt(models, b["image"], cfg)[0]
     err = rotation_error(R_pred, pose_to_rt(b["pose"])[0])
     assert err.max() < 10.0, err
