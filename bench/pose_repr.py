@@ -90,7 +90,7 @@ def run(
     from poseshape.methods.reproject.config import ReprojectConfig
     from poseshape.methods.reproject.data import RenderedSamples
     from poseshape.methods.reproject.model import ImageRegressor
-    from poseshape.methods.reproject.train import pose_loss, pose_outputs, regress_pose, regress_rt, rt_pose_loss
+    from poseshape.methods.reproject.train import pose_outputs, pose_regression_loss
 
     cfg = ReprojectConfig(image_size=64, width=width, pose_repr=repr_, pose_loss=loss)
     train = category_subset(RenderedSamples(f"{data}/train", cfg), list(cats))
@@ -109,10 +109,7 @@ def run(
         except StopIteration:
             it = iter(loader)
             b = next(it)
-        if repr_ == "twist":
-            lv = pose_loss(regress_pose(models, b["image"], cfg), b["pose"], cfg)
-        else:
-            lv = rt_pose_loss(*regress_rt(models, b["image"], cfg), b["pose"], cfg)
+        lv = pose_regression_loss(models, b["image"], b["pose"], cfg)
         opt.zero_grad()
         lv.backward()
         torch.nn.utils.clip_grad_norm_(models["pose"].parameters(), cfg.grad_clip)

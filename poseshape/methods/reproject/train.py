@@ -68,6 +68,7 @@ __all__ = [
     "build",
     "model_images",
     "pose_outputs",
+    "pose_regression_loss",
     "reparameterize",
     "regress_pose",
     "regress_rt",
@@ -243,6 +244,16 @@ def rt_pose_loss(R: torch.Tensor, t: torch.Tensor, gt: torch.Tensor, cfg: Reproj
     raise PoseshapeError(f"reproject: pose_loss must be 'l2' or 'geodesic', got {cfg.pose_loss!r}")
 
 
+def pose_regression_loss(
+    models: dict[str, nn.Module], images: torch.Tensor, gt: torch.Tensor, cfg: ReprojectConfig
+) -> torch.Tensor:
+    """The pose regressor's loss on network inputs ``images (B, 3, S, S)`` against pose vectors
+    ``gt (B, 5)``: :func:`pose_loss` of the twist output, or :func:`rt_pose_loss` of the 6-D one."""
+    if cfg.pose_repr == "twist":
+        return pose_loss(regress_pose(models, images, cfg), gt, cfg)
+    return rt_pose_loss(*regress_rt(models, images, cfg), gt, cfg)
+
+
 def _posed_rt(aligned: torch.Tensor, R: torch.Tensor, t: torch.Tensor, cfg: ReprojectConfig) -> torch.Tensor:
     """Eq. 2 and 6 with ``(R, t)``: aligned ``(B, 1, Q, Q, Q)`` -> posed grid ``(B, 1, Q, Q, Q)``."""
     dt = aligned.dtype
@@ -328,10 +339,7 @@ def _rendered_losses(models, b, cfg) -> dict[str, torch.Tensor]:
             _, feat_real = models["discriminator"](b["aligned"])
         _, feat_fake = models["discriminator"](recon)
         out["style"] = feature_matching_l2(feat_real, feat_fake) + cfg.kl_weight * kl_divergence(mu, logvar)
-    if cfg.pose_repr == "twist":
-        out["pose"] = pose_loss(regress_pose(models, images, cfg), b["pose"], cfg)
-    else:
-        out["pose"] = rt_pose_loss(*regress_rt(models, images, cfg), b["pose"], cfg)
+    out["pose"] = pose_regression_loss(models, images, b["pose"], cfg)
     return out
 
 

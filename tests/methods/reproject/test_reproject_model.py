@@ -95,7 +95,7 @@ def test_pose_regressor_overfits_16_images(tmp_path, pose_repr):
     with the paper's twist output and with our 6-D one."""
     from poseshape.methods.reproject.data import RenderedSamples, render_reproject_data
     from poseshape.methods.reproject.frame import pose_to_rt
-    from poseshape.methods.reproject.train import pose_loss, pose_outputs, regress_pose, regress_rt, rt_pose_loss
+    from poseshape.methods.reproject.train import pose_outputs, pose_regression_loss, regress_rt
     from poseshape.metrics import rotation_error
 
     paths = render_reproject_data(
@@ -115,10 +115,7 @@ def test_pose_regressor_overfits_16_images(tmp_path, pose_repr):
     models = {"pose": ImageRegressor(pose_outputs(cfg), image_size=48, width=0.5)}
     opt = torch.optim.Adam(models["pose"].parameters(), lr=cfg.lr)
     for _ in range(300):
-        if pose_repr == "twist":
-            loss = pose_loss(regress_pose(models, b["image"], cfg), b["pose"], cfg)
-        else:
-            loss = rt_pose_loss(*regress_rt(models, b["image"], cfg), b["pose"], cfg)
+        loss = pose_regression_loss(models, b["image"], b["pose"], cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()
