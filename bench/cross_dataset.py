@@ -25,6 +25,11 @@ refined) and the AUROC of the refined ``pose.json`` confidence as a detector of 
     POSESHAPE_DATA=../shared/data python bench/cross_dataset.py \\
         --checkpoint poseshape/assets/reproject.pt --label shipped \\
         --checkpoint runs/world/reproject.pt --label world --json runs/cross_dataset.json
+
+``--masks truth auto`` also runs every model on the masks a user without a mask gets:
+``--mask auto``'s GrabCut on the whole frame (:func:`poseshape.engine.grabcut.auto_mask`). The
+scores stay against the render's true mask and rotation; the ``input mask IoU`` column is the
+automatic mask's IoU with the true one.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from poseshape.data.real import NMRImages, R2N2Renderings
 from poseshape.data.synth import render_dataset
 from poseshape.data.world import WORLD_SPLIT, world_collection
 from poseshape.engine.predictor import load_predictor
+from poseshape.engine.reconstruct import AUTO, mask_from_spec
 from poseshape.methods.reproject.data import reproject_synth_config
 from poseshape.methods.reproject.evaluate import evaluate_predictor
 from poseshape.metrics import failure_auroc, mask_iou, rotation_error
@@ -104,17 +110,37 @@ def render_set(name: str, data: Path, out: Path, models: int, views: int) -> lis
     return items
 
 
-def score(pred, items: list[dict]) -> dict:
-    """Plain and refined reconstructions of every item: IoU, rotation error, confidence, time."""
+def input_mask(it: dict, source: str) -> tuple[torch.Tensor, float]:
+    """The mask the predictor gets (``"truth"``: the render's; ``"auto"``: GrabCut's on the whole
+    frame, or an empty one where it finds nothing) and its IoU with the true mask."""
+    if source == "truth":
+        return it["mask"], 1.0
+    try:
+        m = mask_from_spec(it["image"], AUTO)
+    except PoseshapeError:
+        m = torch.zeros_like(it["mask"])
+    return m, float(mask_iou(m[None] >= 0.5, it["mask"][None] >= 0.5)[0])
+
+
+def score(pred, items: list[dict], source: str = "truth") -> dict:
+    """Plain and refined reconstructions of every item: IoU, rotation error, confidence, time.
+
+    ``source``: the mask given to the predictor (:func:`input_mask`); an empty automatic mask
+    counts as a failed image (IoU 0, rotation error 180 deg)."""
     rows = []
     for it in items:
         row = {"category": it["category"]}
+        given, row["input_iou"] = input_mask(it, source)
+        if not bool(given.any()):
+            fail = {"iou": 0.0, "rot": 180.0 if it["R"] is not None else float("nan"), "conf": 0.0, "s": 0.0}
+            rows.append({**row, "plain": fail, "refined": dict(fail), "no_mask": True})
+            continue
         for variant, refine in (("plain", False), ("refined", True)):
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # low-confidence warnings: the AUROC column scores the confidence
                 try:
-                    p = pred.reconstruct(it["image"], mask=it["mask"], refine=refine)
+                    p = pred.reconstruct(it["image"], mask=given, refine=refine)
                 except PoseshapeError:  # refinement refuses a shape that cannot cover the mask
                     if not refine:
                         raise
@@ -135,6 +161,8 @@ def score(pred, items: list[dict]) -> dict:
 
 def summarise(rows: list[dict], canonical: float) -> dict:
     out = {"n": len(rows), "canonical_iou": canonical, "refused": sum(bool(r.get("refused")) for r in rows)}
+    out["input_mask_iou"] = float(np.mean([r["input_iou"] for r in rows]))
+    out["no_mask"] = sum(bool(r.get("no_mask")) for r in rows)
     for v in ("plain", "refined"):
         errs = np.array([r[v]["rot"] for r in rows])
         known = errs[np.isfinite(errs)]
@@ -160,6 +188,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     ap.add_argument("--models", type=int, default=24, help="models per test set (spread over its categories)")
     ap.add_argument("--views", type=int, default=2, help="rendered views per model")
+    ap.add_argument(
+        "--masks",
+        nargs="+",
+        default=["truth"],
+        choices=("truth", "auto"),
+        help="the masks given to the models: the renders' (truth) and/or --mask auto's GrabCut (auto)",
+    )
     ap.add_argument("--data", default=None, help="shared data folder (default $POSESHAPE_DATA or ../shared/data)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument(
@@ -174,6 +209,8 @@ def main(argv=None) -> dict:
     labels = args.label or [Path(c).stem if c else "shipped" for c in ckpts]
     if len(labels) != len(ckpts):
         ap.error("give one --label per --checkpoint")
+    if args.headline and "truth" not in args.masks:
+        ap.error("--headline reports the runs on the true masks: add truth to --masks")
     torch.manual_seed(0)
     results: dict = {"models": args.models, "views": args.views, "sets": {}}
     with tempfile.TemporaryDirectory(prefix="cross_dataset_") as tmp:
@@ -197,14 +234,17 @@ def main(argv=None) -> dict:
                 if name != "samples":
                     ev = evaluate_predictor(pred, Path(tmp) / name, progress=False)
                     canonical = ev["overall"]["iou3d_aligned"]
-                s = summarise(score(pred, items), canonical)
-                results["sets"].setdefault(name, {})[label] = s
-                print(f"  {label:10s} {name:20s} {json.dumps(s)}", flush=True)
+                for source in args.masks:
+                    key = label if source == "truth" else f"{label}, auto mask"
+                    s = summarise(score(pred, items, source), canonical)
+                    results["sets"].setdefault(name, {})[key] = s
+                    print(f"  {key:10s} {name:20s} {json.dumps(s)}", flush=True)
     print(
         "\n| test set | model | n | mask IoU plain / refined | rot MedErr (deg) plain / refined "
-        "| Acc pi/6 plain / refined | canonical IoU | s/image plain / refined | AUROC (rot > 30 deg) | refused |"
+        "| Acc pi/6 plain / refined | canonical IoU | s/image plain / refined | AUROC (rot > 30 deg) | refused "
+        "| input mask IoU |"
     )
-    print("|---|---|---:|---|---|---|---:|---|---:|---:|")
+    print("|---|---|---:|---|---|---|---:|---|---:|---:|---:|")
     for name, by_label in results["sets"].items():
         for label, s in by_label.items():
             p, r = s["plain"], s["refined"]
@@ -212,7 +252,8 @@ def main(argv=None) -> dict:
                 f"| {name} | {label} | {s['n']} | {p['mask_iou']:.3f} / {r['mask_iou']:.3f} "
                 f"| {fmt(p['rot_mederr'], '.1f')} / {fmt(r['rot_mederr'], '.1f')} "
                 f"| {fmt(p['acc_pi6'], '.2f')} / {fmt(r['acc_pi6'], '.2f')} | {fmt(s['canonical_iou'], '.3f')} "
-                f"| {p['s_per_image']:.2f} / {r['s_per_image']:.2f} | {fmt(s['auroc'], '.2f')} | {s['refused']} |"
+                f"| {p['s_per_image']:.2f} / {r['s_per_image']:.2f} | {fmt(s['auroc'], '.2f')} | {s['refused']} "
+                f"| {s['input_mask_iou']:.3f} |"
             )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

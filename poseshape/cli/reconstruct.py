@@ -4,10 +4,16 @@ Examples::
 
     poseshape reconstruct car.jpg --out out/car                 # the shipped reproject model
     poseshape reconstruct car.png --mask car_mask.png --out out/car
+    poseshape reconstruct car.jpg --mask box:40,30,210,160 --out out/car   # GrabCut in a box
+    poseshape reconstruct a.jpg b.jpg --mask auto --out out             # GrabCut, no box
     poseshape reconstruct a.png b.png --mask a_m.png b_m.png --checkpoint runs/rp/last.pt --out out
 
 Any image size is accepted. With a mask (or an RGBA image's alpha) the object is cropped
-around the mask's bounding box; otherwise the whole image is used, padded to a square.
+around the mask's bounding box; otherwise the whole image is used, padded to a square. A mask may
+also be made by GrabCut: ``box:x0,y0,x1,y1`` around the object, or ``auto`` (the whole
+frame less a thin border: one object, clear of the image border); the mask made is written
+as ``mask.png``. A method that needs a mask (the shipped ``reproject`` model) and gets none
+makes the ``auto`` one, with a warning.
 Methods whose predictor sees the uncropped camera image (``full_frame``, e.g. ``refine6dof``,
 which predicts the translation in it) always get the whole image padded to a square, with
 the mask of that same square (``refine6dof`` refines its pose online against it). For
@@ -34,7 +40,7 @@ from tqdm import tqdm
 from poseshape.cli.args import output_path
 from poseshape.core.errors import PoseshapeError, PoseshapeWarning
 from poseshape.engine.predictor import load_predictor
-from poseshape.engine.reconstruct import load_input, predictor_square, reconstruct_image
+from poseshape.engine.reconstruct import AUTO, fill_mask, is_mask_spec, load_input, predictor_square, reconstruct_image
 
 __all__ = ["add_parser", "output_folders", "run"]
 
@@ -52,7 +58,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         metavar="M",
-        help="object mask file(s), one per image, same size as the image",
+        help="object mask file(s), one per image, same size as the image (white object on "
+        "black); or box:x0,y0,x1,y1 (GrabCut in that box) or auto (GrabCut on the whole frame); "
+        "one 'auto' applies to every image",
     )
     p.add_argument(
         "--checkpoint",
@@ -103,7 +111,10 @@ def output_folders(images: list[Path], out: Path) -> list[Path]:
 
 def run(args) -> int:
     images = [Path(p) for p in args.images]
-    masks = [Path(p) for p in args.mask] if args.mask else [None] * len(images)
+    specs = list(args.mask) if args.mask else [None] * len(images)
+    if specs == [AUTO] and len(images) > 1:
+        specs = [AUTO] * len(images)
+    masks = [m if m is None or is_mask_spec(m) else Path(m) for m in specs]
     if len(masks) != len(images):
         raise PoseshapeError(
             f"--mask: got {len(masks)} mask(s) for {len(images)} image(s); give one "
@@ -130,7 +141,7 @@ def run(args) -> int:
     ok = []
     for ip, mp, folder in zip(images, masks, output_folders(images, out)):
         try:
-            it = load_input(ip, mp)
+            it = fill_mask(predictor, load_input(ip, mp))
             if args.refine and it.mask is None:
                 raise PoseshapeError(f"{ip}: --refine needs an object mask (--mask, or an RGBA image's alpha)")
             predictor_square(predictor, it.image, it.mask, str(mp or ip))
@@ -147,7 +158,12 @@ def run(args) -> int:
             warnings.simplefilter("always", PoseshapeWarning)
             try:
                 files = reconstruct_image(
-                    predictor, ip, mp, folder, refine=_per_image(refine, args, ip, mp), category=args.category
+                    predictor,
+                    ip,
+                    mp,
+                    folder,
+                    refine=_per_image(refine, args, ip, mp, predictor),
+                    category=args.category,
                 )
             except PoseshapeError as exc:
                 if not many:
@@ -176,10 +192,12 @@ def run(args) -> int:
     return 0
 
 
-def _per_image(refine, args, image: Path, mask: Path | None):
+def _per_image(refine, args, image: Path, mask, predictor):
     """Refinement settings given without ``--refine`` (``--refine-steps`` / ``--refine-starts``)
     apply to the images that have a mask; the others are not refined (``--refine`` demands a
     mask of every image, checked before anything is written)."""
     if refine is None or refine is False or args.refine or mask is not None:
         return refine
+    if predictor.capabilities.needs_mask:
+        return refine  # it makes the automatic mask (fill_mask)
     return refine if load_input(image, None).mask is not None else False  # an RGBA image's alpha

@@ -44,7 +44,7 @@ from poseshape.metrics import mask_iou
 from poseshape.shapes.meshes import Mesh
 from poseshape.viz import overlay_silhouette, png_bytes, render_views
 
-__all__ = ["FILE_NAMES", "VIEWER_FROM_CAMERA", "glb_camera", "write_prediction"]
+__all__ = ["FILE_NAMES", "MADE_MASK_FILE", "VIEWER_FROM_CAMERA", "glb_camera", "write_prediction"]
 
 #: Output files of :func:`write_prediction`, by key.
 FILE_NAMES: dict[str, str] = {
@@ -55,6 +55,10 @@ FILE_NAMES: dict[str, str] = {
     "overlay": "overlay.png",
     "views": "views.png",
 }
+
+#: Written as well when the mask was made by poseshape (GrabCut: ``mask_source`` ``grabcut-*``
+#: in ``info``), so the user can check and edit it.
+MADE_MASK_FILE = "mask.png"
 
 #: OpenCV camera (y down, z forward) -> viewer / glTF / OpenGL camera frame (y up, z back).
 VIEWER_FROM_CAMERA = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
@@ -179,7 +183,8 @@ def write_prediction(
         box: the square ``(x0, y0, side)`` the predictor saw, recorded when given.
 
     Returns:
-        ``{key: path}`` for the keys of :data:`FILE_NAMES`.
+        ``{key: path}`` for the keys of :data:`FILE_NAMES`, and ``"mask"`` (:data:`MADE_MASK_FILE`)
+        when the mask was made by GrabCut.
 
     Raises:
         ShapeError: the image's size is not the camera's.
@@ -248,6 +253,9 @@ def write_prediction(
         "posed frame; (d,h,w) = (z,y,x)",
     }
     record["files"] = dict(FILE_NAMES)
+    made_mask = m is not None and str(record.get("mask_source") or "").startswith("grabcut")
+    if made_mask:
+        record["files"]["mask"] = MADE_MASK_FILE
     if warnings:
         record["warnings"] = warnings
 
@@ -272,4 +280,8 @@ def write_prediction(
         "overlay": png_bytes(overlay_silhouette(img, sil, m[0].float() if m is not None else None)),
         "views": png_bytes(render_views(mesh, n=4, size=views_size, first=R)),
     }
-    return atomic_write_files(folder, {FILE_NAMES[k]: v for k, v in payloads.items()}, keys=list(payloads))
+    names = dict(FILE_NAMES)
+    if made_mask:
+        payloads["mask"] = png_bytes(m.float().expand(3, -1, -1))
+        names["mask"] = MADE_MASK_FILE
+    return atomic_write_files(folder, {names[k]: v for k, v in payloads.items()}, keys=list(payloads))

@@ -3,7 +3,9 @@
 Steps (the CLI's ``poseshape reconstruct`` and the API's ``model.reconstruct`` both run them):
 
 1. :func:`load_input` -- any image input (path, PIL, numpy, tensor) and its mask (or the
-   image's alpha) -> :class:`InputItem`;
+   image's alpha; or ``"auto"`` / ``"box:x0,y0,x1,y1"``: a mask made by GrabCut,
+   :mod:`poseshape.engine.grabcut`) -> :class:`InputItem`; a method that needs a mask and
+   gets none is given the automatic one, with a warning (:func:`fill_mask`);
 2. :func:`predictor_square` -- the ``S x S`` square the predictor sees: a crop around the
    mask's box (``capabilities.crop_margin``), or the whole image padded to a square
    (``capabilities.full_frame``, or no mask);
@@ -21,19 +23,30 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from poseshape.core.errors import PoseshapeError, PoseshapeWarning
 from poseshape.engine.diagnostics import confidence_terms, image_warnings, mask_warnings, result_warnings
+from poseshape.engine.grabcut import auto_mask, box_from_points, grabcut_mask, parse_box_spec
 from poseshape.engine.inputs import as_image, as_mask, crop_to_square, read_image, read_mask
 from poseshape.engine.output import write_prediction
 from poseshape.engine.prediction import Prediction
 from poseshape.engine.refine import RefineConfig
 
-__all__ = ["InputItem", "load_input", "predictor_square", "reconstruct", "reconstruct_image"]
+__all__ = [
+    "AUTO",
+    "InputItem",
+    "fill_mask",
+    "is_mask_spec",
+    "load_input",
+    "mask_from_spec",
+    "predictor_square",
+    "reconstruct",
+    "reconstruct_image",
+]
 
 
 @dataclass
@@ -42,7 +55,8 @@ class InputItem:
 
     Attributes:
         image: ``(3, H, W)`` float in [0, 1]; mask: ``(1, H, W)`` {0, 1} or None.
-        mask_source: ``"file"``, ``"array"``, ``"alpha"`` (the image's alpha channel) or None.
+        mask_source: ``"file"``, ``"array"``, ``"alpha"`` (the image's alpha channel),
+            ``"grabcut-auto"`` / ``"grabcut-box"`` (made by GrabCut) or None.
         image_path, mask_path: the files, when the inputs were files.
         notes: doubtful findings made while reading (e.g. a grey mask), as warning texts.
     """
@@ -59,18 +73,50 @@ class InputItem:
         return str(self.mask_path or self.image_path or "mask")
 
 
+#: The mask spec that asks for :func:`poseshape.engine.grabcut.auto_mask`.
+AUTO = "auto"
+
+
+def is_mask_spec(mask) -> bool:
+    """Whether ``mask`` asks for a GrabCut mask: ``"auto"`` or ``"box:..."``."""
+    return isinstance(mask, str) and (mask == AUTO or mask.startswith("box:"))
+
+
+def mask_from_spec(image: torch.Tensor, spec: str) -> torch.Tensor:
+    """The mask GrabCut makes for ``image (3, H, W)`` in [0, 1] from ``spec``: ``"auto"``
+    (the whole frame less a thin border) or ``"box:x0,y0,x1,y1"`` (pixels of the image).
+
+    Returns:
+        ``(1, H, W)`` float {0, 1}.
+
+    Raises:
+        ShapeError: a malformed spec or box; PoseshapeError: GrabCut finds no object.
+    """
+    rgb = (image.detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255 + 0.5).astype("uint8")
+    if spec == AUTO:
+        m = auto_mask(rgb)
+    else:
+        m = grabcut_mask(rgb, box_from_points(parse_box_spec(spec), rgb.shape[:2]))
+    return torch.from_numpy(m).float()[None]
+
+
 def load_input(image, mask=None) -> InputItem:
     """Read and check an image and its optional mask (paths, PIL images, arrays or tensors;
-    see :func:`poseshape.engine.inputs.as_image`).
+    see :func:`poseshape.engine.inputs.as_image`). ``mask`` may also be ``"auto"`` or
+    ``"box:x0,y0,x1,y1"``: the mask is then made by GrabCut (:func:`mask_from_spec`); a file
+    literally named ``auto`` is given as ``./auto``.
 
     Raises:
         PoseshapeError (and subclasses): unreadable / corrupt files, a mask of another size,
-            an empty mask.
+            an empty mask, a malformed box, GrabCut finding no object.
     """
     is_path = isinstance(image, (str, os.PathLike))
     ip = Path(image) if is_path else None
     img, alpha = read_image(ip) if is_path else as_image(image)
     notes: list[str] = []
+    if is_mask_spec(mask):
+        source = "grabcut-auto" if mask == AUTO else "grabcut-box"
+        return InputItem(img, mask_from_spec(img, mask), source, ip, None, notes)
     if mask is not None:
         if isinstance(mask, (str, os.PathLike)):
             mp = Path(mask)
@@ -78,6 +124,26 @@ def load_input(image, mask=None) -> InputItem:
             return InputItem(img, m, "file", ip, mp, notes)
         return InputItem(img, as_mask(mask, tuple(img.shape[-2:]), notes=notes), "array", ip, None, notes)
     return InputItem(img, alpha, "alpha" if alpha is not None else None, ip, None, notes)
+
+
+def fill_mask(predictor, item: InputItem) -> InputItem:
+    """``item`` itself, or, when it has no mask and ``predictor`` needs one
+    (``capabilities.needs_mask``), ``item`` with the automatic GrabCut mask and a note saying so.
+
+    Raises:
+        PoseshapeError: GrabCut finds no object (the message says how to give a mask).
+    """
+    if item.mask is not None or not predictor.capabilities.needs_mask:
+        return item
+    try:
+        m = mask_from_spec(item.image, AUTO)
+    except PoseshapeError as exc:
+        raise PoseshapeError(f"{item.name}: method {predictor.method!r} needs an object mask and {exc}") from None
+    note = (
+        f"no mask given and method {predictor.method!r} needs one: made one automatically (GrabCut on the "
+        "whole frame, written as mask.png); check it, or give --mask M or --mask box:x0,y0,x1,y1"
+    )
+    return replace(item, mask=m, mask_source="grabcut-auto", notes=list(item.notes) + [note])
 
 
 def predictor_square(
@@ -134,6 +200,7 @@ def _mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
 def _one(
     predictor, item: InputItem, cfg: RefineConfig | None, auto: bool = False, category: str | None = None
 ) -> Prediction:
+    item = fill_mask(predictor, item)
     if auto and item.mask is None:
         cfg = None  # refine by default only when there is a mask to refine against
     if cfg is not None and item.mask is None:

@@ -5,7 +5,7 @@ Data flow (the same steps as ``poseshape reconstruct``, :mod:`poseshape.engine.r
 
 1. the photo (any image file; an RGBA photo's alpha is a mask) and the mask source: an
    uploaded mask, the photo's alpha, or a box (two clicks on the photo, or typed) cut out
-   by GrabCut (:func:`poseshape.web.grabcut.grabcut_mask`);
+   by GrabCut (:func:`poseshape.engine.grabcut.grabcut_mask`);
 2. the photo and mask are written as PNG files into a fresh folder under the work folder, and
    :func:`~poseshape.engine.reconstruct.reconstruct_image` runs the chosen method's shipped
    model on them (refined against the mask by default) and writes the usual files;
@@ -32,11 +32,11 @@ import numpy as np
 from PIL import Image
 
 from poseshape.core.errors import PoseshapeError, PoseshapeWarning
+from poseshape.engine.grabcut import box_from_points, grabcut_mask
 from poseshape.engine.inputs import read_image
 from poseshape.engine.predictor import Predictor, default_checkpoint, load_predictor
 from poseshape.engine.reconstruct import reconstruct_image
 from poseshape.engine.registry import list_methods
-from poseshape.web.grabcut import box_from_points, grabcut_mask
 
 __all__ = [
     "MASK_SOURCES",

@@ -120,6 +120,37 @@ def test_reconstruct_rgba_uses_alpha_and_several_images(tmp_path, files, scene, 
         assert mesh_reprojection_iou(out / stem / "mesh.obj", pose, scene["mask"]) >= 0.7
 
 
+@pytest.mark.parametrize("spec", ["auto", "box"])
+def test_reconstruct_makes_a_grabcut_mask(spec, tmp_path, files, scene, oracle_checkpoint, capsys):
+    pytest.importorskip("cv2")
+    ys, xs = np.nonzero(scene["mask"][0].numpy())
+    arg = "auto" if spec == "auto" else f"box:{xs.min() - 6},{ys.min() - 6},{xs.max() + 7},{ys.max() + 7}"
+    out = tmp_path / "out"
+    imgs = [files / "car.png"] * (2 if spec == "auto" else 1)  # one 'auto' applies to every image
+    rc, so, se = _run(
+        ["reconstruct", *map(str, imgs), "--mask", arg, "--checkpoint", str(oracle_checkpoint), "--out", str(out)],
+        capsys,
+    )
+    assert rc == 0, se
+    for folder in [out] if spec == "box" else [out / "car", out / "car_2"]:
+        pose = json.loads((folder / "pose.json").read_text())
+        assert pose["mask_source"] == f"grabcut-{spec}" and pose["files"]["mask"] == "mask.png"
+        made = np.asarray(Image.open(folder / "mask.png").convert("L")) > 127
+        truth = scene["mask"][0].numpy() > 0.5
+        assert float((made & truth).sum()) / float((made | truth).sum()) > 0.9
+        assert pose["mask_iou"] >= 0.85 and pose["refined"] is True
+        assert mesh_reprojection_iou(folder / "mesh.obj", pose, scene["mask"]) >= 0.85
+    assert str(out / "car" / "mask.png") in so if spec == "auto" else str(out / "mask.png") in so
+
+
+def test_reconstruct_bad_mask_spec(tmp_path, files, oracle_checkpoint, capsys):
+    base = [str(files / "car.png"), "--checkpoint", str(oracle_checkpoint), "--out", str(tmp_path / "o")]
+    rc, _, se = _run(["reconstruct", *base, "--mask", "box:1,2,3"], capsys)
+    assert rc == 2 and "box:x0,y0,x1,y1" in se and not (tmp_path / "o").exists()
+    rc, _, se = _run(["reconstruct", *base, "--mask", "box:300,300,400,400"], capsys)
+    assert rc == 2 and "no area inside the 211x157 image" in se and not (tmp_path / "o").exists()
+
+
 def test_reconstruct_image_function_and_folders(tmp_path, files, scene):
     pr = OraclePredictor(OracleConfig())
     pr.method = "oracle"

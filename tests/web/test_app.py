@@ -49,12 +49,16 @@ def test_each_mask_source_gives_the_files_and_a_summary(source, photo, cache, tm
 
 
 def test_no_mask_warns_in_the_summary(photo, cache, tmp_path):
-    d, _ = photo
+    d, m = photo
     r = run_reconstruction(d / "photo_rgba.png", None, "none", "", "selfconsistency", True, tmp_path, cache)
     assert r["pose"]["refined"] is False and "no mask" in r["summary"] and "Warnings" in r["summary"]
-    # the shipped reproject model sees the object on grey (image_input="masked"): it needs the mask
-    with pytest.raises(PoseshapeError, match="needs an object mask"):
-        run_reconstruction(d / "photo_rgba.png", None, "none", "", "reproject", True, tmp_path, cache)
+    # the shipped reproject model sees the object on grey (image_input="masked"): it needs a
+    # mask, and makes one by GrabCut on the whole frame when it gets none
+    r = run_reconstruction(d / "photo_rgba.png", None, "none", "", "reproject", True, tmp_path, cache)
+    assert r["pose"]["mask_source"] == "grabcut-auto" and r["pose"]["refined"] is True
+    assert "made one automatically" in r["summary"]
+    got = np.asarray(Image.open(r["files"]["mask"]).convert("L")) > 127
+    assert float((got & m).sum()) / float((got | m).sum()) > 0.8
 
 
 def test_bad_requests_are_clear_errors(photo, cache, tmp_path):

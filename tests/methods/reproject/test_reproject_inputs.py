@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import poseshape.engine.reconstruct as rc
 from poseshape.core.errors import PoseshapeError, PoseshapeWarning, ShapeError
 from poseshape.methods.reproject.config import ReprojectConfig
 from poseshape.methods.reproject.predictor import ReprojectPredictor
@@ -77,12 +78,27 @@ def test_masked_predictor_needs_and_uses_the_mask():
     assert (c.extras["style"] - a.extras["style"]).abs().max() > 1e-4  # the object's pixels count
 
 
-def test_masked_model_without_a_mask_is_a_clear_reconstruct_error():
+def test_masked_model_without_a_mask_makes_the_automatic_one(monkeypatch):
+    pytest.importorskip("cv2")
     pred = _predictor(image_input="masked")
-    with pytest.raises(PoseshapeError, match="needs an object mask"), pytest.warns(PoseshapeWarning, match="no mask"):
-        pred.reconstruct(torch.rand(3, 40, 40), refine=False)
+    img = torch.full((3, 40, 40), 0.9)
+    img[:, 12:30, 10:28] = torch.tensor([0.7, 0.2, 0.1])[:, None, None]
+    with pytest.warns(PoseshapeWarning, match="needs one: made one automatically"):
+        out = pred.reconstruct(img, refine=False)
+    rec = out.extras["record"]
+    assert rec["mask_source"] == "grabcut-auto" and out.R.shape == (1, 3, 3)
+    made = out.mask[0][0] >= 0.5
+    assert made[12:30, 10:28].all() and made.sum() == 18 * 18  # GrabCut found the object exactly
+
+    # GrabCut finding nothing is an error that says how to give a mask
+    def nothing(*a, **k):
+        raise PoseshapeError("the automatic mask (GrabCut on the whole frame) found no object; give a mask")
+
+    monkeypatch.setattr(rc, "auto_mask", nothing)
+    with pytest.raises(PoseshapeError, match="needs an object mask and the automatic mask"):
+        pred.reconstruct(img, refine=False)
     mask = torch.zeros(1, 40, 40, dtype=torch.bool)
     mask[:, 12:30, 10:28] = True
     with pytest.warns(PoseshapeWarning, match="low confidence"):  # an untrained network
         out = pred.reconstruct(torch.rand(3, 40, 40), mask, refine=False)
-    assert out.R.shape == (1, 3, 3)
+    assert out.R.shape == (1, 3, 3) and out.extras["record"]["mask_source"] == "array"

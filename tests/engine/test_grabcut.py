@@ -1,4 +1,4 @@
-"""``poseshape.web.grabcut``: a box -> the object's mask."""
+"""``poseshape.engine.grabcut``: a box (or the whole frame) -> the object's mask."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from poseshape.core.errors import PoseshapeError, ShapeError
 
 cv2 = pytest.importorskip("cv2")
-from poseshape.web.grabcut import box_from_points, grabcut_mask  # noqa: E402
+from poseshape.engine.grabcut import auto_mask, box_from_points, grabcut_mask, parse_box_spec  # noqa: E402
 
 
 def _scene(seed=0):
@@ -68,3 +68,43 @@ def test_bad_images_and_no_object():
         assert "no object" in str(exc)
     else:
         assert m.dtype == bool  # GrabCut may keep the box's uniform inside: still a valid mask
+
+
+def test_auto_mask_finds_the_one_object_without_a_box():
+    img, obj = _scene()
+    m = auto_mask(img)
+    assert m.shape == obj.shape and m.dtype == bool
+    assert _iou(m, obj) > 0.9
+    # a large photo is segmented at a reduced size and scaled back: the same object
+    big = np.kron(img, np.ones((4, 4, 1), np.uint8))  # 480 x 640
+    mb = auto_mask(big)
+    assert mb.shape == (480, 640) and _iou(mb, np.kron(obj, np.ones((4, 4), bool))) > 0.9
+    # a speck of the object's colour in the background is dropped (pieces < 1/10 of the largest)
+    specked = img.copy()
+    specked[5:8, 150:153] = img[obj][0]
+    assert not auto_mask(specked, inset=0.02)[5:8, 150:153].any()
+
+
+def test_auto_mask_bad_input():
+    img, _ = _scene()
+    with pytest.raises(ShapeError, match="inset"):
+        auto_mask(img, inset=0.0)
+    with pytest.raises(ShapeError, match="max_side"):
+        auto_mask(img, max_side=4)
+    with pytest.raises(ShapeError, match="too small"):
+        auto_mask(img[:5, :5])
+    with pytest.raises(ShapeError, match=r"\(H, W, 3\)"):
+        auto_mask(img[..., 0])
+    with pytest.raises(ShapeError, match="NaN"):
+        auto_mask(np.full((20, 20, 3), np.nan))
+
+
+@pytest.mark.parametrize("spec, want", [("box:1,2,30,40", (1, 2, 30, 40)), ("box: 1.5 2 30, 40", (1.5, 2, 30, 40))])
+def test_parse_box_spec(spec, want):
+    assert parse_box_spec(spec) == want
+
+
+@pytest.mark.parametrize("spec", ["box:1,2,3", "box:a,b,c,d", "1,2,3,4", "box:"])
+def test_parse_box_spec_errors(spec):
+    with pytest.raises(ShapeError, match="box:x0,y0,x1,y1"):
+        parse_box_spec(spec)
