@@ -15,7 +15,8 @@ Steps (the CLI's ``poseshape reconstruct`` and the API's ``model.reconstruct`` b
 5. the camera is moved into the input image's pixels (:meth:`Camera.uncrop`) and the input
    image and mask are attached, so :meth:`Prediction.save` writes files that line up;
 6. :mod:`poseshape.engine.diagnostics` checks the mask and the result; the confidence
-   (silhouette IoU x category probability) and each warning (with its fix) go into the
+   (refined: pose agreement x basin uniqueness x category probability; otherwise silhouette
+   IoU x category probability, :func:`~poseshape.engine.diagnostics.confidence_terms`) and each warning (with its fix) go into the
    record (``pose.json``), and each warning is also emitted as a ``PoseshapeWarning``.
 """
 
@@ -29,7 +30,14 @@ from pathlib import Path
 import torch
 
 from poseshape.core.errors import PoseshapeError, PoseshapeWarning
-from poseshape.engine.diagnostics import confidence_terms, image_warnings, mask_warnings, result_warnings
+from poseshape.engine.diagnostics import (
+    basin_uniqueness,
+    confidence_terms,
+    image_warnings,
+    mask_warnings,
+    pose_agreement,
+    result_warnings,
+)
 from poseshape.engine.grabcut import auto_mask, box_from_points, grabcut_mask, parse_box_spec
 from poseshape.engine.inputs import as_image, as_mask, crop_to_square, read_image, read_mask
 from poseshape.engine.output import write_prediction
@@ -226,7 +234,7 @@ def _one(
     if caps.full_frame:
         info["full_frame"] = True  # the box is the whole image padded to a square
     category_probability = float(pred.confidence[0]) if pred.confidence is not None else None
-    iou, margin = None, None
+    iou, margin, agreement, uniqueness = None, None, None, None
     if cfg is not None:
         # the same square at the refinement's resolution (full frame: at its own, capped,
         # since the object is small in it); refine_pose crops around the mask itself
@@ -235,7 +243,11 @@ def _one(
             item.image, item.mask, size=size, margin=caps.crop_margin, full_frame=caps.full_frame
         )
         assert tuple(rbox) == tuple(box)
+        R_predicted = pred.R[0].detach().cpu()
         pred, res = predictor.refine(pred, 0, rmask, cfg)
+        agreement = pose_agreement(R_predicted, pred.R[0].detach().cpu())
+        if getattr(res, "final_R", None) is not None:
+            uniqueness = basin_uniqueness(res.final_R[0], res.start_iou[0], int(res.start[0]))
         info["refine"] = {
             "iou_before": float(res.iou_init[0]),
             "iou": float(res.iou[0]),
@@ -264,7 +276,7 @@ def _one(
         expected_category=category,
         trained_categories=getattr(predictor, "categories", None),
     )
-    info["confidence_terms"] = confidence_terms(iou, category_probability, margin)
+    info["confidence_terms"] = confidence_terms(iou, category_probability, margin, agreement, uniqueness)
     for msg in late:
         warnings.warn(f"{where}: {msg}", PoseshapeWarning, stacklevel=4)
     notes += late

@@ -281,11 +281,12 @@ def test_reconstruct_refine_improves_mask_iou_with_the_shipped_model(tmp_path, c
         before.append(a["mask_iou"])
         after.append(b["mask_iou"])
         assert a["refined"] is False and "refine" not in a and b["refined"] is True
-        # the confidence is the silhouette IoU (these methods give no category probability)
-        assert (
-            b["confidence"] == pytest.approx(b["refine"]["iou"])
-            and b["confidence_terms"]["mask_iou"] == b["confidence"]
-        )
+        # refined, the confidence is pose agreement x basin uniqueness (these methods give no
+        # category probability); the silhouette IoU is reported beside it
+        terms = b["confidence_terms"]
+        assert 0 <= terms["pose_agreement"] <= 1 and 0 <= terms["basin_uniqueness"] <= 1
+        assert b["confidence"] == pytest.approx(terms["pose_agreement"] * terms["basin_uniqueness"])
+        assert terms["mask_iou"] == pytest.approx(b["refine"]["iou"])
         assert b["refine"]["iou"] >= b["refine"]["iou_before"]
         assert "pose" not in b.get("extras", {})  # the raw pose vector no longer describes R, t
         mask = torch.as_tensor(np.asarray(Image.open(mp)) > 0)[None].float()

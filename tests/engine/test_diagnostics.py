@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from helpers_predict import OracleConfig, OraclePredictor, make_scene
+from scipy.spatial.transform import Rotation
 
 from poseshape.core.errors import PoseshapeWarning, ShapeError
 from poseshape.engine import diagnostics as dg
@@ -56,6 +58,45 @@ def test_result_warnings_and_confidence():
     assert c["confidence"] == pytest.approx(0.4) and c["hypothesis_margin"] == 0.1
     assert dg.confidence_terms(0.8, None)["confidence"] == pytest.approx(0.8)
     assert dg.confidence_terms(None, None)["confidence"] is None
+    # after refinement the pose terms replace the silhouette IoU
+    r = dg.confidence_terms(0.95, 0.5, 0.1, agreement=0.8, uniqueness=0.5)
+    assert r["confidence"] == pytest.approx(0.2) and r["mask_iou"] == 0.95 and r["pose_agreement"] == 0.8
+    assert dg.confidence_terms(0.95, None, agreement=0.9)["confidence"] == pytest.approx(0.9)
+
+
+def _rot(rotvec):
+    return torch.from_numpy(Rotation.from_rotvec(rotvec).as_matrix())
+
+
+def test_pose_agreement_is_half_one_plus_cos_of_scipys_angle():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a, b = Rotation.random(random_state=rng), Rotation.random(random_state=rng)
+        angle = (a.inv() * b).magnitude()
+        got = dg.pose_agreement(torch.from_numpy(a.as_matrix()).float(), torch.from_numpy(b.as_matrix()))
+        assert got == pytest.approx((1 + np.cos(angle)) / 2, abs=1e-6)
+    eye = torch.eye(3)
+    assert dg.pose_agreement(eye, eye) == pytest.approx(1.0)
+    assert dg.pose_agreement(eye, _rot([0, np.pi, 0])) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_basin_uniqueness_brute_force():
+    eye, flip, quarter = torch.eye(3, dtype=torch.float64), _rot([0, np.pi, 0]), _rot([0, np.pi / 2, 0])
+    nan = torch.full((3, 3), float("nan"), dtype=torch.float64)
+
+    def u(rots, ious, chosen=0, gap=0.05):
+        return dg.basin_uniqueness(torch.stack(rots), torch.tensor(ious, dtype=torch.float64), chosen, gap)
+
+    assert u([eye], [0.9]) == 1.0  # no other survivor
+    assert u([eye, nan, nan], [0.9, float("nan"), float("nan")]) == 1.0  # pruned starts do not count
+    assert u([eye, eye.clone()], [0.9, 0.9]) == pytest.approx(1.0)  # one basin
+    assert u([eye, flip], [0.9, 0.9]) == pytest.approx(0.0, abs=1e-9)  # a coin toss
+    assert u([eye, flip], [0.9, 0.95]) == pytest.approx(0.0, abs=1e-9)  # a better rival counts fully
+    assert u([eye, flip], [0.9, 0.85]) == pytest.approx(1.0)  # one gap worse: not a rival
+    assert u([eye, flip], [0.9, 0.875]) == pytest.approx(0.5)  # half a gap: half the weight
+    # the strongest rival decides: quarter turn at equal IoU -> (1 - cos 90)/2 = 0.5
+    assert u([eye, quarter, flip], [0.9, 0.9, 0.8]) == pytest.approx(0.5)
+    assert u([flip, eye], [0.8, 0.9], chosen=0) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_reconstruct_refines_by_default_and_warns():
@@ -65,7 +106,10 @@ def test_reconstruct_refines_by_default_and_warns():
         warnings.simplefilter("always")
         p = reconstruct(pr, scene["image"], scene["mask"])
     assert p.extras["record"]["refined"] is True and "refine" in p.extras["record"]
-    assert float(p.confidence[0]) == pytest.approx(p.extras["record"]["refine"]["iou"])
+    terms = p.extras["record"]["confidence_terms"]
+    assert float(p.confidence[0]) == pytest.approx(terms["pose_agreement"] * terms["basin_uniqueness"])
+    assert terms["pose_agreement"] > 0.99  # the oracle's rotation is the true one: refinement keeps it
+    assert terms["mask_iou"] == pytest.approx(p.extras["record"]["refine"]["iou"])
     assert not [w for w in caught if issubclass(w.category, PoseshapeWarning)]
     # no mask: no refinement (by default), and a warning naming the fix
     with warnings.catch_warnings(record=True) as caught:

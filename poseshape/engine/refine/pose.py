@@ -251,6 +251,8 @@ class RefineResult:
         start: ``(B,)`` int64 index of the chosen start in ``starts_R``.
         starts_R: ``(B, M, 3, 3)`` the starting rotations.
         start_iou: ``(B, M)`` final hard IoU of each start (NaN for starts pruned early).
+        final_R: ``(B, M, 3, 3)`` the refined rotation of each start (NaN for starts pruned
+            early): where the surviving starts ended, e.g. to tell one basin from two.
         loss: ``(steps, B)`` loss of the chosen start at each step.
         loss_starts: ``(steps, B, M)`` loss of every start (NaN after it was pruned).
         verts: per-image refined vertices ``(V_b, 3)`` when ``optimize_verts``, else ``None``.
@@ -281,6 +283,7 @@ class RefineResult:
     masks: torch.Tensor
     seconds: float = 0.0
     config: RefineConfig = field(default_factory=RefineConfig)
+    final_R: torch.Tensor | None = None
 
 
 # =============================================================================== helpers
@@ -931,8 +934,10 @@ def refine_pose(
         fin = _hard_iou_all(poses, group_list, img[alive], wmask_big, big, pad, offsets=offsets)
     start_iou = torch.full((N,), float("nan"))
     start_iou[alive] = fin["iou"]
-    best_local = torch.zeros(B, dtype=torch.long)
     Rf, tf, _, sf = poses.camera(detach=True)
+    final_R = torch.full((N, 3, 3), float("nan"), dtype=Rf.dtype)
+    final_R[alive] = Rf
+    best_local = torch.zeros(B, dtype=torch.long)
     prior = starts[:, 0]  # (B, 3, 3): the given pose / first hypothesis
     for b in range(B):
         mine = torch.nonzero(img[alive] == b).flatten()
@@ -984,6 +989,7 @@ def refine_pose(
         masks=wmask.float(),
         seconds=time.perf_counter() - t_start,
         config=cfg,
+        final_R=final_R.view(B, M, 3, 3).to(R.dtype),
     )
 
 
