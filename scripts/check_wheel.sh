@@ -48,4 +48,8 @@ PY
 for f in mesh.obj mesh.glb pose.json; do
     test -s "out/photo/$f" || test -s "out/$f" || { echo "[wheel] reconstruct wrote no $f" >&2; ls -R out >&2; exit 1; }
 done
-echo "[wheel] ok: built, installed in a clean venv, reconstructs from outside the checkout" >&2
+# no mask: the shipped reproject model makes one with GrabCut (OpenCV, a core dependency)
+"$work/clean/bin/poseshape" reconstruct photo.png --out out_auto 2>/dev/null
+test -s out_auto/mask.png && grep -q '"grabcut-auto"' out_auto/pose.json \
+    || { echo "[wheel] a mask-less reconstruct made no automatic mask" >&2; ls -R out_auto >&2; exit 1; }
+echo "[wheel] ok: built, installed in a clean venv, reconstructs from outside the checkout (with and without a mask)" >&2
