@@ -10,7 +10,9 @@
 # rendering, 24 min of training). Extra arguments are passed to `poseshape train` (e.g.
 # `--device cuda`). Environment: OUT (work folder, default runs/default), MODELS, VIEWS,
 # EXPORT (where the exported model goes), POSE_REPR (6d, or the paper's twist), IMAGE_INPUT
-# (masked: the networks see the object on grey and need a mask; or the paper's rgb), SOURCES:
+# (masked: the networks see the object on grey and need a mask; or the paper's rgb), RESTORE_BEST
+# (true: the regress stage ends with its best validation weights; validation is on the world
+# mix's val models, never the test ones), SOURCES:
 #   procedural  the procedural aeroplanes / cars / chairs only (needs no data folder; the earlier
 #               shipped model: SOURCES=procedural VIEWS=12 ... --set regress_iters=2500);
 #   world       issue 19's mix (poseshape.data.world): the procedural shapes plus the PASCAL3D+ and
@@ -28,6 +30,7 @@ export_to="${EXPORT:-poseshape/assets/reproject.pt}"
 sources="${SOURCES:-world}"
 pose_repr="${POSE_REPR:-6d}"          # "twist" = the paper's output (the models shipped before 2026-12-07b)
 image_input="${IMAGE_INPUT:-masked}"  # "rgb" = the paper's input
+restore_best="${RESTORE_BEST:-true}"  # early stopping of the regress stage (false: the last weights)
 "$venv/bin/python" - "$out/data" "$models" "$views" "$sources" <<'PY'
 import sys
 from poseshape.methods.reproject.data import render_reproject_data
@@ -46,9 +49,9 @@ else:
 PY
 "$venv/bin/poseshape" train reproject --out "$out/run" --seed 0 \
     --set data.train="$out/data/train" --set data.natural="$out/data/natural" \
-    --set data.val="$out/data/test" \
+    --set data.val="$out/data/natural" \
     --set image_size=64 --set width=0.5 --set batch_size=32 \
     --set vae_iters=1500 --set regress_iters=4000 --set finetune_iters=400 \
     --set val_every=500 --set val_samples=192 \
-    --set pose_repr="$pose_repr" --set image_input="$image_input" "$@"
+    --set pose_repr="$pose_repr" --set image_input="$image_input" --set restore_best="$restore_best" "$@"
 "$venv/bin/python" -m poseshape.engine.checkpoint export "$out/run/last.pt" "$export_to"

@@ -188,6 +188,9 @@ class Stage:
         val_every: validation period in steps (``None``: only at the end of the stage).
         best_metric: a key of ``validate``'s result; when it improves, ``best_<stage>.pt`` is
             written. ``best_mode``: ``"min"`` or ``"max"``.
+        restore_best: at the end of the stage, put the stage's trained modules back to their
+            weights at the best validation (early stopping: the next stage, ``last.pt`` and
+            ``stage_<i>_<name>.pt`` start from them). Needs ``best_metric``.
         grad_clip: clip the global gradient norm of the trained parameters to this value.
         find_unused_parameters: passed to ``DistributedDataParallel``.
     """
@@ -209,6 +212,7 @@ class Stage:
     val_every: int | None = None
     best_metric: str | None = None
     best_mode: Literal["min", "max"] = "min"
+    restore_best: bool = False
     grad_clip: float | None = None
     find_unused_parameters: bool = False
 
@@ -225,6 +229,8 @@ class Stage:
             raise PoseshapeError(f"stage {self.name!r}: batch_size must be >= 1, got {self.batch_size}")
         if self.best_mode not in ("min", "max"):
             raise PoseshapeError(f"stage {self.name!r}: best_mode must be 'min' or 'max'")
+        if self.restore_best and (self.best_metric is None or self.validate is None):
+            raise PoseshapeError(f"stage {self.name!r}: restore_best needs best_metric and validate")
         if self.val_every is not None and self.val_every < 1:
             raise PoseshapeError(f"stage {self.name!r}: val_every must be >= 1 or None")
         if isinstance(self.train, str):

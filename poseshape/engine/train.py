@@ -421,6 +421,7 @@ class Trainer:
         self.rank, self.world_size, self.local_rank = 0, 1, 0
         self._owns_pg = False
         self._best: dict[str, float] = {}
+        self._best_state: dict[str, dict[str, dict[str, torch.Tensor]]] = {}  # restore_best stages
         self._elapsed0 = 0.0
         self._t0 = 0.0
         self._global_step = 0
@@ -761,12 +762,41 @@ class Trainer:
             for lg in (train_log, val_log):
                 if lg is not None:
                     lg.close()
+        if stage.restore_best:
+            self._restore_best(stage)
         self._sync_buffers()
         # Stage boundary: the next run starts the following stage from scratch. The weights at
         # the end of each stage are also kept as ``stage_<i>_<name>.pt`` (e.g. to evaluate a
         # model before and after a fine-tuning stage).
         self._save("last.pt", si + 1, 0, None, None, None)
         self._save(f"stage_{si}_{stage.name}.pt", si + 1, 0, None, None, None)
+
+    def _restore_best(self, stage: Stage) -> None:
+        """Put ``stage``'s trained modules back to their best-validation weights (rank 0 knows
+        them: from memory, or from ``best_<stage>.pt`` after a resume) and give them to every rank."""
+        names = list(stage.train) if stage.train is not None else list(self.models)
+        if self.is_main:
+            state = self._best_state.pop(stage.name, None)
+            path = self.out_dir / f"best_{stage.name}.pt" if self.out_dir is not None else None
+            if state is None and path is not None and path.exists():
+                best = load_checkpoint(path, expected_method=self.spec.name, map_location="cpu")
+                state = {n: best.models[n] for n in names if n in best.models}
+            if state is None:
+                log.warning("stage %r: no best validation weights to restore; keeping the last ones", stage.name)
+            else:
+                for n, sd in state.items():
+                    self.models[n].load_state_dict(sd)
+                log.info(
+                    "stage %r: restored the weights of the best validation (%s = %.4g)",
+                    stage.name,
+                    stage.best_metric,
+                    self._best.get(stage.name, float("nan")),
+                )
+        if self.distributed:
+            with torch.no_grad():
+                for n in names:
+                    for t in list(self.models[n].parameters()) + list(self.models[n].buffers()):
+                        dist.broadcast(t.data, src=0)
 
     def _sync_buffers(self) -> None:
         """Give every rank rank 0's buffers (e.g. batch-norm running statistics).
@@ -857,6 +887,11 @@ class Trainer:
             better = old is None or (v < old if stage.best_mode == "min" else v > old)
             if better and math.isfinite(v):
                 self._best[stage.name] = v
+                if stage.restore_best:
+                    names = list(stage.train) if stage.train is not None else list(self.models)
+                    self._best_state[stage.name] = {
+                        n: {k: t.detach().clone() for k, t in self.models[n].state_dict().items()} for n in names
+                    }
                 if self.out_dir is not None:
                     save_checkpoint(
                         self.out_dir / f"best_{stage.name}.pt",

@@ -398,6 +398,76 @@ def test_epochs_and_iterable_data(tmp_path):
     assert len(OBSERVED) == 6
 
 
+def _scripted_spec(name: str, restore: bool, scores: list[float], seen: list):
+    """One stage validated every 4 steps whose metric follows ``scores``; ``seen`` gets the
+    weights at each validation."""
+    calls = iter(scores)
+
+    def validate(models, batches, ctx):
+        seen.append(weights(models))
+        return {"val_score": next(calls)}
+
+    stage = Stage(
+        "only",
+        data=toy_data,
+        step=toy_step,
+        optimizer=toy_adam,
+        batch_size=8,
+        iterations=16,
+        validate=validate,
+        val_every=4,
+        best_metric="val_score",
+        restore_best=restore,
+    )
+    return MethodSpec(name=name, config_cls=ToyConfig, build=toy_build, stages=[stage])
+
+
+def test_restore_best_keeps_the_best_validation_weights(tmp_path):
+    seen: list = []
+    models = Trainer(_scripted_spec("toy_best", True, [3.0, 1.0, 2.0, 5.0], seen), progress=False).fit()
+    got = weights(models)
+    assert len(seen) == 4 and all(torch.equal(got[k], seen[1][k]) for k in got)  # step 8, not 16
+    assert not all(torch.equal(got[k], seen[3][k]) for k in got)
+    seen = []
+    models = Trainer(_scripted_spec("toy_last", False, [3.0, 1.0, 2.0, 5.0], seen), progress=False).fit()
+    assert all(torch.equal(v, seen[3][k]) for k, v in weights(models).items())  # off: the last weights
+    # written out, last.pt and the stage checkpoint hold the best weights too
+    seen = []
+    Trainer(_scripted_spec("toy_best2", True, [3.0, 1.0, 2.0, 5.0], seen), out_dir=tmp_path, progress=False).fit()
+    for f in ("last.pt", "stage_0_only.pt", "best_only.pt"):
+        ck = load_checkpoint(tmp_path / f, expected_method="toy_best2")
+        for n, sd in ck.models.items():
+            for k, v in sd.items():
+                assert torch.equal(v, seen[1][f"{n}.{k}"]), (f, n, k)
+    with pytest.raises(PoseshapeError, match="restore_best needs best_metric"):
+        Stage("s", data=toy_data, step=toy_step, optimizer=toy_adam, iterations=1, restore_best=True)
+
+
+def test_restore_best_after_a_resume_reads_the_best_checkpoint(tmp_path, monkeypatch):
+    import shutil
+
+    import poseshape.engine.train as train_mod
+
+    def spy(path, **kw):  # keep the mid-stage checkpoint of step 12 (after the best, at step 8)
+        out = save_checkpoint(path, **kw)
+        ts = kw["trainer_state"]
+        if Path(path).name == "last.pt" and (ts["stage_index"], ts["step"]) == (0, 12):
+            shutil.copy(path, tmp_path / "mid.pt")
+        return out
+
+    seen: list = []
+    monkeypatch.setattr(train_mod, "save_checkpoint", spy)
+    spec = _scripted_spec("toy_best3", True, [3.0, 1.0, 2.0, 5.0], seen)
+    Trainer(spec, out_dir=tmp_path / "run", progress=False, checkpoint_every=4).fit()
+    monkeypatch.undo()
+    shutil.copy(tmp_path / "mid.pt", tmp_path / "run" / "last.pt")  # as if killed after step 12
+    later: list = []
+    spec = _scripted_spec("toy_best3", True, [9.0], later)  # the one validation left is worse
+    models = Trainer(spec, out_dir=tmp_path / "run", progress=False, checkpoint_every=4).fit()
+    assert len(later) == 1
+    assert all(torch.equal(v, seen[1][k]) for k, v in weights(models).items())
+
+
 def test_step_errors_are_clear():
     def bad_step(models, batch, ctx):
         return {"mse": torch.tensor(1.0)}

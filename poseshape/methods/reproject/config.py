@@ -92,6 +92,12 @@ class ReprojectConfig:
     finetune_iters: int = 2000
     val_every: int = 1000
     val_samples: int = 256
+    #: Early stopping (ours): the regress stage ends with the weights of its best validation
+    #: rotation MedErr (``val_rot_mederr`` on ``data.val``, which must then be a validation set,
+    #: not the test set), written as ``best_regress.pt``; fine-tuning starts from them. Off: the
+    #: last weights. Not applied to the finetune stage: it fits the ``data.natural`` masks,
+    #: which the shipped script also validates on (the world mix's ``val`` models).
+    restore_best: bool = False
     grad_clip: float | None = 10.0
     num_workers: int = 0
     data: DataPaths = field(default_factory=DataPaths)

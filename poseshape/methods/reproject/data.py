@@ -85,12 +85,17 @@ class RenderedSamples(Dataset):
             raise PoseshapeError(f"reproject: data set {root} is empty")
         if "voxel_res" in self.ds.meta and not self.ds.meta.get("voxel_res"):
             raise PoseshapeError(f"reproject: {root} has no voxels; render it with --voxels {config.voxel_res}")
+        # a limit takes samples spread evenly over the set (its models and categories), not the
+        # first ones (the views of its first few models)
+        self._index = None if self.n == n else np.linspace(0, n - 1, self.n).round().astype(np.int64)
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        it = self.ds[i]
+        if not -self.n <= i < self.n:
+            raise IndexError(f"sample {i} out of range for {self.n} samples")
+        it = self.ds[int(self._index[i]) if self._index is not None else i]
         Q = self.cfg.voxel_res
         S_data = it["image"].shape[-1]
         pose, sigma = pinhole_to_posed(

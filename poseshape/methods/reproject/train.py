@@ -457,6 +457,10 @@ def stages(cfg: ReprojectConfig) -> list[Stage]:
         )
         style_mods = ["pose"]
     pair_common = dict(common, batch_size=max(1, cfg.batch_size // 2))  # 1:1 rendered : natural
+    # early stopping of the regress stage on the validation rotation error (ReprojectConfig.restore_best)
+    early: dict[str, Any] = (
+        dict(best_metric="val_rot_mederr", best_mode="min", restore_best=True) if cfg.restore_best else {}
+    )
     return [
         first,
         Stage(
@@ -467,6 +471,7 @@ def stages(cfg: ReprojectConfig) -> list[Stage]:
             step=_regress_step,
             iterations=cfg.regress_iters,
             validate=_validate_predictions,
+            **early,
             **common,
         ),
         Stage(

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from poseshape.engine.checkpoint import load_checkpoint
 from poseshape.engine.registry import get_method
 from poseshape.engine.train import Trainer, load_trained
 
@@ -54,7 +55,9 @@ def _config(paths, extra=()):
     [("vae", "twist", "rgb"), ("vaegan", "twist", "rgb"), ("vae", "6d", "masked")],
 )
 def test_all_stages_run_and_checkpoint(tiny_data, tmp_path, generator, pose_repr, image_input):
-    spec, cfg = _config(tiny_data, [f"generator={generator}", f"pose_repr={pose_repr}", f"image_input={image_input}"])
+    ours = image_input == "masked"  # our options together: 6-D, masked input, early stopping
+    extra = [f"generator={generator}", f"pose_repr={pose_repr}", f"image_input={image_input}", f"restore_best={ours}"]
+    spec, cfg = _config(tiny_data, extra)
     tr = Trainer(spec, cfg, out_dir=tmp_path / "run", seed=0, progress=False, tensorboard=False)
     tr.fit()
     first = "vae" if generator == "vae" else "vaegan"
@@ -62,6 +65,15 @@ def test_all_stages_run_and_checkpoint(tiny_data, tmp_path, generator, pose_repr
         assert (tmp_path / "run" / name).is_file(), name
     assert set(tr.val_metrics) == {first, "regress", "finetune"}
     assert 0 <= tr.val_metrics["finetune"]["val_ap2d"] <= 1
+    # early stopping of the regress stage: its best weights are written and restored (the
+    # stage's own checkpoint holds them); fine-tuning is not early-stopped
+    assert (tmp_path / "run" / "best_regress.pt").is_file() == ours
+    assert not (tmp_path / "run" / "best_finetune.pt").exists()
+    if ours:
+        best = load_checkpoint(tmp_path / "run" / "best_regress.pt", expected_method="reproject")
+        end = load_checkpoint(tmp_path / "run" / "stage_1_regress.pt", expected_method="reproject")
+        for n in ("style", "pose"):
+            assert all(torch.equal(v, end.models[n][k]) for k, v in best.models[n].items())
     spec2, cfg2, models = load_trained(tmp_path / "run" / "last.pt", "reproject")
     pred = spec2.predictor(cfg2, models)
     masks = torch.ones(2, 1, 50, 40) if image_input == "masked" else None
@@ -181,3 +193,21 @@ def test_cli_train_and_eval(tiny_data, tmp_path, capsys):
     assert "expected an .html file" in capsys.readouterr().err
     # a checkpoint of the wrong kind / missing file
     assert main(["eval", "--checkpoint", str(tmp_path / "nope.pt"), "--data", str(tiny_data["test"])]) == 2
+
+
+def test_a_validation_limit_spreads_over_the_models(tiny_data):
+    from poseshape.data.dataset import ShardDataset
+    from poseshape.methods.reproject.data import RenderedSamples
+
+    _, cfg = _config(tiny_data)
+    full = RenderedSamples(tiny_data["test"], cfg)
+    some = RenderedSamples(tiny_data["test"], cfg, limit=3)
+    n = len(full)
+    assert len(some) == 3 and n > 3
+    want = [0, round((n - 1) / 2), n - 1]  # the first, middle and last samples, not the first three
+    for i, j in enumerate(want):
+        torch.testing.assert_close(some[i]["image"], full[j]["image"])
+    models = ShardDataset(tiny_data["test"], keys=("model_index",))
+    assert len({int(models[j]["model_index"]) for j in want}) > 1
+    with pytest.raises(IndexError):
+        some[3]
