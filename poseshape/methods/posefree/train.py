@@ -312,7 +312,7 @@ def reconstruct_losses(models, batch, cfg: PosefreeConfig, ctx: StageContext) ->
     lap = laplacian_smoothing_loss(verts, faces)
     out = {"re": re, "lap": lap}
     loss = re + cfg.mu_lap * lap
-    if cfg.pose_source != "pseudo_nodis":
+    if cfg.pose_source == "pseudo":  # the baselines (B/Ls, B/Lu) train with the re-projection loss only
         D2 = models["D2"]
         v_un = _unobserved(cfg, ctx, v_obs)
         sil_un = _proj(cfg, verts, faces, v_un)
@@ -435,7 +435,7 @@ def stages(cfg: PosefreeConfig) -> list[Stage]:
                 iterations=1,
             )
         )
-    trained = ["R"] if cfg.pose_source == "pseudo_nodis" else ["R", "D2"]
+    trained = ["R", "D2"] if cfg.pose_source == "pseudo" else ["R"]
     out.append(
         Stage(
             "reconstruct",

@@ -209,3 +209,26 @@ def test_eval_and_reconstruct_through_the_cli(run, tmp_path, capsys):
     p = poseshape.load(run / "last.pt", device="cpu")
     with pytest.raises(ShapeError, match="needs masks"):
         p.predict(torch.rand(1, 3, 64, 64))
+
+
+@pytest.mark.parametrize(("source", "critic"), [("pseudo", True), ("gt", False), ("pseudo_nodis", False)])
+def test_the_baselines_train_with_the_reprojection_loss_only(source, critic):
+    """Paper 002's B/Ls (true azimuth) and B/Lu (pseudo pose) use the method's network with the
+    re-projection loss only: no view critic D2 is trained or used; the method uses it."""
+    from poseshape.engine.registry import StageContext
+    from poseshape.methods.posefree.train import reconstruct_losses, stages
+
+    cfg = apply_overrides(PosefreeConfig(), [*PRESETS["quick"], f"pose_source={source}"])
+    last = stages(cfg)[-1]
+    assert last.name == "reconstruct" and sorted(last.train) == (["D2", "R"] if critic else ["R"])
+    assert [s.name for s in stages(cfg)][:1] == (["reconstruct"] if source == "gt" else ["manifold"])
+    torch.manual_seed(0)
+    models = build(cfg)
+    S = cfg.data.image_size
+    batch = {"image": torch.rand(2, 3, S, S), "mask": (torch.rand(2, 1, S, S) > 0.5).float(),
+             "azimuth": torch.tensor([0.3, 2.0])}  # fmt: skip
+    out = reconstruct_losses(models, batch, cfg, StageContext(config=cfg))
+    assert ("dis" in out) == critic and ("d2" in out) == critic
+    want = out["re"] + cfg.mu_lap * out["lap"]
+    if not critic:
+        torch.testing.assert_close(out["loss"], want)
