@@ -25,6 +25,22 @@ AUTO_INSET = 0.04
 AUTO_MAX_SIDE = 256
 
 
+def _rgb_uint8(image) -> np.ndarray:
+    """``(H, W, 3)`` uint8 from uint8, or from float in [0, 1] (clipped, rounded).
+
+    Raises:
+        ShapeError: not ``(H, W, 3)``, or NaN / inf values.
+    """
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ShapeError(f"image: expected shape (H, W, 3), got {a.shape}")
+    if a.dtype != np.uint8:
+        if not np.isfinite(a).all():
+            raise ShapeError("image: contains NaN or inf")
+        a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return a
+
+
 def box_from_points(points, hw: tuple[int, int]) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)`` integer pixel box (exclusive ``x1``, ``y1``) from two corners in any
     order, clipped to the image ``hw = (H, W)``.
@@ -66,13 +82,7 @@ def grabcut_mask(image: np.ndarray, box, iterations: int = 5) -> np.ndarray:
     """
     import cv2
 
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise ShapeError(f"image: expected shape (H, W, 3), got {a.shape}")
-    if a.dtype != np.uint8:
-        if not np.isfinite(a).all():
-            raise ShapeError("image: contains NaN or inf")
-        a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+    a = _rgb_uint8(image)
     H, W = a.shape[:2]
     x0, y0, x1, y1 = box_from_points(box, (H, W))
     if iterations < 1:
@@ -142,17 +152,11 @@ def auto_mask(
     """
     import cv2
 
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise ShapeError(f"image: expected shape (H, W, 3), got {a.shape}")
+    a = _rgb_uint8(image)
     if not (0 < inset <= 0.45):
         raise ShapeError(f"inset: expected a fraction in (0, 0.45], got {inset}")
     if max_side < 16:
         raise ShapeError(f"max_side: expected >= 16, got {max_side}")
-    if a.dtype != np.uint8:
-        if not np.isfinite(a).all():
-            raise ShapeError("image: contains NaN or inf")
-        a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
     H, W = a.shape[:2]
     if min(H, W) < 8:
         raise ShapeError(f"image: {W}x{H} is too small to find an object in")
