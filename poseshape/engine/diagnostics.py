@@ -17,6 +17,7 @@ import torch
 from scipy import ndimage
 
 from poseshape.core.checks import check_finite
+from poseshape.geometry.rotations import geodesic_distance
 
 __all__ = [
     "CUT_FRACTION",
@@ -58,19 +59,13 @@ LOW_PROBABILITY = 0.5
 RIVAL_IOU_GAP = 0.05
 
 
-def _angle_cos(Ra: torch.Tensor, Rb: torch.Tensor) -> torch.Tensor:
-    """cos of the geodesic angle between rotations ``(..., 3, 3)``, clamped to [-1, 1]."""
-    tr = (Ra.double().transpose(-1, -2) @ Rb.double()).diagonal(dim1=-2, dim2=-1).sum(-1)
-    return ((tr - 1) / 2).clamp(-1.0, 1.0)
-
-
 def pose_agreement(R_predicted: torch.Tensor, R_refined: torch.Tensor) -> float:
     """How far refinement had to turn the network's rotation: ``(1 + cos angle) / 2`` in [0, 1]
     (1: refinement kept it; 0: it turned it by 180 degrees). ``(3, 3)`` each.
 
     A large turn means the network and the silhouette disagree, so at least one is wrong.
     """
-    return float((1 + _angle_cos(R_predicted, R_refined)) / 2)
+    return float((1 + torch.cos(geodesic_distance(R_predicted.double(), R_refined.double()))) / 2)
 
 
 def basin_uniqueness(final_R: torch.Tensor, start_iou: torch.Tensor, chosen: int, gap: float = RIVAL_IOU_GAP) -> float:
@@ -95,7 +90,7 @@ def basin_uniqueness(final_R: torch.Tensor, start_iou: torch.Tensor, chosen: int
     alive[chosen] = False
     if not bool(alive.any()):
         return 1.0
-    a = _angle_cos(final_R[alive], final_R[chosen].expand(int(alive.sum()), 3, 3))
+    a = torch.cos(geodesic_distance(final_R[alive].double(), final_R[chosen].double().expand(int(alive.sum()), 3, 3)))
     w = (1 - (start_iou[chosen] - start_iou[alive]).clamp(min=0).double() / gap).clamp(min=0)
     return float(1 - (w * (1 - a) / 2).max())
 

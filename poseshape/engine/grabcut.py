@@ -135,8 +135,9 @@ def auto_mask(
     the pieces of at least a tenth of the largest one, then scaled back (nearest).
 
     Good for one object on a background that differs from it and that fills the image border;
-    an object cut by the border loses that part. Measured against the true masks of the
-    cross-dataset renders in ``bench/auto_mask.py`` (bench/RESULTS.md).
+    an object cut by the border loses that part. Measured against the true masks of
+    validation renders by ``bench/auto_mask.py`` and of the cross-dataset test renders by
+    ``bench/cross_dataset.py --masks truth auto`` (bench/RESULTS.md, "Without a mask").
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB, or float in [0, 1].
