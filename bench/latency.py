@@ -138,7 +138,7 @@ def run_method(method: str, sizes, repeats: int, profile: bool, log=print) -> li
         if refine_on is not None:
             im, m = refine_on
             plain = median_time(lambda: model.reconstruct(im, m, refine=False), repeats)
-            row["refine"] = median_time(lambda: model.reconstruct(im, m), max(1, repeats // 2)) - plain
+            row["refine"] = median_time(lambda: model.reconstruct(im, m), repeats) - plain
         rows.append(row)
         log(
             f"  {method:16s} {size:3d}^2  "

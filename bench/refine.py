@@ -234,7 +234,7 @@ def part_large(args) -> dict:
     print("| optimised on | faces | s / image (median) | mean IoU, full mesh (start -> refined) | median error (deg) |")
     print("|---|---:|---:|---|---:|")
     out = {"mesh_faces": full.num_faces}
-    for max_faces in (None, 8000, 5000, 2500):
+    for max_faces in (None, 8000, 5000, 2500, 1500, 1000):
         faces = full.num_faces if max_faces is None else simplify_mesh(full, max_faces).num_faces
         ts, ious, ious0, errs = [], [], [], []
         refine_pose(masks[:1], full, R0[:1], t0[:1], K, starts=1, max_faces=max_faces)  # warm-up

@@ -18,8 +18,9 @@ Two forms, both differentiable w.r.t. the vertices, the pose ``(R, t)`` and ``K`
     ``1.64 px^2`` at 256 x 256. Pass ``sigma_units="px"`` to give ``sigma`` in pixels^2.
 
     Culling: face ``j`` only touches pixels where ``D_j > eps`` (outside), i.e. where
-    ``d^2 < sigma_px2 * log(1/eps - 1)``; the screen bounding box is grown by that radius.
-    The neglected terms change ``sum softplus`` by less than ``eps`` each.
+    ``d^2 < sigma_px2 * log(1/eps - 1)``; the screen bounding box is grown by that radius,
+    and the pairs of that box farther out than the radius are dropped too. The neglected
+    terms change ``sum softplus`` by less than ``eps`` each.
 
 ``mode="edge"`` (paper 003, Sec. 3.2, Eq. 5)
     Each face contributes ``F_norm(prod_k max(e_k(p) * o, 0))`` where ``e_k`` are the three
@@ -83,7 +84,7 @@ def _cpp_ext():
     if os.environ.get("POSESHAPE_NO_CPP", "") not in ("", "0"):
         return None
     src = Path(__file__).with_name("_cpp") / "soft_raster.cpp"
-    return load_openmp_extension("poseshape_soft_raster_v1", src, "soft rasteriser")
+    return load_openmp_extension("poseshape_soft_raster_v3", src, "soft rasteriser")
 
 
 def cpp_available() -> bool:
@@ -113,7 +114,9 @@ def sigma_ndc_to_px2(sigma: float, image_size) -> float:
     return float(sigma) * (min(H, W) / 2.0) ** 2
 
 
-def pair_terms(v: torch.Tensor, px: torch.Tensor, py: torch.Tensor, mode: str, sigma_px2: float) -> torch.Tensor:
+def pair_terms(
+    v: torch.Tensor, px: torch.Tensor, py: torch.Tensor, mode: str, sigma_px2: float, cutoff_px2: float = math.inf
+) -> torch.Tensor:
     """Per face/pixel-pair contribution (differentiable w.r.t. ``v``).
 
     Args:
@@ -122,6 +125,9 @@ def pair_terms(v: torch.Tensor, px: torch.Tensor, py: torch.Tensor, mode: str, s
         mode: ``"softras"`` -> ``softplus(delta * d^2 / sigma_px2)`` (= ``-log(1 - D)``);
             ``"edge"`` -> ``tanh(27 * prod_k max(lambda_k, 0))``.
         sigma_px2: SoftRas sigma in pixels^2 (unused for ``"edge"``).
+        cutoff_px2: ``"softras"`` only: outside pairs with ``d^2 >= cutoff_px2`` (pixels^2) give 0,
+            the culling of :func:`render_silhouette` (their term is below its ``eps``); the C++
+            kernel drops the same pairs. The default keeps every pair.
 
     Returns:
         ``(N,)`` terms; the silhouette accumulates them per pixel.
@@ -142,7 +148,10 @@ def pair_terms(v: torch.Tensor, px: torch.Tensor, py: torch.Tensor, mode: str, s
     qy = wy - tt * e[..., 1]
     d2 = (qx * qx + qy * qy).amin(-1)
     inside = ((cross * area2[:, None]) > 0).all(-1)
-    return nn.functional.softplus(torch.where(inside, d2, -d2) / sigma_px2)
+    term = nn.functional.softplus(torch.where(inside, d2, -d2) / sigma_px2)
+    if math.isfinite(cutoff_px2):
+        term = torch.where(inside | (d2 < cutoff_px2), term, torch.zeros_like(term))
+    return term
 
 
 def _finish(S: torch.Tensor, mode: str) -> torch.Tensor:
@@ -153,18 +162,21 @@ class _SoftRaster(torch.autograd.Function):
     """``face_xy (B, F, 3, 2) -> silhouette (B, H, W)`` with a chunked, recomputing backward."""
 
     @staticmethod
-    def forward(ctx, face_xy, plan: PairPlan, B: int, mode: str, sigma_px2: float, chunk: int, ext):
+    def forward(ctx, face_xy, plan: PairPlan, B: int, mode: str, sigma_px2: float, cutoff_px2: float, chunk: int, ext):
         H, W = plan.H, plan.W
         flat = face_xy.reshape(-1, 3, 2)
         if ext is not None:
-            S = ext.soft_forward(flat.contiguous(), *_plan_args(plan), B, H, W, plan.F, MODES.index(mode), sigma_px2)
+            S = ext.soft_forward(
+                flat.contiguous(), *_plan_args(plan), B, H, W, plan.F, MODES.index(mode), sigma_px2, cutoff_px2
+            )
         else:
             S = face_xy.new_zeros(B * H * W)
             for f, pix, jj, ii in plan.chunks(chunk):
-                s = pair_terms(flat[f], jj.to(flat.dtype) + 0.5, ii.to(flat.dtype) + 0.5, mode, sigma_px2)
+                s = pair_terms(flat[f], jj.to(flat.dtype) + 0.5, ii.to(flat.dtype) + 0.5, mode, sigma_px2, cutoff_px2)
                 S.index_add_(0, pix, s)
         ctx.save_for_backward(face_xy, S)
         ctx.plan, ctx.mode, ctx.sigma, ctx.chunk, ctx.ext, ctx.B = plan, mode, sigma_px2, chunk, ext, B
+        ctx.cutoff = cutoff_px2
         return _finish(S, mode).view(B, H, W)
 
     @staticmethod
@@ -186,8 +198,9 @@ class _SoftRaster(torch.autograd.Function):
                 plan.F,
                 MODES.index(mode),
                 ctx.sigma,
+                ctx.cutoff,
             )
-            return grad.view_as(face_xy), None, None, None, None, None, None
+            return grad.view_as(face_xy), None, None, None, None, None, None, None
         grad = torch.zeros_like(flat)
         for f, pix, jj, ii in ctx.plan.chunks(ctx.chunk):
             gp = gS[pix]
@@ -198,10 +211,10 @@ class _SoftRaster(torch.autograd.Function):
                 f, jj, ii, gp = f[keep], jj[keep], ii[keep], gp[keep]
             with torch.enable_grad():
                 v = flat[f].requires_grad_(True)
-                s = pair_terms(v, jj.to(flat.dtype) + 0.5, ii.to(flat.dtype) + 0.5, mode, ctx.sigma)
+                s = pair_terms(v, jj.to(flat.dtype) + 0.5, ii.to(flat.dtype) + 0.5, mode, ctx.sigma, ctx.cutoff)
                 (gv,) = torch.autograd.grad(s, v, gp)
             grad.index_add_(0, f, gv)
-        return grad.view_as(face_xy), None, None, None, None, None, None
+        return grad.view_as(face_xy), None, None, None, None, None, None, None
 
 
 def _plan_args(plan: PairPlan):
@@ -280,12 +293,14 @@ def render_silhouette(
     B = verts.shape[0]
     sigma_px2 = sigma_ndc_to_px2(sigma, (H, W)) if sigma_units == "ndc" else float(sigma)
     xy, _, valid = project_faces(verts, faces, cam, znear)
-    plan = plan_pairs(xy, valid, H, W, _support_radius(mode, sigma_px2, eps))
+    radius = _support_radius(mode, sigma_px2, eps)
+    plan = plan_pairs(xy, valid, H, W, radius)
     if plan.total == 0:
         # Keep the graph connected so that backward yields zero (not None) gradients.
         return xy.sum().mul(0.0) + xy.new_zeros(B, 1, H, W)
     ext = _resolve_backend(backend, xy.device)
-    out = _SoftRaster.apply(xy, plan, B, mode, sigma_px2, int(chunk_size), ext)
+    cutoff_px2 = radius * radius if mode == "softras" else math.inf
+    out = _SoftRaster.apply(xy, plan, B, mode, sigma_px2, cutoff_px2, int(chunk_size), ext)
     return out.unsqueeze(1)
 
 

@@ -418,19 +418,43 @@ def _box_blur_1d(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
     return (c.narrow(dim, 2 * r + 1, n) - c.narrow(dim, 0, n)) / (2 * r + 1)
 
 
+def _blur_radius(std: float) -> int:
+    return round((math.sqrt(4 * std * std + 1) - 1) / 2)
+
+
+def _box_blur_3x(x: torch.Tensor, r: int) -> torch.Tensor:
+    for _ in range(3):
+        x = _box_blur_1d(_box_blur_1d(x, r, -1), r, -2)
+    return x
+
+
+class _SymmetricBlur(torch.autograd.Function):
+    """The blur is a symmetric linear map (each zero-padded box mean is a symmetric banded
+    matrix, and the x and y passes commute), so its backward is the same blur of the gradient:
+    no graph of the 12 cumulative-sum passes is kept, and the backward costs one forward."""
+
+    @staticmethod
+    def forward(ctx, x, r):
+        ctx.r = r
+        return _box_blur_3x(x, r)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _box_blur_3x(g, ctx.r), None
+
+
 def _gaussian_blur(x: torch.Tensor, std: float) -> torch.Tensor:
     """Approximate Gaussian blur of ``(N, 1, H, W)`` maps (std in pixels, zero padding).
 
     Three box filters of width ``w = 2 r + 1`` per axis (variance ``3 (w^2 - 1) / 12``, the
     nearest odd ``w`` to ``std``), each a difference of cumulative sums: the cost does not grow
-    with the blur, unlike a convolution with a ``6 std`` wide kernel.
+    with the blur, unlike a convolution with a ``6 std`` wide kernel. Differentiable w.r.t.
+    ``x`` (the gradient is the same blur of the incoming gradient).
     """
-    r = round((math.sqrt(4 * std * std + 1) - 1) / 2)
+    r = _blur_radius(std)
     if r < 1:
         return x
-    for _ in range(3):
-        x = _box_blur_1d(_box_blur_1d(x, r, -1), r, -2)
-    return x
+    return _SymmetricBlur.apply(x, r)
 
 
 def hard_silhouettes(verts, faces, R, t, K=None, scale=None, image_size=128) -> torch.Tensor:
@@ -755,13 +779,12 @@ def refine_pose(
     pad = S / 2.0
     big = 2 * S
     wmask_big = F.pad(wmask, (int(pad),) * 4)
-    iou_start = _hard_iou_all(poses, group_list, img, wmask_big, big, pad)
+    first = torch.arange(B) * M  # start 0 of each image
+    iou_first = _hard_iou_all(poses, group_list, img, wmask_big, big, pad, subset=first)
     area_m = wmask.flatten(1).sum(1)
-    iou_init = torch.zeros(B)
+    iou_init = iou_first["iou"].clone()
     for b in range(B):
-        n = b * M
-        sil_area = float(iou_start["area"][n])
-        iou_init[b] = iou_start["iou"][n]
+        sil_area = float(iou_first["area"][b])
         if sil_area == 0:
             raise PoseshapeError(
                 f"mask {b}: at the initial pose the shape projects outside the region around the mask "
@@ -783,9 +806,9 @@ def refine_pose(
         cm = _centroids(wmask_big.float())[img]
         am = area_m[img].float()
         with torch.no_grad():
-            for it_m in range(2):
-                if it_m:
-                    iou_start = _hard_iou_all(poses, group_list, img, wmask_big, big, pad)
+            for _ in range(2):
+                # at half resolution: the moments need no more (the blurred first steps, at S/2, refine them)
+                iou_start = _hard_iou_all(poses, group_list, img, None, big, pad, factor=0.5)
                 ok = iou_start["area"] > 0
                 du = torch.where(ok[:, None], (cm - iou_start["centroid"]) / S, torch.zeros_like(cm))
                 poses.shift += du.clamp(-0.5, 0.5)
@@ -993,9 +1016,22 @@ def refine_pose(
     )
 
 
-def _hard_iou_all(poses: _Poses, group_list, img_alive, wmask_big, big, pad, offsets=None):
-    """Hard-raster IoU and silhouette area of every current pose on the padded working canvas."""
-    Rk, tk, Kk, sk = poses.camera(pad=pad, detach=True)
+def _hard_iou_all(
+    poses: _Poses, group_list, img_alive, wmask_big, big, pad, offsets=None, subset=None, factor: float = 1.0
+):
+    """Hard-raster IoU, silhouette area and centroid of every current pose on the padded working canvas.
+
+    ``subset``: only these poses (indices into ``poses``). ``factor`` < 1: render the canvas at
+    ``factor`` times its size; area and centroid are given in full-canvas pixels, and the IoU is
+    left at 0 (``wmask_big`` is not used; pass ``None``).
+    """
+    Rk, tk, Kk, sk = poses.camera(factor=factor, pad=pad * factor, detach=True)
+    aspect = poses.aspect.detach()
+    if subset is not None:
+        Rk, tk, img_alive, aspect = Rk[subset], tk[subset], img_alive[subset], aspect[subset]
+        Kk = None if Kk is None else Kk[subset]
+        sk = None if sk is None else sk[subset]
+    size = int(round(big * factor))
     n = Rk.shape[0]
     iou = torch.zeros(n)
     area = torch.zeros(n)
@@ -1010,16 +1046,18 @@ def _hard_iou_all(poses: _Poses, group_list, img_alive, wmask_big, big, pad, off
             local = torch.searchsorted(g["images"], img_alive[sel])
             if g["proxy"] is full:
                 verts = verts + offsets[gi][local].detach()
-        verts = verts * torch.exp(poses.aspect[sel].detach())[:, None, :]
+        verts = verts * torch.exp(aspect[sel])[:, None, :]
         sil = hard_silhouettes(
-            verts, full.faces, Rk[sel], tk[sel], None if Kk is None else Kk[sel], None if sk is None else sk[sel], big
+            verts, full.faces, Rk[sel], tk[sel], None if Kk is None else Kk[sel], None if sk is None else sk[sel], size
         )
-        tgt = wmask_big[img_alive[sel]].float()
-        a_sil, a_tgt = sil.flatten(1).sum(1), tgt.flatten(1).sum(1)
-        inter = (sil * tgt).flatten(1).sum(1)
-        iou[sel] = (inter / (a_sil + a_tgt - inter).clamp_min(1)).float()
-        area[sel] = a_sil.float()
-        cen[sel] = _centroids(sil)
+        a_sil = sil.flatten(1).sum(1)
+        if factor == 1.0:
+            tgt = wmask_big[img_alive[sel]].float()
+            a_tgt = tgt.flatten(1).sum(1)
+            inter = (sil * tgt).flatten(1).sum(1)
+            iou[sel] = (inter / (a_sil + a_tgt - inter).clamp_min(1)).float()
+        area[sel] = a_sil.float() / (factor * factor)
+        cen[sel] = _centroids(sil) / factor
     return {"iou": iou, "area": area, "centroid": cen}
 
 

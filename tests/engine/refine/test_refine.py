@@ -413,3 +413,22 @@ def test_mask_the_shape_cannot_cover(small_case):
         refine_pose(mask, mesh, R, torch.tensor([[0.0, 0.0, -3.0]]), K)
     with pytest.raises(ShapeError, match="RefineConfig.rotation"):
         RefineConfig(rotation="euler")
+
+
+def test_blur_is_three_zero_padded_box_means_and_its_gradient_is_exact():
+    from scipy.ndimage import uniform_filter
+
+    from poseshape.engine.refine.pose import _blur_radius, _gaussian_blur
+
+    x = torch.rand(2, 1, 9, 11, dtype=torch.float64)
+    std = 1.6
+    r = _blur_radius(std)
+    assert r == 1
+    ref = x[:, 0].numpy()
+    for _ in range(3):  # brute-force reference: box means of width 2r+1, zeros outside
+        ref = uniform_filter(ref, size=(1, 2 * r + 1, 2 * r + 1), mode="constant", cval=0.0)
+    np.testing.assert_allclose(_gaussian_blur(x, std)[:, 0].numpy(), ref, atol=1e-12)
+    assert _gaussian_blur(x, 0.4) is x  # r = 0: no blur
+    # the hand-written backward (the same blur of the gradient) against finite differences
+    xg = torch.rand(1, 1, 6, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _gaussian_blur(t, 3.0), (xg,))
