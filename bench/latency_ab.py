@@ -2,9 +2,10 @@
 
 This machine's speed drifts by 20-50 % between minutes, so a latency change is only measurable
 as a same-run comparison: the baseline commit is checked out into a temporary git worktree and
-the two trees take turns (``--rounds`` rounds of one child process each), each process timing
+the two trees take turns (``--rounds`` rounds; in each, per method, one child process per tree,
+so that the two trees' samples of a method are seconds apart), each process timing
 the default refinement (``model.reconstruct(image, mask)`` minus ``refine=False``) of every
-shipped method on :mod:`bench.latency`'s first refinable input at 64^2 and 128^2, ``--repeats``
+method on :mod:`bench.latency`'s first refinable input at 64^2 and 128^2, ``--repeats``
 times. Per tree, method and size: the minimum over all repeats and rounds (the least disturbed
 run) and the median, and the ratio baseline / this tree.
 
@@ -89,11 +90,14 @@ def main(argv=None) -> None:
     runs: dict[str, dict[str, list]] = {"baseline": {}, "this": {}}
     try:
         for r in range(args.rounds):
-            for name, tree in (("baseline", base), ("this", ROOT)):
-                res = run_child(tree, args.repeats, args.methods)
-                for key, (mn, med) in res.items():
-                    runs[name].setdefault(key, []).append((mn, med))
-                print(f"round {r + 1} {name}: " + ", ".join(f"{k} {v[0]:.3f}" for k, v in res.items()), flush=True)
+            for (
+                method
+            ) in args.methods:  # one child per (method, tree): the two trees' samples of a method are close in time
+                for name, tree in (("baseline", base), ("this", ROOT)):
+                    res = run_child(tree, args.repeats, [method])
+                    for key, (mn, med) in res.items():
+                        runs[name].setdefault(key, []).append((mn, med))
+                    print(f"round {r + 1} {name}: " + ", ".join(f"{k} {v[0]:.3f}" for k, v in res.items()), flush=True)
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
         shutil.rmtree(tmp, ignore_errors=True)

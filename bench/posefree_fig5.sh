@@ -9,6 +9,7 @@
 # keep the same number of reconstruction steps as the full run (6 epochs of 24 views).
 # The full-view row is the shipped model (bench/RESULTS.md "Tables 1-3").
 #
+# A subset whose run (last.pt) or evaluation (eval.json) exists is not redone.
 # Usage: bash bench/posefree_fig5.sh [OUT_DIR=runs/pf_fig5] [SUBSET ...]
 # ~16 min per subset on the 2-core CPU (render, train, eval).
 set -euo pipefail
@@ -30,7 +31,9 @@ for name in "${SUBSETS[@]}"; do
         "$V/bin/poseshape" train posefree --out "$run" --seed 0 --no-progress --set preset=cpu \
             --set data.view_subset="$name" --set recon_epochs="$epochs"
     fi
-    "$V/bin/poseshape" eval posefree --checkpoint "$run/last.pt" --device cpu --label "$name" --out "$run/eval"
+    if [ ! -f "$run/eval.json" ]; then
+        "$V/bin/poseshape" eval posefree --checkpoint "$run/last.pt" --device cpu --label "$name" --out "$run/eval"
+    fi
     echo "$name: $n views, $epochs reconstruction epochs, $(( $(date +%s) - start )) s" | tee -a "$OUT/times.txt"
 done
 "$V/bin/python" - "$OUT" "${SUBSETS[@]}" <<'PY'
@@ -41,7 +44,7 @@ out = Path(sys.argv[1])
 print("| subset | training views | Table 1 IoU | CD x 0.01 | silhouette IoU | azimuth MedErr |")
 print("|---|---|---:|---:|---:|---:|")
 for name in sys.argv[2:]:
-    row = json.loads((out / name / "eval.json").read_text())[name]["overall"]
+    row = json.loads((out / name / "eval.json").read_text())[name]["result"]["overall"]
     cells = [row.get(k) for k in ("iou", "cd", "sil_iou", "az_err")]
     fmt = ["-" if c is None else f"{c:.3f}" for c in cells]
     print(f"| {name} | {list(VIEW_SUBSETS[name])} | " + " | ".join(fmt) + " |")
