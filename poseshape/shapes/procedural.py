@@ -10,6 +10,14 @@ parameters (e.g. a chair's leg type, arms, back height and slant), sampled from 
 ('pedestal', True)
 >>> mesh2 = build("chair", {**params, "arms": False})  # doctest: +SKIP
 
+Categories (:data:`CATEGORIES`, in this fixed order; new ones are appended)
+    chair, table, sofa, car, aeroplane, monitor, bench, lamp, bottle, boat, cabinet,
+    speaker (a loudspeaker box), rifle, telephone (a smartphone, a keypad mobile or a desk
+    phone, by its ``kind`` parameter).  The last four are ShapeNet classes of the 13-class
+    3D-R2N2 set, named as :func:`poseshape.data.collections.canonical_category` names them
+    (so ``MeshCollection.procedural(["loudspeaker", "phone"])`` selects speakers and
+    telephones).
+
 Construction
     Every shape is assembled from watertight closed primitives (boxes, cylinders,
     icospheres / ellipsoids, convex hulls of a few points, surfaces of revolution), possibly
@@ -23,11 +31,13 @@ Construction
 
 Frame
     The output is in poseshape's object frame (see :mod:`poseshape.geometry.conventions`):
-    +Y up, the front faces +Z (a car's nose, a chair's seat front, a monitor's screen and an
-    aeroplane's nose all point to +Z; a chair's or sofa's back is at -Z), the bounding box is
-    centred at the origin and its largest side is 1.  Shapes rest on their lowest point
-    (wheels, legs, feet) at ``y = min``.  Units before normalisation are roughly metres,
-    which is what the parameters are expressed in; lengths are metres and angles radians.
+    +Y up, the front faces +Z (a car's nose, a chair's seat front, a monitor's screen, an
+    aeroplane's nose, a cabinet's doors, a speaker's drivers, a telephone's screen or keypad
+    and a rifle's muzzle all point to +Z; a chair's or sofa's back is at -Z), the bounding
+    box is centred at the origin and its largest side is 1.  Shapes rest on their lowest
+    point (wheels, legs, feet, plinth) at ``y = min``.  Units before normalisation are
+    roughly metres, which is what the parameters are expressed in; lengths are metres and
+    angles radians.
 
 Determinism
     ``generate(category, seed)`` seeds ``numpy.random.default_rng([seed, crc32(category)])``,
@@ -978,6 +988,392 @@ def _build_boat(p: Params) -> list[trimesh.Trimesh]:
     return parts
 
 
+# ---- cabinet, speaker, rifle, telephone -----------------------------------------------
+
+_CABINET_DEFAULTS: Params = {
+    "width": 0.8,  # along X
+    "depth": 0.45,  # along Z
+    "height": 0.9,  # the carcass, base excluded
+    "base": "legs",  # "legs" or "plinth" (recessed at the front)
+    "base_height": 0.12,
+    "doors": 2,  # 0, 1 or 2 door leaves on the front (+Z)
+    "drawers": 1,  # rows of drawers above the doors (a chest of drawers when doors == 0)
+    "handle": "bar",  # "bar" or "knob"
+    "top_overhang": 0.02,  # the top slab overhangs the sides and the front
+}
+
+
+def _sample_cabinet(rng: np.random.Generator) -> Params:
+    width = _u(rng, 0.4, 1.6)
+    base = _choice(rng, ["legs", "plinth"], p=[0.55, 0.45])
+    doors = int(_choice(rng, [0, 1, 2], p=[0.15, 0.3, 0.55]))
+    if doors == 1 and width > 0.9:  # a wide front gets a pair of doors
+        doors = 2
+    return {
+        "width": width,
+        "depth": _u(rng, 0.3, 0.6),
+        "height": _u(rng, 0.45, 1.9),
+        "base": base,
+        "base_height": _u(rng, 0.08, 0.25) if base == "legs" else _u(rng, 0.04, 0.12),
+        "doors": doors,
+        "drawers": int(rng.integers(2, 5)) if doors == 0 else int(_choice(rng, [0, 1, 2], p=[0.45, 0.4, 0.15])),
+        "handle": _choice(rng, ["bar", "knob"]),
+        "top_overhang": _u(rng, 0.0, 0.04),
+    }
+
+
+def _build_cabinet(p: Params) -> list[trimesh.Trimesh]:
+    W, D, H, bh = p["width"], p["depth"], p["height"], p["base_height"]
+    n_doors, n_drawers = int(p["doors"]), int(p["drawers"])
+    if p["base"] not in ("legs", "plinth"):
+        raise PoseshapeError(f"cabinet: base must be 'legs' or 'plinth', got {p['base']!r}")
+    if p["handle"] not in ("bar", "knob"):
+        raise PoseshapeError(f"cabinet: handle must be 'bar' or 'knob', got {p['handle']!r}")
+    if n_doors not in (0, 1, 2) or n_drawers < 0 or n_doors + n_drawers == 0:
+        raise PoseshapeError(
+            f"cabinet: doors must be 0, 1 or 2 and drawers >= 0, not both 0; got {n_doors}, {n_drawers}"
+        )
+    parts = [_box([0, bh + H / 2, 0], [W, H, D])]  # the carcass
+    o, tt = p["top_overhang"], 0.025
+    parts.append(_box([0, bh + H + tt / 2 - 0.005, o / 2], [W + 2 * o, tt, D + o]))
+    # front panels (doors, drawer fronts): proud of the carcass front z = D/2, small gaps between
+    m, g, pt = 0.02, 0.006, 0.018
+    zc, zf = D / 2 + pt / 2 - 0.004, D / 2 + pt - 0.004  # panel centre and front face
+    x0, y0, y1 = -W / 2 + m, bh + m, bh + H - m
+    fw, fh = W - 2 * m, y1 - y0
+    dh = fh / max(1, n_drawers) if n_doors == 0 else min(0.2, 0.5 * fh / max(1, n_drawers))
+
+    def handle(x, y, horizontal, size):
+        if p["handle"] == "knob":
+            return _cyl([x, y, zf - 0.003], [x, y, zf + 0.025], 0.012, 12)
+        return _box([x, y, zf + 0.012], [size, 0.016, 0.03] if horizontal else [0.016, size, 0.03])
+
+    for k in range(n_drawers):
+        yc = y1 - (k + 0.5) * dh
+        parts.append(_box([0, yc, zc], [fw, dh - g, pt]))
+        parts.append(handle(0.0, yc, True, min(0.25, 0.35 * fw)))
+    if n_doors:
+        top = y1 - n_drawers * dh
+        door_h, lw = top - y0, fw / n_doors
+        for k in range(n_doors):
+            xc = x0 + (k + 0.5) * lw
+            parts.append(_box([xc, (y0 + top) / 2, zc], [lw - g, door_h - g, pt]))
+            # the handle near the leaf's free edge: the middle for a pair, +X for one leaf
+            xh = xc + (1 if k == 0 else -1) * (lw / 2 - 0.05)
+            parts.append(handle(xh, y0 + 0.5 * door_h, False, min(0.3, 0.3 * door_h)))
+    if p["base"] == "legs":
+        r = max(0.018, 0.03 * min(W, D))
+        for sx in (-1, 1):
+            for sz in (-1, 1):
+                x, z = sx * (W / 2 - 1.5 * r), sz * (D / 2 - 1.5 * r)
+                parts.append(_frustum([x, 0, z], [x, bh + 0.01, z], 0.7 * r, r, sections=12))
+    else:  # a plinth set back at the front (a toe kick)
+        parts.append(_box([0, (bh + 0.01) / 2, -0.015], [W - 0.03, bh + 0.01, D - 0.05]))
+    return parts
+
+
+_SPEAKER_DEFAULTS: Params = {
+    "width": 0.22,  # along X
+    "height": 0.36,  # the enclosure, feet excluded
+    "depth": 0.26,  # along Z
+    "drivers": 2,  # 1: one full-range driver; 2: woofer + tweeter; 3: two woofers + tweeter
+    "woofer_radius": 0.38,  # fraction of the front's smaller side
+    "taper": 0.0,  # the rear face is narrower (and lower) than the front baffle by this fraction
+    "feet": "pads",  # "pads", "spikes" or "plinth"
+    "foot_height": 0.02,
+    "port": False,  # a bass-reflex port below the drivers (when there is room on the baffle)
+}
+
+
+def _sample_speaker(rng: np.random.Generator) -> Params:
+    tower = bool(rng.random() < 0.35)
+    taper = _u(rng, 0.05, 0.3) if rng.random() < 0.4 else 0.0
+    return {
+        "width": _u(rng, 0.18, 0.3) if tower else _u(rng, 0.14, 0.4),
+        "height": _u(rng, 0.75, 1.1) if tower else _u(rng, 0.2, 0.45),
+        "depth": _u(rng, 0.2, 0.38),
+        "drivers": int(_choice(rng, [2, 3])) if tower else int(_choice(rng, [1, 2], p=[0.3, 0.7])),
+        "woofer_radius": _u(rng, 0.3, 0.42),
+        "taper": taper,
+        "feet": _choice(rng, ["spikes", "plinth"]) if tower else _choice(rng, ["pads", "spikes"], p=[0.75, 0.25]),
+        "foot_height": _u(rng, 0.015, 0.04),
+        "port": bool(rng.random() < 0.5),
+    }
+
+
+def _driver(x: float, y: float, zf: float, r: float, dome: float) -> list[trimesh.Trimesh]:
+    """A driver on a baffle at ``z = zf``: a frame ring proud of it and a dome bulging to +Z."""
+    t = 0.08 * r
+    return [
+        _cyl([x, y, zf - 0.004], [x, y, zf + t], r, 24),
+        _ellipsoid([x, y, zf + t], [0.75 * r, 0.75 * r, dome * r]),
+    ]
+
+
+def _build_speaker(p: Params) -> list[trimesh.Trimesh]:
+    W, H, D, fh, taper = p["width"], p["height"], p["depth"], p["foot_height"], p["taper"]
+    n, feet = int(p["drivers"]), p["feet"]
+    if n not in (1, 2, 3):
+        raise PoseshapeError(f"speaker: drivers must be 1, 2 or 3, got {n!r}")
+    if feet not in ("pads", "spikes", "plinth"):
+        raise PoseshapeError(f"speaker: feet must be 'pads', 'spikes' or 'plinth', got {feet!r}")
+    if not 0.0 <= taper < 0.9:
+        raise PoseshapeError(f"speaker: taper must be in [0, 0.9), got {taper!r}")
+    # enclosure: the front baffle (W x H at z = D/2) and a smaller rear face, flat bottom
+    Wr, Hr, zf = W * (1 - taper), H * (1 - 0.3 * taper), D / 2
+    pts = [[sx * W / 2, y, zf] for sx in (-1, 1) for y in (fh, fh + H)]
+    pts += [[sx * Wr / 2, y, -zf] for sx in (-1, 1) for y in (fh, fh + Hr)]
+    parts = [_hull(np.array(pts))]
+    # drivers: stacked down the baffle (tweeter on top), or in a row for a wide centre speaker
+    R = p["woofer_radius"] * min(W, H)
+    radii = {1: [R], 2: [0.35 * R, R], 3: [0.35 * R, R, R]}[n]  # top to bottom
+    vertical = H >= W
+    gap = 0.2 * R
+    stack = sum(2 * r for r in radii) + gap * (n - 1)
+    s = min(1.0, 0.85 * (H if vertical else W) / stack)
+    radii, gap, stack = [s * r for r in radii], s * gap, s * stack
+    if vertical:
+        margin = 0.5 * (H - stack) if H < 2 * W else min(0.12 * W + 0.03, 0.5 * (H - stack))
+        y = fh + H - margin
+        for r in radii:
+            parts += _driver(0.0, y - r, zf, r, 0.55 if r < R * s else 0.3)
+            y -= 2 * r + gap
+        rp = 0.12 * min(W, H)
+        if p["port"] and y - rp > fh + 0.05 * H:  # room left below the drivers
+            parts.append(_cyl([0, y - rp + gap, zf - 0.004], [0, y - rp + gap, zf + 0.012], rp, 16))
+    else:  # woofers either side of the tweeter
+        order = {1: [0], 2: [1, 0], 3: [1, 0, 2]}[n]
+        x = -stack / 2
+        for i in order:
+            r = radii[i]
+            parts += _driver(x + r, fh + H / 2, zf, r, 0.55 if r < R * s else 0.3)
+            x += 2 * r + gap
+    if feet == "plinth":
+        parts.append(_box([0, (fh + 0.005) / 2, -0.01], [W + 0.05, fh + 0.005, D + 0.02]))  # flush at the front
+    else:
+        rf = 0.07 * min(W, D)
+        for zc in (D / 2 - 1.6 * rf, -D / 2 + 1.6 * rf):
+            half = 0.5 * (Wr + (W - Wr) * (zc + D / 2) / D) - 1.6 * rf  # the bottom's half-width at zc
+            for sx in (-1, 1):
+                a, b = [sx * half, 0, zc], [sx * half, fh + 0.005, zc]
+                parts.append(_cyl(a, b, rf, 12) if feet == "pads" else _frustum(a, b, 0.2 * rf, rf, 12))
+    return parts
+
+
+_RIFLE_DEFAULTS: Params = {
+    "length": 1.0,  # butt to muzzle, along Z (muzzle at +Z)
+    "stock": "straight",  # "straight" (in line with the bore, a pistol grip) or "classic" (dropped, a wrist)
+    "barrel_length": 0.42,  # fraction of the length ahead of the receiver
+    "barrel_radius": 0.011,
+    "forend_length": 0.55,  # fraction of the barrel covered by the handguard / forend
+    "stock_height": 0.14,  # height of the butt
+    "magazine": "curved",  # "none", "box" or "curved"
+    "magazine_length": 0.16,  # how far the magazine hangs below the receiver
+    "scope": False,  # a telescopic sight (otherwise iron sights)
+}
+
+
+def _sample_rifle(rng: np.random.Generator) -> Params:
+    stock = _choice(rng, ["straight", "classic"], p=[0.55, 0.45])
+    if stock == "straight":
+        magazine = _choice(rng, ["box", "curved", "none"], p=[0.5, 0.4, 0.1])
+    else:
+        magazine = _choice(rng, ["none", "box"], p=[0.6, 0.4])
+    return {
+        "length": _u(rng, 0.8, 1.3),
+        "stock": stock,
+        "barrel_length": _u(rng, 0.32, 0.5),
+        "barrel_radius": _u(rng, 0.008, 0.014),
+        "forend_length": _u(rng, 0.3, 0.75),
+        "stock_height": _u(rng, 0.11, 0.17),
+        "magazine": magazine,
+        "magazine_length": _u(rng, 0.06, 0.22),
+        "scope": bool(rng.random() < (0.6 if stock == "classic" else 0.35)),
+    }
+
+
+def _build_rifle(p: Params) -> list[trimesh.Trimesh]:
+    L, stock, mag = p["length"], p["stock"], p["magazine"]
+    if stock not in ("straight", "classic"):
+        raise PoseshapeError(f"rifle: stock must be 'straight' or 'classic', got {stock!r}")
+    if mag not in ("none", "box", "curved"):
+        raise PoseshapeError(f"rifle: magazine must be 'none', 'box' or 'curved', got {mag!r}")
+    br, sh, ml = p["barrel_radius"], p["stock_height"], p["magazine_length"]
+    rh, rw = 0.07, 0.035  # receiver height and width; the bore is the Z axis (y = 0)
+    zm = L / 2  # muzzle
+    bl = p["barrel_length"] * L
+    zr1 = zm - bl  # receiver front
+    rl = 0.22 * L
+    zr0 = zr1 - rl  # receiver rear
+    zb = -L / 2  # butt
+    parts = [
+        _box([0, 0.05 * rh, (zr0 + zr1) / 2], [rw, rh, rl]),  # receiver, y in [-0.45 rh, 0.55 rh]
+        _cyl([0, 0, zr1 - 0.02], [0, 0, zm - 0.04], br, 16),  # barrel
+        _cyl([0, 0, zm - 0.06], [0, 0, zm], 1.45 * br, 16),  # muzzle device
+        _box([0, br + 0.008, zm - 0.09], [0.006, 0.022, 0.015]),  # front sight post
+    ]
+    fl = p["forend_length"] * bl
+    if stock == "straight":
+        parts.append(_box([0, 0, zr1 + fl / 2 - 0.01], [0.9 * rw, 0.8 * rh, fl + 0.02]))  # handguard
+        prof = [(zr0 + 0.02, 0.35 * rh), (zr0 + 0.02, -0.3 * rh), (zb, 0.35 * rh - sh), (zb, 0.35 * rh)]
+        parts.append(_extrude_x(prof, -0.4 * rw, 0.4 * rw))
+        zg, gl, rake = zr0 + 0.3 * rl, 0.11, np.tan(0.35)  # a pistol grip raked back
+        grip = [
+            (zg + 0.02, -0.3 * rh),
+            (zg - 0.025, -0.3 * rh),
+            (zg - 0.025 - gl * rake, -0.3 * rh - gl),
+            (zg + 0.02 - gl * rake, -0.3 * rh - gl),
+        ]
+        parts.append(_extrude_x(grip, -0.4 * rw, 0.4 * rw))
+        zt = zg + 0.05
+    else:
+        prof = [(zr1 - 0.02, 0.15 * rh), (zr1 + fl, 0.1 * rh), (zr1 + fl, -0.35 * rh), (zr1 - 0.02, -0.6 * rh)]
+        parts.append(_extrude_x(prof, -0.45 * rw, 0.45 * rw))  # forend under the barrel
+        zw = zr0 - 0.35 * (zr0 - zb)  # the wrist ends, the butt begins
+        wrist = [(zr0 + 0.02, 0.3 * rh), (zr0 + 0.02, -0.5 * rh), (zw, -1.0 * rh), (zw, 0.0)]
+        butt = [(zw + 0.01, 0.0), (zw + 0.01, -1.0 * rh), (zb, -0.2 * rh - sh), (zb, -0.2 * rh)]
+        parts.append(_extrude_x(wrist, -0.4 * rw, 0.4 * rw))
+        parts.append(_extrude_x(butt, -0.45 * rw, 0.45 * rw))
+        zt = zr0 + 0.4 * rl
+    parts.append(_box([0, -0.45 * rh - 0.012, zt], [0.3 * rw, 0.034, 0.06]))  # trigger guard
+    zm0, zm1, ytop = zr0 + 0.58 * rl, zr0 + 0.88 * rl, -0.35 * rh
+    ybot = -0.45 * rh - ml
+    if mag == "box":
+        prof = [(zm0, ytop), (zm1, ytop), (zm1 + 0.1 * ml, ybot), (zm0 + 0.1 * ml, ybot)]
+        parts.append(_extrude_x(prof, -0.35 * rw, 0.35 * rw))
+    elif mag == "curved":  # two raked segments, the lower one swept further forward
+        ymid = 0.5 * (ytop + ybot)
+        upper = [(zm0, ytop), (zm1, ytop), (zm1 + 0.1 * ml, ymid), (zm0 + 0.1 * ml, ymid)]
+        lower = [
+            (zm0 + 0.1 * ml, ymid + 0.005),
+            (zm1 + 0.1 * ml, ymid + 0.005),
+            (zm1 + 0.45 * ml, ybot),
+            (zm0 + 0.45 * ml, ybot),
+        ]
+        parts.append(_extrude_x(upper, -0.35 * rw, 0.35 * rw))
+        parts.append(_extrude_x(lower, -0.35 * rw, 0.35 * rw))
+    top = 0.55 * rh
+    if p["scope"]:
+        sr, slen = 0.02, 0.3 * L
+        ys, zs = top + 0.035 + sr, (zr0 + zr1) / 2 + 0.03
+        parts.append(_cyl([0, ys, zs - slen / 2], [0, ys, zs + slen / 2], sr, 16))
+        parts.append(_frustum([0, ys, zs + slen / 2 - 0.01], [0, ys, zs + slen / 2 + 0.06], sr, 1.8 * sr, 16))
+        parts.append(_frustum([0, ys, zs - slen / 2 + 0.01], [0, ys, zs - slen / 2 - 0.04], sr, 1.4 * sr, 16))
+        for dz in (-0.25 * slen, 0.25 * slen):  # the two mounts
+            parts.append(_box([0, (top + ys) / 2, zs + dz], [0.6 * rw, ys - top + 0.01, 0.02]))
+    else:  # an iron rear sight
+        parts.append(_box([0, top + 0.006, zr0 + 0.15 * rl], [0.6 * rw, 0.016, 0.025]))
+    return parts
+
+
+_TELEPHONE_DEFAULTS: Params = {
+    "kind": "smartphone",  # "smartphone", "keypad" (a candy-bar mobile) or "desk"
+    "width": 0.072,  # along X
+    "height": 0.146,  # along Y (a desk phone: the base's height at the rear)
+    "depth": 0.008,  # along Z (a mobile's thickness; a desk phone: the base's depth)
+    "corner_radius": 0.12,  # fraction of the width (mobiles)
+    "screen": 0.86,  # the screen's height as a fraction of the face (mobiles)
+    "slope": 0.35,  # radians, the desk phone's keypad face slopes down toward +Z
+    "handset": 1.0,  # the desk phone's handset length / base width
+}
+
+
+def _sample_telephone(rng: np.random.Generator) -> Params:
+    kind = _choice(rng, ["smartphone", "keypad", "desk"], p=[0.5, 0.25, 0.25])
+    if kind == "smartphone":
+        w = _u(rng, 0.06, 0.08)
+        dims = (w, w * _u(rng, 1.8, 2.2), _u(rng, 0.007, 0.011))
+    elif kind == "keypad":
+        w = _u(rng, 0.045, 0.055)
+        dims = (w, w * _u(rng, 2.0, 2.5), _u(rng, 0.012, 0.02))
+    else:
+        dims = (_u(rng, 0.16, 0.24), _u(rng, 0.06, 0.1), _u(rng, 0.16, 0.24))
+    return {
+        "kind": kind,
+        "width": dims[0],
+        "height": dims[1],
+        "depth": dims[2],
+        "corner_radius": _u(rng, 0.05, 0.2),
+        "screen": _u(rng, 0.8, 0.92) if kind == "smartphone" else _u(rng, 0.28, 0.38),
+        "slope": _u(rng, 0.2, 0.5),
+        "handset": _u(rng, 0.9, 1.25),
+    }
+
+
+def _rounded_slab(x0, x1, y0, y1, z0, z1, r, n=6):
+    """A box ``[x0, x1] x [y0, y1] x [z0, z1]`` with its four Z-parallel edges rounded by ``r``."""
+    r = min(r, 0.49 * (x1 - x0), 0.49 * (y1 - y0))
+    pts = []
+    for cx, cy, a0 in ((x1 - r, y1 - r, 0.0), (x0 + r, y1 - r, 0.5), (x0 + r, y0 + r, 1.0), (x1 - r, y0 + r, 1.5)):
+        for a in np.pi * (a0 + np.linspace(0.0, 0.5, n)):
+            pts += [[cx + r * np.cos(a), cy + r * np.sin(a), z] for z in (z0, z1)]
+    return _hull(np.array(pts))
+
+
+def _build_telephone(p: Params) -> list[trimesh.Trimesh]:
+    kind, W, H, D = p["kind"], p["width"], p["height"], p["depth"]
+    if kind not in ("smartphone", "keypad", "desk"):
+        raise PoseshapeError(f"telephone: kind must be 'smartphone', 'keypad' or 'desk', got {kind!r}")
+    if kind == "desk":
+        return _build_desk_phone(p)
+    # a mobile standing upright, its screen (and keypad) facing +Z, camera on the back (-Z)
+    rc, zf, b = p["corner_radius"] * W, D / 2, 0.06 * W
+    parts = [_rounded_slab(-W / 2, W / 2, 0, H, -zf, zf, rc)]
+    sh = p["screen"] * H if kind == "smartphone" else min(p["screen"], 0.42) * H  # keys need the rest
+    if kind == "smartphone":
+        y0 = (H - sh) / 2
+        parts.append(_rounded_slab(-W / 2 + b, W / 2 - b, y0, y0 + sh, zf - 0.0005, zf + 0.0006, max(rc - b, 0.002)))
+        cam = 0.35 * W  # a rounded camera block at the back's upper corner
+        parts.append(
+            _rounded_slab(-W / 2 + b, -W / 2 + b + cam, H - b - cam, H - b, -zf - 0.0012, -zf + 0.0005, 0.25 * cam)
+        )
+    else:
+        top = 0.88 * H
+        parts.append(_box([0, top - sh / 2, zf], [W - 2 * b, sh, 0.0012]))  # screen
+        rn = min(0.13 * W, 0.06 * H)
+        yn = top - sh - 0.04 * H - rn  # navigation pad between the screen and the keys
+        parts.append(_cyl([0, yn, zf - 0.0005], [0, yn, zf + 0.0012], rn, 16))
+        k0, k1 = 0.05 * H, yn - rn - 0.03 * H  # 4 rows x 3 columns of keys
+        pitch = (k1 - k0) / 4
+        for row in range(4):
+            for col in (-1, 0, 1):
+                c = [col * 0.3 * W, k0 + (row + 0.5) * pitch, zf + 0.0003]
+                parts.append(_box(c, [0.24 * W, 0.7 * pitch, 0.0018]))
+        parts.append(_cyl([0, H - 0.15 * H, -zf + 0.0005], [0, H - 0.15 * H, -zf - 0.001], 0.1 * W, 16))  # lens
+    for sx, y, h in ((1, 0.65 * H, 0.08 * H), (-1, 0.7 * H, 0.14 * H)):  # side buttons: power, volume
+        parts.append(_box([sx * (W / 2 + 0.0003), y, 0], [0.0016, h, 0.5 * D]))
+    return parts
+
+
+def _build_desk_phone(p: Params) -> list[trimesh.Trimesh]:
+    """A desk telephone: a wedge base whose keypad face slopes down toward +Z and a handset
+    lying along X across the cradle at the top rear."""
+    W, Hb, D, s = p["width"], p["height"], p["depth"], p["slope"]
+    zr = -D / 2 + 0.45 * D  # the cradle's front edge
+    hf = max(0.3 * Hb, Hb - np.tan(s) * (D / 2 - zr))  # height of the front edge
+    tw = 0.9 * W
+    pts = [[sx * W / 2, 0, sz * D / 2] for sx in (-1, 1) for sz in (-1, 1)]
+    pts += [[sx * tw / 2, Hb, z] for sx in (-1, 1) for z in (-D / 2, zr)]
+    pts += [[sx * tw / 2, hf, D / 2] for sx in (-1, 1)]
+    parts = [_hull(np.array(pts))]
+    # keys on the slope: boxes tilted so that their local +Y is the slope's outward normal
+    a = float(np.arctan2(Hb - hf, D / 2 - zr))
+    n = np.array([0.0, np.cos(a), np.sin(a)])
+    A, B = np.array([0.0, Hb, zr]), np.array([0.0, hf, D / 2])
+    length = float(np.linalg.norm(B - A))
+    for t in np.linspace(0.25, 0.85, 4):
+        for col in (-1, 0, 1):
+            c = A + t * (B - A) + n * 0.003 + np.array([col * 0.22 * tw, 0, 0])
+            parts.append(_box(c, [0.14 * W, 0.012, 0.14 * length], _rot("x", a)))
+    # the handset: earpiece and mouthpiece sunk into the cradle, joined by a handle
+    hl, zh = p["handset"] * W, -D / 2 + 0.225 * D
+    xe = hl / 2 - 0.03
+    for sx in (-1, 1):
+        parts.append(_ellipsoid([sx * xe, Hb + 0.018, zh], [0.03, 0.022, 0.032]))
+    parts.append(_cyl([-xe, Hb + 0.03, zh], [xe, Hb + 0.03, zh], 0.012, 16))
+    return parts
+
+
 # --------------------------------------------------------------------------------------
 # Registry and public API
 # --------------------------------------------------------------------------------------
@@ -1001,6 +1397,10 @@ _REGISTRY: dict[str, _Category] = {
     "lamp": _Category(_sample_lamp, _build_lamp, _LAMP_DEFAULTS),
     "bottle": _Category(_sample_bottle, _build_bottle, _BOTTLE_DEFAULTS),
     "boat": _Category(_sample_boat, _build_boat, _BOAT_DEFAULTS),
+    "cabinet": _Category(_sample_cabinet, _build_cabinet, _CABINET_DEFAULTS),
+    "speaker": _Category(_sample_speaker, _build_speaker, _SPEAKER_DEFAULTS),
+    "rifle": _Category(_sample_rifle, _build_rifle, _RIFLE_DEFAULTS),
+    "telephone": _Category(_sample_telephone, _build_telephone, _TELEPHONE_DEFAULTS),
 }
 
 #: The categories the generator knows, in a fixed order.

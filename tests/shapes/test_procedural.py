@@ -136,6 +136,24 @@ def test_bad_params_raise():
         P.build("chair", {"legs": "five"})
     with pytest.raises(PoseshapeError, match="body"):
         P.build("car", {"body": "tank"})
+    for cat, bad in (
+        ("cabinet", {"base": "wheels"}),
+        ("cabinet", {"doors": 0, "drawers": 0}),
+        ("speaker", {"feet": "stilts"}),
+        ("rifle", {"magazine": "drum"}),
+        ("telephone", {"kind": "rotary"}),
+    ):
+        with pytest.raises(PoseshapeError, match=cat):
+            P.build(cat, bad)
+
+
+def test_category_names_are_the_collections_canonical_names():
+    # MeshCollection.procedural canonicalises the names it is given ("phone" -> "telephone",
+    # "loudspeaker" -> "speaker"): a category under another name could not be selected
+    from poseshape.data.collections import canonical_category
+
+    for c in P.CATEGORIES:
+        assert canonical_category(c) == c
 
 
 def test_dtype():
@@ -204,6 +222,103 @@ def test_monitor_screen_faces_plus_z_table_stands_on_legs():
         v = P.generate("table", s)[0].verts.double().numpy()
         top = v[v[:, 1] > v[:, 1].max() - 1e-4]
         assert len(top) >= 3  # a flat top at the highest level
+
+
+def _face_area(tm: trimesh.Trimesh, axis: int, sign: int, where) -> float:
+    """Area of the faces whose normal is ``sign`` along ``axis`` and whose centres satisfy ``where``."""
+    n, c = tm.face_normals, tm.triangles_center
+    keep = (sign * n[:, axis] > 0.99) & where(c)
+    return float(tm.area_faces[keep].sum())
+
+
+def test_cabinet_stands_on_its_base_doors_and_handles_at_plus_z():
+    for s in range(10):
+        mesh, params = P.generate("cabinet", s)
+        v = mesh.verts.double().numpy()
+        tm = _tm(mesh)
+        ext = v.max(0) - v.min(0)
+        lo, hi = v.min(0), v.max(0)
+        # a flat back (the carcass) at z = min; only the handles reach z = max
+        back = _face_area(tm, 2, -1, lambda c: c[:, 2] < lo[2] + 1e-4)
+        front = _face_area(tm, 2, 1, lambda c: c[:, 2] > hi[2] - 1e-4)
+        assert back > 0.5 * ext[0] * ext[1], params
+        assert front < 0.05 * ext[0] * ext[1], params
+        # the door / drawer panels: a large +Z face just behind the handles
+        panels = _face_area(tm, 2, 1, lambda c: (c[:, 2] > hi[2] - 0.08) & (c[:, 2] < hi[2] - 0.005))
+        assert panels > 0.4 * ext[0] * ext[1], params
+        # standing on legs at the four corners or on a plinth, below the carcass
+        low = v[v[:, 1] < lo[1] + 1e-4]
+        if params["base"] == "legs":
+            assert (low[:, 0] > 0.3 * ext[0]).any() and (low[:, 0] < -0.3 * ext[0]).any(), params
+            assert (low[:, 2] > 0).any() and (low[:, 2] < 0).any(), params
+        else:
+            assert np.ptp(low[:, 0]) > 0.7 * ext[0], params
+        # the top slab is the highest, flat level
+        assert len(v[v[:, 1] > hi[1] - 1e-4]) >= 4
+
+
+def test_speaker_drivers_on_the_plus_z_baffle_feet_below():
+    for s in range(10):
+        mesh, params = P.generate("speaker", s)
+        v = mesh.verts.double().numpy()
+        tm = _tm(mesh)
+        ext = v.max(0) - v.min(0)
+        lo, hi = v.min(0), v.max(0)
+        # a flat rear face at z = min (a plinth may stick out 2 cm behind it); the drivers'
+        # domes bulge out of the baffle to z = max
+        assert _face_area(tm, 2, -1, lambda c: c[:, 2] < lo[2] + 0.03) > 0.3 * ext[0] * ext[1], params
+        tip = v[v[:, 2] > hi[2] - 0.002]
+        assert len(tip) >= 1 and np.abs(tip[:, 0]).max() < 0.4 * ext[0], params
+        # the drivers stick out at least a few millimetres (metres / largest side)
+        scale = max(params["width"] + 0.05, params["height"] + params["foot_height"], params["depth"] + 0.05)
+        assert ext[2] > (params["depth"] + 0.004) / scale, params
+        # feet (at the four corners) or a plinth under the enclosure
+        low = v[v[:, 1] < lo[1] + 1e-4]
+        assert (low[:, 0] > 0.2 * ext[0]).any() and (low[:, 0] < -0.2 * ext[0]).any(), params
+        assert (low[:, 2] > 0.2 * ext[2]).any() and (low[:, 2] < -0.2 * ext[2]).any(), params
+
+
+def test_rifle_long_along_z_muzzle_at_plus_z_butt_at_minus_z():
+    for s in range(10):
+        mesh, params = P.generate("rifle", s)
+        v = mesh.verts.double().numpy()
+        ext = v.max(0) - v.min(0)
+        assert ext[2] == pytest.approx(1.0) and ext[1] < 0.5 and ext[0] < 0.12, params
+        assert np.allclose(v[:, 0].max(), -v[:, 0].min(), atol=1e-6)  # symmetric in X
+        # the muzzle: a thin barrel on the bore line; the butt: the stock's tall plate
+        muzzle = v[v[:, 2] > v[:, 2].max() - 0.04]
+        butt = v[v[:, 2] < v[:, 2].min() + 0.01]
+        assert np.ptp(muzzle[:, 1]) < 0.06 and np.abs(muzzle[:, 0]).max() < 0.03, params
+        assert np.ptp(butt[:, 1]) > 0.07, params
+        # the grip / magazine hangs below the middle, not below the muzzle
+        low = v[v[:, 1] < v[:, 1].min() + 0.01]
+        assert (low[:, 2] < v[:, 2].max() - 0.2).all(), params
+
+
+def test_telephone_screen_or_keypad_at_plus_z():
+    kinds = set()
+    for s in range(16):
+        mesh, params = P.generate("telephone", s)
+        kinds.add(params["kind"])
+        v = mesh.verts.double().numpy()
+        ext = v.max(0) - v.min(0)
+        lo, hi = v.min(0), v.max(0)
+        if params["kind"] == "desk":
+            # the handset lies across the top at the rear; the keypad slopes down to the front
+            top = v[v[:, 1] > hi[1] - 0.02]
+            assert top[:, 2].mean() < -0.05, params
+            assert np.ptp(top[:, 0]) > 0.6 * ext[0], params
+            front = v[v[:, 2] > hi[2] - 0.01]
+            assert front[:, 1].max() < lo[1] + 0.7 * ext[1], params
+        else:
+            # a mobile standing upright, thin along Z: the screen / keys span the front (+Z),
+            # only the camera reaches the back (-Z)
+            assert ext[1] == pytest.approx(1.0) and ext[2] < 0.25, params
+            front = v[v[:, 2] > hi[2] - 1e-4]
+            back = v[v[:, 2] < lo[2] + 1e-4]
+            assert np.ptp(front[:, 0]) > 0.5 * ext[0] and np.ptp(front[:, 1]) > 0.15, params
+            assert np.ptp(back[:, 0]) < 0.45 * ext[0] and back[:, 1].mean() > 0.2, params
+    assert kinds == {"smartphone", "keypad", "desk"}
 
 
 def test_procedural_shapes_container():
