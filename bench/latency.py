@@ -82,13 +82,15 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(ts)
 
 
-def top_functions(fn, n: int = 14) -> str:
+def top_functions(fn, n: int = 14, sort: str = "cumulative") -> str:
+    """cProfile of one call of ``fn``: the ``n`` functions with the most ``sort`` time
+    (``"cumulative"``, or ``"tottime"``: own time, e.g. a C++ kernel's)."""
     prof = cProfile.Profile()
     prof.enable()
     fn()
     prof.disable()
     s = io.StringIO()
-    pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(n)
+    pstats.Stats(prof, stream=s).sort_stats(sort).print_stats(n)
     lines = [ln for ln in s.getvalue().splitlines() if ln.strip()]
     start = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls"))
     return "\n".join(lines[start : start + n + 1])
@@ -152,6 +154,7 @@ def run_method(method: str, sizes, repeats: int, profile: bool, log=print) -> li
                 )
             if refine_on is not None:
                 row["profile refine"] = top_functions(lambda: model.reconstruct(*refine_on))
+                row["profile refine, own time"] = top_functions(lambda: model.reconstruct(*refine_on), 8, "tottime")
     return rows
 
 
@@ -206,11 +209,13 @@ def main(argv=None) -> None:
         table(rows),
     ]
     for r in rows:
-        for key in ("profile files", "profile refine"):
+        for key in ("profile files", "profile refine", "profile refine, own time"):
             if key in r:
                 text += [
                     "",
-                    f"{r['method']} {r['size']}^2, {key[8:]} (cProfile, top cumulative time):",
+                    f"{r['method']} {r['size']}^2, {key[8:]} (cProfile, top "
+                    + ("own" if key.endswith("own time") else "cumulative")
+                    + " time):",
                     "```",
                     r[key],
                     "```",
