@@ -231,13 +231,16 @@ def _face_area(tm: trimesh.Trimesh, axis: int, sign: int, where) -> float:
     return float(tm.area_faces[keep].sum())
 
 
+def _generated(category: str, seed: int):
+    """``(params, verts (V, 3) float64, trimesh, extents, min corner, max corner)`` of one shape."""
+    mesh, params = P.generate(category, seed)
+    v = mesh.verts.double().numpy()
+    return params, v, _tm(mesh), v.max(0) - v.min(0), v.min(0), v.max(0)
+
+
 def test_cabinet_stands_on_its_base_doors_and_handles_at_plus_z():
     for s in range(10):
-        mesh, params = P.generate("cabinet", s)
-        v = mesh.verts.double().numpy()
-        tm = _tm(mesh)
-        ext = v.max(0) - v.min(0)
-        lo, hi = v.min(0), v.max(0)
+        params, v, tm, ext, lo, hi = _generated("cabinet", s)
         # a flat back (the carcass) at z = min; only the handles reach z = max
         back = _face_area(tm, 2, -1, lambda c: c[:, 2] < lo[2] + 1e-4)
         front = _face_area(tm, 2, 1, lambda c: c[:, 2] > hi[2] - 1e-4)
@@ -259,11 +262,7 @@ def test_cabinet_stands_on_its_base_doors_and_handles_at_plus_z():
 
 def test_speaker_drivers_on_the_plus_z_baffle_feet_below():
     for s in range(10):
-        mesh, params = P.generate("speaker", s)
-        v = mesh.verts.double().numpy()
-        tm = _tm(mesh)
-        ext = v.max(0) - v.min(0)
-        lo, hi = v.min(0), v.max(0)
+        params, v, tm, ext, lo, hi = _generated("speaker", s)
         # a flat rear face at z = min (a plinth may stick out 2 cm behind it); the drivers'
         # domes bulge out of the baffle to z = max
         assert _face_area(tm, 2, -1, lambda c: c[:, 2] < lo[2] + 0.03) > 0.3 * ext[0] * ext[1], params

@@ -1022,9 +1022,11 @@ def _hard_iou_all(
     """Hard-raster IoU, silhouette area and centroid of every current pose on the padded working canvas.
 
     ``subset``: only these poses (indices into ``poses``). ``factor`` < 1: render the canvas at
-    ``factor`` times its size; area and centroid are given in full-canvas pixels, and the IoU is
-    left at 0 (``wmask_big`` is not used; pass ``None``).
+    ``factor`` times its size; area and centroid are given in full-canvas pixels. The IoU needs
+    ``wmask_big`` at the rendered size (``factor`` 1); with ``wmask_big=None`` it is left at 0.
     """
+    if wmask_big is not None and factor != 1.0:
+        raise ValueError("_hard_iou_all: the IoU is only computed at factor 1 (pass wmask_big=None)")
     Rk, tk, Kk, sk = poses.camera(factor=factor, pad=pad * factor, detach=True)
     aspect = poses.aspect.detach()
     if subset is not None:
@@ -1051,7 +1053,7 @@ def _hard_iou_all(
             verts, full.faces, Rk[sel], tk[sel], None if Kk is None else Kk[sel], None if sk is None else sk[sel], size
         )
         a_sil = sil.flatten(1).sum(1)
-        if factor == 1.0:
+        if wmask_big is not None:
             tgt = wmask_big[img_alive[sel]].float()
             a_tgt = tgt.flatten(1).sum(1)
             inter = (sil * tgt).flatten(1).sum(1)
