@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 import poseshape
+from poseshape.core.paths import shared_data_dir
 from poseshape.data.synth import render_dataset
 from poseshape.methods.posefree.data import synth_config
 from poseshape.methods.posefree.evaluate import evaluate_predictor
@@ -33,7 +34,7 @@ from poseshape.methods.retrieval.database import open_collection
 
 
 def main(argv=None) -> dict:
-    data_root = os.environ.get("POSESHAPE_DATA", str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+    data_root = shared_data_dir()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default="posefree", help="checkpoint, or 'posefree' for the shipped model")
     ap.add_argument("--meshes", default=str(Path(data_root) / "pascal3d_cad" / "CAD"), help="CAD mesh folder")
