@@ -228,7 +228,7 @@ def ray_consistency_loss(
 
 
 def projection_iou_loss(
-    proj: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6, literal: bool = False
+    proj: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6, literal: bool = False, reduction: str = "mean"
 ) -> torch.Tensor:
     """Paper 001's projection IoU loss (eq. 5): ``exp(1 - IoU(P, m)) - 1``, batch mean.
 
@@ -242,10 +242,13 @@ def projection_iou_loss(
         mask: ``(B, 1, H, W)`` observed mask in [0, 1].
         eps: added to the denominator (empty projection and mask give IoU 0).
         literal: use the paper's printed ``+ P m`` denominator.
+        reduction: ``"mean"`` over the batch (paper) or ``"none"`` (``(B,)``, one per image).
 
     Returns:
-        Scalar loss, 0 for a perfect match (with ``literal=False``).
+        Scalar loss (or ``(B,)``), 0 for a perfect match (with ``literal=False``).
     """
+    if reduction not in ("mean", "none"):
+        raise ShapeError(f"reduction: expected 'mean' or 'none', got {reduction!r}")
     check_mask(proj, "proj")
     check_mask(mask)
     if proj.shape != mask.shape:
@@ -254,7 +257,8 @@ def projection_iou_loss(
     inter = (proj * m).flatten(1).sum(1)
     union = (proj + m + (inter.new_tensor(1.0) if literal else -1.0) * proj * m).flatten(1).sum(1)
     iou = inter / (union + eps)
-    return (torch.exp(1.0 - iou) - 1.0).mean()
+    per_image = torch.exp(1.0 - iou) - 1.0
+    return per_image.mean() if reduction == "mean" else per_image
 
 
 def self_consistency_loss(
@@ -271,6 +275,7 @@ def self_consistency_loss(
     max_points: int = DEFAULT_MAX_POINTS,
     sampling: str = "paper",
     depth_far: float | torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Paper 001's 2D-3D self-consistency loss (eq. 6).
 
@@ -288,12 +293,18 @@ def self_consistency_loss(
         lambda_ray, lambda_proj: the weights of eq. 6.
         max_points: memory bound as in :func:`project_voxels`.
         sampling, depth_far: the ray samples, as in :func:`ray_consistency_loss`.
+        reduction: ``"mean"`` (paper: one scalar for the batch) or ``"none"``: ``(B,)``, the
+            loss of each image alone (its mean is the ``"mean"`` value).
 
     Returns:
-        Scalar loss, differentiable w.r.t. voxels and pose.
+        Scalar loss (or ``(B,)``), differentiable w.r.t. voxels and pose.
     """
+    if reduction not in ("mean", "none"):
+        raise ShapeError(f"reduction: expected 'mean' or 'none', got {reduction!r}")
     loss, proj, m = ray_terms_sampled(voxels, R, t, mask, K, scale, n_samples, max_points, sampling, depth_far)
-    return 0.5 * (lambda_ray * loss.mean() + lambda_proj * projection_iou_loss(proj, m))
+    if reduction == "mean":
+        return 0.5 * (lambda_ray * loss.mean() + lambda_proj * projection_iou_loss(proj, m))
+    return 0.5 * (lambda_ray * loss.flatten(1).mean(1) + lambda_proj * projection_iou_loss(proj, m, reduction="none"))
 
 
 class SelfConsistencyLoss(nn.Module):

@@ -68,6 +68,20 @@ class SelfConsistencyConfig:
     fov_deg: float = 30.0
     #: Elevation output range (degrees): ``el = el_max * tanh(raw)`` (ours).
     elevation_max_deg: float = 90.0
+    #: Azimuth bins found by self-consistency search (ours, :mod:`.pose_search`): 0 = the
+    #: paper's direct regression; K > 0 = K bin logits trained on the bin whose centre
+    #: azimuth gives the GT voxels the lowest L_sc with the GT mask, plus a residual that
+    #: eq. 6 refines.  No GT pose either way.
+    pose_bins: int = 0
+    #: Weight of the bin cross-entropy (ours).
+    lambda_bin: float = 1.0
+    #: Mask side and ray samples of the (gradient-free) bin search (ours).
+    search_res: int = 24
+    search_samples: int = 32
+    #: Elevation step of the search (degrees, ours): > 0 also tries the head's elevation
+    #: +- this step and regresses the elevation to the best of the three (a trust-region
+    #: step per iteration); 0 searches at the head's elevation only.
+    search_elevation_step_deg: float = 0.0
     val_every: int = 1000
     val_samples: int = 256
     grad_clip: float | None = 10.0  # ours

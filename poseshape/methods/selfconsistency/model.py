@@ -4,7 +4,7 @@
   logvar_s (B, 512)`` (CVAE) and pose code ``z_p (B, 16)``, plus its feature maps (the
   U-Net skips of the mask decoder).
 * :class:`PoseHead`: one FC layer ``z_p -> (cos az, sin az, raw el)`` -> ``(azimuth,
-  elevation)`` in radians.
+  elevation)`` in radians (paper), or azimuth bins + residuals (ours, ``bins > 0``).
 * :class:`VoxelTubeDecoder` ``D_v``: the "voxel tube" decoder of its ref. [10]: 2-D
   deconvolutions whose 32 output channels are the 32 depth slices, ``(B, 512) -> (B, 1, 32,
   32, 32)`` occupancy in (0, 1) over the unit cube, ``(d, h, w) = (z, y, x)``.
@@ -16,11 +16,14 @@ Channel counts are ours (the paper gives none), scaled by ``width``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from poseshape.core.errors import ShapeError
+from poseshape.methods.selfconsistency.pose_search import binned_azimuth
 
 __all__ = ["ImageEncoder", "MaskDecoder", "PoseHead", "ResBlock", "VoxelTubeDecoder"]
 
@@ -90,16 +93,43 @@ class ImageEncoder(nn.Module):
 class PoseHead(nn.Module):
     """One FC layer ``z_p (B, Lp) -> (azimuth, elevation) (B, 2)`` radians.
 
-    The layer's three outputs are ``(c, s, e)``: ``azimuth = atan2(s, c)`` in (-pi, pi]
-    (no wrap-around discontinuity for the loss to fight) and ``elevation = el_max tanh(e)``.
+    ``bins = 0`` (paper): the layer's three outputs are ``(c, s, e)``: ``azimuth = atan2(s,
+    c)`` in (-pi, pi] (no wrap-around discontinuity for the loss to fight) and ``elevation =
+    el_max tanh(e)``.
+
+    ``bins = K > 0`` (ours, :mod:`.pose_search`): the layer gives ``K`` azimuth-bin logits, ``K``
+    residuals and ``e``; the azimuth is the centre of the most likely bin (``2 pi k / K``) plus
+    that bin's residual ``(pi / K) tanh(r_k)``, wrapped to (-pi, pi].  :meth:`parts` returns
+    the pieces the training loss needs.
     """
 
-    def __init__(self, pose_code: int = 16, elevation_max: float = 1.5707963267948966):
+    def __init__(self, pose_code: int = 16, elevation_max: float = 1.5707963267948966, bins: int = 0):
         super().__init__()
-        self.fc = nn.Linear(pose_code, 3)
+        if int(bins) < 0 or int(bins) == 1:
+            raise ShapeError(f"bins: expected 0 (direct regression) or >= 2 azimuth bins, got {bins}")
+        self.bins = int(bins)
+        self.fc = nn.Linear(pose_code, 3 if self.bins == 0 else 2 * self.bins + 1)
         self.elevation_max = float(elevation_max)
 
+    def parts(self, z_p: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``bins > 0`` only: ``logits (B, K)``, ``residual (B, K)`` radians in (-pi/K, pi/K) and
+        ``elevation (B,)`` radians."""
+        if self.bins == 0:
+            raise ShapeError("PoseHead.parts: only for a binned head (bins > 0)")
+        o = self.fc(z_p)
+        K = self.bins
+        return {
+            "logits": o[:, :K],
+            "residual": (math.pi / K) * torch.tanh(o[:, K : 2 * K]),
+            "elevation": self.elevation_max * torch.tanh(o[:, 2 * K]),
+        }
+
     def forward(self, z_p: torch.Tensor) -> torch.Tensor:
+        if self.bins:
+            p = self.parts(z_p)
+            k = p["logits"].argmax(1)
+            az = binned_azimuth(k, p["residual"].gather(1, k[:, None])[:, 0], self.bins)
+            return torch.stack([az, p["elevation"]], -1)
         o = self.fc(z_p)
         az = torch.atan2(o[:, 1], o[:, 0])
         el = self.elevation_max * torch.tanh(o[:, 2])

@@ -13,10 +13,19 @@ Modules: ``encoder`` (E), ``pose_head`` (FC z_p -> azimuth, elevation), ``voxel_
     L_KL = KL(N(mu_s, exp(logvar_s)) || N(0, I))         (eq. 10)
     L_E = (L_m + (L_3drecon + L_IoU)) / 2 + L_sc + 0.02 L_KL      (eq. 12), Adam 2e-4
 
+With ``pose_bins = K > 0`` (ours, :mod:`.pose_search`) the head also gives K azimuth-bin
+logits: the bin whose centre gives the GT voxels the lowest L_sc is their cross-entropy
+target (``+ lambda_bin CE``), and L_sc above is taken at that bin's centre plus the head's
+residual, so eq. 6 refines the azimuth inside the bin.  With ``search_elevation_step_deg``
+the search also tries the head's elevation +- that step and the elevation is regressed to
+the best of the three.
+
 The GT pose is never used for training; validation reports it (rotation / elevation error).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +40,7 @@ from poseshape.methods.selfconsistency.data import SelfConsistencySamples
 from poseshape.methods.selfconsistency.frame import pose_to_rt
 from poseshape.methods.selfconsistency.losses import total_loss, voxel_iou_loss
 from poseshape.methods.selfconsistency.model import ImageEncoder, MaskDecoder, PoseHead, VoxelTubeDecoder
+from poseshape.methods.selfconsistency.pose_search import binned_azimuth, search_bins
 from poseshape.metrics import mask_iou, rotation_error, voxel_iou
 
 __all__ = ["build", "forward", "losses", "stages"]
@@ -40,10 +50,16 @@ def build(cfg: SelfConsistencyConfig) -> dict[str, nn.Module]:
     """The four networks of Fig. 1 (see :mod:`.model`)."""
     if cfg.ray_sampling not in RAY_SAMPLINGS:
         raise PoseshapeError(f"selfconsistency: ray_sampling must be one of {RAY_SAMPLINGS}, got {cfg.ray_sampling!r}")
+    if cfg.pose_bins < 0 or cfg.pose_bins == 1:
+        raise PoseshapeError(f"selfconsistency: pose_bins must be 0 (paper) or >= 2, got {cfg.pose_bins}")
+    if cfg.search_res < 4 or cfg.search_samples < 2:
+        raise PoseshapeError(
+            f"selfconsistency: search_res >= 4 and search_samples >= 2 needed, got {cfg.search_res}, {cfg.search_samples}"
+        )
     enc = ImageEncoder(cfg.image_size, cfg.shape_code, cfg.pose_code, cfg.width)
     return {
         "encoder": enc,
-        "pose_head": PoseHead(cfg.pose_code, cfg.elevation_max),
+        "pose_head": PoseHead(cfg.pose_code, cfg.elevation_max, cfg.pose_bins),
         "voxel_decoder": VoxelTubeDecoder(cfg.shape_code, cfg.voxel_res, cfg.width),
         "mask_decoder": MaskDecoder(
             cfg.shape_code, cfg.pose_code, cfg.mask_res, enc.skip_channels, cfg.width, use_skips=cfg.mask_skips
@@ -56,11 +72,14 @@ def forward(models: dict[str, nn.Module], images: torch.Tensor, sample: bool = F
 
     Returns ``mu, logvar (B, 512)``, ``z_p (B, 16)``, ``pose (B, 2)`` (azimuth, elevation,
     radians), ``voxels (B, 1, 32, 32, 32)`` (decoded from a CVAE sample when ``sample``,
-    else from ``mu``) and ``mask (B, 1, 48, 48)`` probabilities.
+    else from ``mu``) and ``mask (B, 1, 48, 48)`` probabilities; with a binned pose head
+    also ``pose_parts`` (:meth:`.model.PoseHead.parts`).
     """
     mu, logvar, z_p, skips = models["encoder"](images)
     z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
+    extra = {"pose_parts": models["pose_head"].parts(z_p)} if getattr(models["pose_head"], "bins", 0) else {}
     return {
+        **extra,
         "mu": mu,
         "logvar": logvar,
         "z_p": z_p,
@@ -74,7 +93,32 @@ def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: Se
     """The terms of eq. 12 and their total ``loss`` (see the module docstring)."""
     gt = batch["voxels"]
     m = batch["mask"]
-    R, t = pose_to_rt(out["pose"], cfg.distance)
+    pose, cls = out["pose"], None
+    if cfg.pose_bins:
+        parts = out["pose_parts"]
+        el = parts["elevation"].detach()
+        step = math.radians(cfg.search_elevation_step_deg)
+        cands = torch.stack([el - step, el, el + step], 1) if step > 0 else el[:, None]
+        target, el_index, _ = search_bins(
+            gt,
+            cands,
+            batch["K"],
+            m,
+            cfg.pose_bins,
+            cfg.distance,
+            res=cfg.search_res,
+            n_samples=cfg.search_samples,
+            lambda_ray=cfg.lambda_ray,
+            lambda_proj=cfg.lambda_proj,
+            sampling=cfg.ray_sampling,
+        )
+        az = binned_azimuth(target, parts["residual"].gather(1, target[:, None])[:, 0], cfg.pose_bins)
+        pose = torch.stack([az, parts["elevation"]], -1)
+        cls = F.cross_entropy(parts["logits"], target)
+        if step > 0:
+            el_target = cands.gather(1, el_index[:, None])[:, 0]
+            cls = cls + F.smooth_l1_loss(parts["elevation"], el_target, beta=step)
+    R, t = pose_to_rt(pose, cfg.distance)
     recon = weighted_voxel_bce(out["voxels"], gt, pos_weight=cfg.lambda_p)
     iou = voxel_iou_loss(out["voxels"], gt, literal=cfg.literal_iou)
     lm = F.binary_cross_entropy(out["mask"].clamp(1e-6, 1 - 1e-6), m)
@@ -91,7 +135,11 @@ def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: Se
     )
     kl = kl_divergence(out["mu"], out["logvar"])
     loss = total_loss(lm, recon, iou, sc, kl, cfg.lambda_kl)
-    return {"loss": loss, "recon": recon, "iou": iou, "mask": lm, "sc": sc, "kl": kl}
+    parts = {"recon": recon, "iou": iou, "mask": lm, "sc": sc, "kl": kl}
+    if cls is not None:
+        loss = loss + cfg.lambda_bin * cls
+        parts["bin"] = cls
+    return {"loss": loss, **parts}
 
 
 def _data(cfg: SelfConsistencyConfig, ctx: StageContext):
