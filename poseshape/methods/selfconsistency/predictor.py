@@ -22,6 +22,7 @@ from poseshape.geometry.camera import Camera
 from poseshape.methods.selfconsistency.config import SelfConsistencyConfig
 from poseshape.methods.selfconsistency.data import resize_image
 from poseshape.methods.selfconsistency.frame import intrinsics, pose_to_rt, posed_grid
+from poseshape.methods.selfconsistency.pose_search import binned_azimuth
 from poseshape.methods.selfconsistency.train import forward
 from poseshape.render.voxel import project_voxels
 
@@ -36,6 +37,8 @@ class SelfConsistencyPredictor(Predictor):
     distance), a pinhole :class:`Camera` over the ``S x S`` input, ``posed_voxels (B, 1, 48,
     48, 48)``, ``silhouette (B, 1, S, S)`` and ``extras``: ``pose (B, 2)`` (azimuth,
     elevation, radians), ``mask (B, 1, 48, 48)`` (the mask decoder), ``frame_extent`` (1.5).
+    ``hypotheses (B, 4, 3, 3)``: a binned pose head's 4 best azimuth bins, else the flips of
+    ``R`` (:func:`~poseshape.engine.refine.hypotheses.flip_hypotheses`).
     Square images of another size are resized to ``S`` (the camera then refers to the
     resized ``S x S`` image, i.e. the same field of view); non-square images are refused.
     ``masks``, when given, must not be empty (the method does not read them otherwise).
@@ -61,6 +64,19 @@ class SelfConsistencyPredictor(Predictor):
         """The ``batch`` pinhole cameras of the training frame over the ``S x S`` input."""
         K = intrinsics(self.image_size, self.config.fov_deg, batch)
         return Camera.pinhole(K, (self.image_size, self.image_size))
+
+    def _hypotheses(self, out: dict[str, torch.Tensor], R: torch.Tensor) -> torch.Tensor:
+        """``(B, 4, 3, 3)``, best first: a binned head's 4 most likely azimuth bins (each with
+        its residual and the predicted elevation), else the flip hypotheses of ``R``."""
+        bins = int(getattr(self.models["pose_head"], "bins", 0))
+        if bins < 4:
+            return flip_hypotheses(R.float())
+        parts = out["pose_parts"]
+        top = parts["logits"].topk(4, dim=1).indices  # (B, 4); the first is the argmax
+        az = binned_azimuth(top.flatten(), parts["residual"].gather(1, top).flatten(), bins)
+        el = parts["elevation"].repeat_interleave(4)
+        Rk, _ = pose_to_rt(torch.stack([az, el], 1), self.config.distance)
+        return Rk.view(-1, 4, 3, 3).float()
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> Prediction:
@@ -92,7 +108,7 @@ class SelfConsistencyPredictor(Predictor):
         )
         return Prediction(
             R=R,
-            hypotheses=flip_hypotheses(R.float()),
+            hypotheses=self._hypotheses(out, R),
             t=t,
             camera=cam,
             voxels=aligned,

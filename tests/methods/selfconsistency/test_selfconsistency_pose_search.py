@@ -156,3 +156,23 @@ def test_bin_logits_learn_the_search_targets_on_16_samples():
     assert acc >= 0.8
     err = _wrap(out["pose"][:, 0] - az).abs()
     assert float(err.median()) < math.radians(25)
+
+
+def test_predictor_of_a_binned_head_returns_its_top_bins_as_hypotheses():
+    from poseshape.methods.selfconsistency.predictor import SelfConsistencyPredictor
+
+    torch.manual_seed(0)
+    cfg = SelfConsistencyConfig(width=0.25, n_samples=16, pose_bins=8)
+    models = build(cfg)
+    pred = SelfConsistencyPredictor(cfg, models).predict(torch.rand(2, 3, 64, 64))
+    H = pred.hypotheses
+    assert H.shape == (2, 4, 3, 3)
+    assert torch.allclose(H[:, 0], pred.R.float(), atol=1e-5)
+    with torch.no_grad():
+        parts = models["pose_head"].parts(models["encoder"](torch.zeros(1, 3, 64, 64))[2])
+    assert parts["logits"].shape == (1, 8)
+    # the four hypotheses are four different azimuth bins (at least 45 - 2 * 22.5 deg apart)
+    for b in range(2):
+        fwd = H[b, :, 2, :]  # the camera z axis in object coordinates, per hypothesis
+        az = torch.atan2(fwd[:, 0], fwd[:, 2])
+        assert len({round(float(a), 3) for a in az}) == 4
