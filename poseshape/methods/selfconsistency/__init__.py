@@ -7,10 +7,12 @@ Data flow, image -> posed shape::
         z_s --D_v (2-D deconv voxel tube)--> aligned voxels (B,1,32,32,32)
         (mu_s, z_p) --D_m (U-Net)--> mask (B,1,48,48)
         z_p --FC--> (azimuth, elevation) -> R; t = (0, 0, distance) fixed, K known
+            (cpu preset: azimuth bins + residual, pose_search.py)
     aligned --eq. 7 (pose_voxels, t = 0)--> pose-aware voxels (B,1,48,48,48)
 
 Files: ``config.py`` (paper defaults, ``cpu`` preset), ``frame.py`` (camera frame),
-``model.py`` (networks), ``losses.py`` (eq. 9, eq. 12), ``data.py``, ``train.py``,
+``model.py`` (networks), ``losses.py`` (eq. 9, eq. 12), ``pose_search.py`` (our azimuth-bin
+search, the ``cpu`` preset's), ``data.py``, ``train.py``,
 ``predictor.py``, ``evaluate.py`` (Tables 1-4 and the flip share). See docs/selfconsistency.md.
 """
 

@@ -178,7 +178,9 @@ def test_shipped_model_reconstructs_held_out_procedural_images(sets):
     p = poseshape.load("selfconsistency", device="cpu")
     assert (p.config.data.train, p.config.data.val) == ("", "")
     res = evaluate_predictor(p, sets / "test", batch_size=24, progress=False)["overall"]
-    # bench/RESULTS.md (selfconsistency, shipped model): measured on 48 images here; chance for the
-    # rotation error of a random azimuth at the true elevation is ~90 deg
-    assert res["aligned_iou"] > 0.3 and res["mask_iou"] > 0.6, res
-    assert res["rot_med"] < 60, res
+    # bench/RESULTS.md (selfconsistency, shipped model). Measured on these 96 car / chair images:
+    # aligned IoU 0.45, mask IoU 0.89, rotation median 13.0 deg, mean 37 deg, flips 0.15 (the
+    # paper-head model before the azimuth-bin search: median 52 deg, mean 77). Chance for the
+    # rotation error of a random azimuth at the true elevation is ~90 deg.
+    assert res["aligned_iou"] > 0.35 and res["mask_iou"] > 0.75, res
+    assert res["rot_med"] < 25 and res["rot_err"] < 55, res
