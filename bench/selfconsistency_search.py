@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", type=int, default=24, help="procedural models per category (the training script's)")
     ap.add_argument("--work", default=None, help="folder for the renders (default: a temp folder)")
     args = ap.parse_args(argv)
-    cfg = SelfConsistencyConfig(**{k: v for k, v in CPU_PRESET.items() if k in ("search_res", "search_samples")})
+    cfg = SelfConsistencyConfig()  # search_res / search_samples: the defaults, which the cpu preset keeps
     bins = int(CPU_PRESET["pose_bins"])
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
