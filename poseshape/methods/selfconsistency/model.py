@@ -124,12 +124,15 @@ class PoseHead(nn.Module):
             "elevation": self.elevation_max * torch.tanh(o[:, 2 * K]),
         }
 
+    def pose_from_parts(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, 2)`` (azimuth, elevation) of :meth:`parts`' output: the best bin plus its residual."""
+        k = p["logits"].argmax(1)
+        az = binned_azimuth(k, p["residual"].gather(1, k[:, None])[:, 0], self.bins)
+        return torch.stack([az, p["elevation"]], -1)
+
     def forward(self, z_p: torch.Tensor) -> torch.Tensor:
         if self.bins:
-            p = self.parts(z_p)
-            k = p["logits"].argmax(1)
-            az = binned_azimuth(k, p["residual"].gather(1, k[:, None])[:, 0], self.bins)
-            return torch.stack([az, p["elevation"]], -1)
+            return self.pose_from_parts(self.parts(z_p))
         o = self.fc(z_p)
         az = torch.atan2(o[:, 1], o[:, 0])
         el = self.elevation_max * torch.tanh(o[:, 2])

@@ -2,9 +2,10 @@
 
 Paper 001 regresses the azimuth and lets the gradient of ``L_sc`` (eq. 6) move it.  Seen
 from a wrong azimuth, the GT voxels' projection still overlaps the GT mask in places, so
-``L_sc(azimuth)`` has local minima: for a procedural aeroplane the basin of the true azimuth
-is only about +-15 deg wide and other minima sit at +-90 and 180 deg.  A regressor that starts
-in the wrong basin stays there (our ``paper``-head model: 60-90 deg mean rotation error).
+``L_sc(azimuth)`` has local minima: for held-out procedural aeroplanes the basin of the true
+azimuth is about +-40 deg wide, with 4-7 other local minima (``bench/selfconsistency_search.py``,
+bench/RESULTS.md).  A regressor that starts in the wrong basin stays there (our ``paper``-head
+model: 60-90 deg mean rotation error).
 
 The same supervision (GT voxels and GT masks, never the GT pose) can answer the global
 question directly: evaluate ``L_sc`` of the GT voxels at ``K`` bin-centre azimuths (cheaply,

@@ -77,13 +77,18 @@ def forward(models: dict[str, nn.Module], images: torch.Tensor, sample: bool = F
     """
     mu, logvar, z_p, skips = models["encoder"](images)
     z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
-    extra = {"pose_parts": models["pose_head"].parts(z_p)} if getattr(models["pose_head"], "bins", 0) else {}
+    head = models["pose_head"]
+    if getattr(head, "bins", 0):  # one pass of the head gives the pose and the training pieces
+        pose_parts = head.parts(z_p)
+        extra, pose = {"pose_parts": pose_parts}, head.pose_from_parts(pose_parts)
+    else:
+        extra, pose = {}, head(z_p)
     return {
         **extra,
         "mu": mu,
         "logvar": logvar,
         "z_p": z_p,
-        "pose": models["pose_head"](z_p),
+        "pose": pose,
         "voxels": models["voxel_decoder"](z),
         "mask": models["mask_decoder"](mu, z_p, skips),
     }
@@ -135,11 +140,11 @@ def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: Se
     )
     kl = kl_divergence(out["mu"], out["logvar"])
     loss = total_loss(lm, recon, iou, sc, kl, cfg.lambda_kl)
-    parts = {"recon": recon, "iou": iou, "mask": lm, "sc": sc, "kl": kl}
+    terms = {"recon": recon, "iou": iou, "mask": lm, "sc": sc, "kl": kl}
     if cls is not None:
         loss = loss + cfg.lambda_bin * cls
-        parts["bin"] = cls
-    return {"loss": loss, **parts}
+        terms["bin"] = cls
+    return {"loss": loss, **terms}
 
 
 def _data(cfg: SelfConsistencyConfig, ctx: StageContext):
