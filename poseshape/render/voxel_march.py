@@ -49,7 +49,7 @@ _MODE = {"max": 0, "pen": 1}
 @functools.cache
 def _build():
     src = Path(__file__).with_name("_cpp") / "voxel_march.cpp"
-    return load_openmp_extension("poseshape_voxel_march_v3", src, "voxel ray kernel")
+    return load_openmp_extension("poseshape_voxel_march_v4", src, "voxel ray kernel")
 
 
 def _ext():

@@ -336,17 +336,19 @@ std::vector<torch::Tensor> march_backward(torch::Tensor vox, torch::Tensor base,
   const int64_t B = base.size(0), P = base.size(1), N = coeffs.size(0), Bv = vox.size(0);
   const Dims g{vox.size(1), vox.size(2), vox.size(3)};
   const int64_t vstride = g.D * g.H * g.W;
-  torch::Tensor gvox, gbase, gstep;
-  if (need_vox) gvox = torch::zeros_like(vox);
-  if (need_pos) {
-    gbase = torch::zeros_like(base);
-    gstep = torch::zeros_like(step);
-  }
-  if (!need_vox && !need_pos) return {gvox, gbase, gstep};
   const int nt = std::max(1, at::get_num_threads());
   // Voxel gradients: one image per task when every ray batch has its own grid and there are
-  // enough images; otherwise per-thread buffers summed at the end.
+  // enough images (each task zeroes its own slice: no serial fill of the whole tensor);
+  // otherwise per-thread buffers summed at the end.
   const bool by_image = need_vox && Bv == B && B >= nt;
+  torch::Tensor gvox, gbase, gstep;
+  if (need_vox) gvox = by_image ? torch::empty_like(vox) : torch::zeros_like(vox);
+  if (need_pos) {
+    // every ray writes its own 3 + 3 entries (do_ray)
+    gbase = torch::empty_like(base);
+    gstep = torch::empty_like(step);
+  }
+  if (!need_vox && !need_pos) return {gvox, gbase, gstep};
   AT_DISPATCH_FLOATING_TYPES(vox.scalar_type(), "march_backward", [&] {
     const scalar_t* V = vox.data_ptr<scalar_t>();
     const scalar_t* bp = base.data_ptr<scalar_t>();
@@ -369,6 +371,9 @@ std::vector<torch::Tensor> march_backward(torch::Tensor vox, torch::Tensor base,
     };
 
     auto do_ray = [&](int64_t r, scalar_t* gv_grid, Scratch& sc) {
+      if (need_pos) {
+        for (int a = 0; a < 3; ++a) gb[3 * r + a] = gs[3 * r + a] = 0;
+      }
       const scalar_t gr = go[r];
       if (gr == 0) return;
       const int64_t b = r / P;
@@ -473,6 +478,7 @@ std::vector<torch::Tensor> march_backward(torch::Tensor vox, torch::Tensor base,
         Scratch sc(N);
         for (int64_t b = b0; b < b1; ++b) {
           scalar_t* gvg = need_vox ? gv_all + b * vstride : nullptr;
+          if (gvg) std::fill(gvg, gvg + vstride, scalar_t(0));
           for (int64_t p = 0; p < P; ++p) do_ray(b * P + p, gvg, sc);
         }
       });
