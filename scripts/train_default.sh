@@ -19,6 +19,9 @@
 #               ObjectNet3D CAD models of $POSESHAPE_DATA (default ../shared/data), split 60/15/25
 #               at model level, every fourth ObjectNet3D category held out entirely. The meshes
 #               are read, never copied; the weights learn from their renders.
+#   pascal3d    the PASCAL3D+ CAD models alone (the world mix's 60/15/25 model split of them): the
+#               "PASCAL3D+ -> ObjectNet3D" row of the cross-dataset table (bench/RESULTS.md); not
+#               the shipped model (EXPORT defaults to the run folder then).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$(bash "$root/scripts/setup.sh" | tail -n 1)"
@@ -26,8 +29,12 @@ cd "$root"
 out="${OUT:-runs/default}"
 models="${MODELS:-100}"   # procedural models per category (80% train, 10% natural, 10% test)
 views="${VIEWS:-36}"      # rendered views per model
-export_to="${EXPORT:-poseshape/assets/reproject.pt}"
 sources="${SOURCES:-world}"
+if [ "$sources" = pascal3d ]; then
+    export_to="${EXPORT:-$out/reproject_pascal3d.pt}"
+else
+    export_to="${EXPORT:-poseshape/assets/reproject.pt}"
+fi
 pose_repr="${POSE_REPR:-6d}"          # "twist" = the paper's output (the models shipped before 2026-12-07b)
 image_input="${IMAGE_INPUT:-masked}"  # "rgb" = the paper's input
 restore_best="${RESTORE_BEST:-false}"  # true: early stopping of the regress stage (measured worse here)
@@ -44,8 +51,21 @@ elif sources == "world":
     print(mix.summary())
     render_reproject_data(mix, out, categories=None, image_size=64, views=views, seed=7, workers=2,
                           train_domain="natural", split_fractions=WORLD_SPLIT)
+elif sources == "pascal3d":
+    # the PASCAL3D+ models of the world mix's train / val parts (so the world test split, which
+    # bench/cross_dataset.py renders, stays unseen), rendered as render_reproject_data does
+    from pathlib import Path
+    from poseshape.data.synth import render_dataset
+    from poseshape.data.world import WORLD_SPLIT, world_collection
+    from poseshape.methods.reproject.data import reproject_synth_config
+    mix = world_collection(per_category=models)
+    for name, split in (("train", "train"), ("natural", "val")):
+        part = mix.split(split, WORLD_SPLIT)
+        part = part.subset([i for i, r in enumerate(part.models) if r.path is not None and "pascal3d_cad" in r.path.parts])
+        print(name, part.summary())
+        render_dataset(part, Path(out) / name, reproject_synth_config(64, views, 30, "natural", seed=7), workers=2)
 else:
-    sys.exit(f"SOURCES must be 'procedural' or 'world', got {sources!r}")
+    sys.exit(f"SOURCES must be 'procedural', 'world' or 'pascal3d', got {sources!r}")
 PY
 "$venv/bin/poseshape" train reproject --out "$out/run" --seed 0 \
     --set data.train="$out/data/train" --set data.natural="$out/data/natural" \
