@@ -45,7 +45,15 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum()) / float(u) if u else 1.0
 
 
+def _segmenter(**kw):
+    from poseshape.engine.segmenter import learned_mask
+
+    return lambda rgb: learned_mask(rgb, **kw)
+
+
 VARIANTS = {
+    "segmenter": _segmenter(),
+    "segmenter + GrabCut": _segmenter(grabcut=True),
     "inset 0.04 (default)": dict(),
     "inset 0.02": dict(inset=0.02),
     "inset 0.08": dict(inset=0.08),
@@ -81,7 +89,7 @@ def main(argv=None) -> dict:
                     rgb = (it["image"].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
                     truth = it["mask"][0].numpy() >= 0.5
                     try:
-                        m = auto_mask(rgb, **kw)
+                        m = kw(rgb) if callable(kw) else auto_mask(rgb, **kw)
                     except PoseshapeError:
                         m, missed = np.zeros_like(truth), missed + 1
                     ious.append(iou(m, truth))

@@ -17,7 +17,15 @@ from scipy import ndimage
 
 from poseshape.core.errors import PoseshapeError, ShapeError
 
-__all__ = ["AUTO_INSET", "AUTO_MAX_SIDE", "auto_mask", "box_from_points", "grabcut_mask", "parse_box_spec"]
+__all__ = [
+    "AUTO_INSET",
+    "AUTO_MAX_SIDE",
+    "auto_mask",
+    "box_from_points",
+    "grabcut_from_prior",
+    "grabcut_mask",
+    "parse_box_spec",
+]
 
 #: :func:`auto_mask`'s border, as a fraction of each side, taken as background.
 AUTO_INSET = 0.04
@@ -97,6 +105,53 @@ def grabcut_mask(image: np.ndarray, box, iterations: int = 5) -> np.ndarray:
     if not fg.any():
         raise PoseshapeError("GrabCut found no object inside the box; draw the box around the object, or upload a mask")
     return fg
+
+
+def grabcut_from_prior(image: np.ndarray, prob: np.ndarray, iterations: int = 3, sure: float = 0.9) -> np.ndarray:
+    """GrabCut initialised from a per-pixel object probability instead of a box.
+
+    Pixels with ``prob >= sure`` start as sure object, ``>= 0.5`` as probable object, ``> 1 - sure``
+    as probable background and the rest as sure background; GrabCut's colour models then move
+    the probable pixels to the image's own edges.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB, or float in [0, 1].
+        prob: ``(H, W)`` object probability in [0, 1] (e.g. the segmenter's).
+        iterations: GrabCut iterations.
+        sure: threshold of the sure classes, in (0.5, 1).
+
+    Returns:
+        ``(H, W)`` bool; the prior's own ``prob >= 0.5`` where GrabCut cannot run (no sure or
+        probable background or object: nothing to learn a colour model from).
+
+    Raises:
+        ShapeError: mismatched shapes or bad parameters.
+    """
+    import cv2
+
+    a = _rgb_uint8(image)
+    p = np.asarray(prob, dtype=np.float32)
+    if p.shape != a.shape[:2]:
+        raise ShapeError(f"prob: expected shape {a.shape[:2]}, got {p.shape}")
+    if not np.isfinite(p).all():
+        raise ShapeError("prob: contains NaN or inf")
+    if not 0.5 < sure < 1.0 or iterations < 1:
+        raise ShapeError(f"sure: expected a number in (0.5, 1) and iterations >= 1, got {sure}, {iterations}")
+    init = np.full(p.shape, cv2.GC_BGD, np.uint8)
+    init[p > 1 - sure] = cv2.GC_PR_BGD
+    init[p >= 0.5] = cv2.GC_PR_FGD
+    init[p >= sure] = cv2.GC_FGD
+    fg0 = p >= 0.5
+    is_fg = (init == cv2.GC_FGD) | (init == cv2.GC_PR_FGD)
+    if not is_fg.any() or is_fg.all():
+        return fg0
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(np.ascontiguousarray(a[..., ::-1]), init, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:  # too few pixels of a class for its colour model
+        return fg0
+    fg = (init == cv2.GC_FGD) | (init == cv2.GC_PR_FGD)
+    return fg if fg.any() else fg0
 
 
 def parse_box_spec(spec: str) -> tuple[float, float, float, float]:

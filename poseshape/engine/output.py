@@ -56,9 +56,12 @@ FILE_NAMES: dict[str, str] = {
     "views": "views.png",
 }
 
-#: Written as well when the mask was made by poseshape (GrabCut: ``mask_source`` ``grabcut-*``
-#: in ``info``), so the user can check and edit it.
+#: Written as well when the mask was made by poseshape (``mask_source`` one of
+#: :data:`MADE_MASK_SOURCES` in ``info``), so the user can check and edit it.
 MADE_MASK_FILE = "mask.png"
+
+#: ``mask_source`` values of masks that poseshape made itself: the learned segmenter or GrabCut.
+MADE_MASK_SOURCES = ("segmenter-auto", "grabcut-auto", "grabcut-box")
 
 #: OpenCV camera (y down, z forward) -> viewer / glTF / OpenGL camera frame (y up, z back).
 VIEWER_FROM_CAMERA = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
@@ -253,7 +256,7 @@ def write_prediction(
         "posed frame; (d,h,w) = (z,y,x)",
     }
     record["files"] = dict(FILE_NAMES)
-    made_mask = m is not None and str(record.get("mask_source") or "").startswith("grabcut")
+    made_mask = m is not None and record.get("mask_source") in MADE_MASK_SOURCES
     if made_mask:
         record["files"]["mask"] = MADE_MASK_FILE
     if warnings:

@@ -43,6 +43,7 @@ from poseshape.engine.inputs import as_image, as_mask, crop_to_square, read_imag
 from poseshape.engine.output import write_prediction
 from poseshape.engine.prediction import Prediction
 from poseshape.engine.refine import RefineConfig
+from poseshape.engine.segmenter import learned_mask, segmenter_available
 
 __all__ = [
     "AUTO",
@@ -64,7 +65,8 @@ class InputItem:
     Attributes:
         image: ``(3, H, W)`` float in [0, 1]; mask: ``(1, H, W)`` {0, 1} or None.
         mask_source: ``"file"``, ``"array"``, ``"alpha"`` (the image's alpha channel),
-            ``"grabcut-auto"`` / ``"grabcut-box"`` (made by GrabCut) or None.
+            ``"segmenter-auto"`` (made by the learned segmenter), ``"grabcut-auto"`` /
+            ``"grabcut-box"`` (made by GrabCut) or None.
         image_path, mask_path: the files, when the inputs were files.
         notes: doubtful findings made while reading (e.g. a grey mask), as warning texts.
     """
@@ -81,8 +83,22 @@ class InputItem:
         return str(self.mask_path or self.image_path or "mask")
 
 
-#: The mask spec that asks for :func:`poseshape.engine.grabcut.auto_mask`.
+#: The mask spec that asks for an automatic mask (:func:`auto_mask_source`).
 AUTO = "auto"
+
+#: The learned mask is refined by GrabCut seeded with its probability (measured on validation
+#: renders: bench/RESULTS.md, "Without a mask").
+AUTO_GRABCUT = True
+
+
+def auto_mask_source() -> str:
+    """What ``--mask auto`` uses now: ``"segmenter-auto"`` (the learned segmenter,
+    :func:`poseshape.engine.segmenter.learned_mask`) when its weights are installed, else
+    ``"grabcut-auto"`` (GrabCut on the whole frame, :func:`poseshape.engine.grabcut.auto_mask`).
+    ``POSESHAPE_AUTO_MASK=grabcut`` forces GrabCut."""
+    if os.environ.get("POSESHAPE_AUTO_MASK", "").strip().lower() == "grabcut" or not segmenter_available():
+        return "grabcut-auto"
+    return "segmenter-auto"
 
 
 def is_mask_spec(mask) -> bool:
@@ -91,8 +107,9 @@ def is_mask_spec(mask) -> bool:
 
 
 def mask_from_spec(image: torch.Tensor, spec: str) -> torch.Tensor:
-    """The mask GrabCut makes for ``image (3, H, W)`` in [0, 1] from ``spec``: ``"auto"``
-    (the whole frame less a thin border) or ``"box:x0,y0,x1,y1"`` (pixels of the image).
+    """The mask poseshape makes for ``image (3, H, W)`` in [0, 1] from ``spec``: ``"auto"``
+    (:func:`auto_mask_source`: the learned segmenter, or GrabCut on the whole frame less a thin
+    border) or ``"box:x0,y0,x1,y1"`` (GrabCut in that box, pixels of the image).
 
     Returns:
         ``(1, H, W)`` float {0, 1}.
@@ -102,7 +119,7 @@ def mask_from_spec(image: torch.Tensor, spec: str) -> torch.Tensor:
     """
     rgb = (image.detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255 + 0.5).astype("uint8")
     if spec == AUTO:
-        m = auto_mask(rgb)
+        m = learned_mask(rgb, grabcut=AUTO_GRABCUT) if auto_mask_source() == "segmenter-auto" else auto_mask(rgb)
     else:
         m = grabcut_mask(rgb, box_from_points(parse_box_spec(spec), rgb.shape[:2]))
     return torch.from_numpy(m).float()[None]
@@ -123,7 +140,7 @@ def load_input(image, mask=None) -> InputItem:
     img, alpha = read_image(ip) if is_path else as_image(image)
     notes: list[str] = []
     if is_mask_spec(mask):
-        source = "grabcut-auto" if mask == AUTO else "grabcut-box"
+        source = auto_mask_source() if mask == AUTO else "grabcut-box"
         return InputItem(img, mask_from_spec(img, mask), source, ip, None, notes)
     if mask is not None:
         if isinstance(mask, (str, os.PathLike)):
@@ -143,15 +160,17 @@ def fill_mask(predictor, item: InputItem) -> InputItem:
     """
     if item.mask is not None or not predictor.capabilities.needs_mask:
         return item
+    source = auto_mask_source()
     try:
         m = mask_from_spec(item.image, AUTO)
     except PoseshapeError as exc:
         raise PoseshapeError(f"{item.name}: method {predictor.method!r} needs an object mask and {exc}") from None
+    how = "the learned segmenter" if source == "segmenter-auto" else "GrabCut on the whole frame"
     note = (
-        f"no mask given and method {predictor.method!r} needs one: made one automatically (GrabCut on the "
-        "whole frame, written as mask.png); check it, or give --mask M or --mask box:x0,y0,x1,y1"
+        f"no mask given and method {predictor.method!r} needs one: made one automatically ({how}, written as "
+        "mask.png); check it, or give --mask M or --mask box:x0,y0,x1,y1"
     )
-    return replace(item, mask=m, mask_source="grabcut-auto", notes=list(item.notes) + [note])
+    return replace(item, mask=m, mask_source=source, notes=list(item.notes) + [note])
 
 
 def predictor_square(

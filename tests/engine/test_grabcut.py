@@ -8,7 +8,13 @@ import pytest
 from poseshape.core.errors import PoseshapeError, ShapeError
 
 cv2 = pytest.importorskip("cv2")
-from poseshape.engine.grabcut import auto_mask, box_from_points, grabcut_mask, parse_box_spec  # noqa: E402
+from poseshape.engine.grabcut import (  # noqa: E402
+    auto_mask,
+    box_from_points,
+    grabcut_from_prior,
+    grabcut_mask,
+    parse_box_spec,
+)
 
 
 def _scene(seed=0):
@@ -108,3 +114,30 @@ def test_parse_box_spec(spec, want):
 def test_parse_box_spec_errors(spec):
     with pytest.raises(ShapeError, match="box:x0,y0,x1,y1"):
         parse_box_spec(spec)
+
+
+def test_grabcut_from_a_prior_moves_a_wrong_outline_to_the_edges():
+    img, obj = _scene()
+    yy, xx = np.mgrid[:120, :160]
+    # a prior that is too large and shifted: an ellipse 1.3x the object's, 8 px to the right
+    prior_fg = ((xx - 88) / 52) ** 2 + ((yy - 60) / 39) ** 2 < 1
+    prob = np.where(prior_fg, 0.7, 0.05).astype(np.float32)
+    prob[obj & prior_fg & (((xx - 80) / 20) ** 2 + ((yy - 60) / 15) ** 2 < 1)] = 0.97  # a sure core
+    m = grabcut_from_prior(img, prob)
+    assert m.shape == obj.shape and m.dtype == bool
+    assert _iou(prior_fg, obj) < 0.7 < 0.9 < _iou(m, obj)
+
+
+def test_grabcut_from_prior_degenerate_and_bad_input():
+    img, _ = _scene()
+    every = np.ones(img.shape[:2], np.float32)
+    assert grabcut_from_prior(img, every).all()  # no background to learn: the prior itself
+    assert not grabcut_from_prior(img, np.zeros_like(every)).any()
+    with pytest.raises(ShapeError, match="prob: expected shape"):
+        grabcut_from_prior(img, every[:10])
+    bad = every.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ShapeError, match="NaN"):
+        grabcut_from_prior(img, bad)
+    with pytest.raises(ShapeError, match="sure"):
+        grabcut_from_prior(img, every, sure=0.4)
