@@ -193,7 +193,7 @@ def main(argv=None) -> dict:
         nargs="+",
         default=["truth"],
         choices=("truth", "auto"),
-        help="the masks given to the models: the renders' (truth) and/or --mask auto's GrabCut (auto)",
+        help="the masks given to the models: the renders' (truth) and/or --mask auto's (auto: the learned segmenter, or GrabCut with POSESHAPE_AUTO_MASK=grabcut)",
     )
     ap.add_argument("--data", default=None, help="shared data folder (default $POSESHAPE_DATA or ../shared/data)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")

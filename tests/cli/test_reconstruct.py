@@ -21,6 +21,7 @@ from poseshape.cli.main import main
 from poseshape.cli.reconstruct import output_folders
 from poseshape.engine.output import FILE_NAMES
 from poseshape.engine.reconstruct import load_input, reconstruct_image
+from poseshape.engine.segmenter import segmenter_available
 
 OracleConfig, OraclePredictor, make_scene, mesh_reprojection_iou = (
     hp.OracleConfig,
@@ -120,9 +121,17 @@ def test_reconstruct_rgba_uses_alpha_and_several_images(tmp_path, files, scene, 
         assert mesh_reprojection_iou(out / stem / "mesh.obj", pose, scene["mask"]) >= 0.7
 
 
-@pytest.mark.parametrize("spec", ["auto", "box"])
-def test_reconstruct_makes_a_grabcut_mask(spec, tmp_path, files, scene, oracle_checkpoint, capsys):
+@pytest.mark.parametrize("spec", ["auto", "auto-grabcut", "box"])
+def test_reconstruct_makes_a_mask(spec, tmp_path, files, scene, oracle_checkpoint, capsys, monkeypatch):
     pytest.importorskip("cv2")
+    if spec == "auto-grabcut":  # GrabCut on the whole frame instead of the learned segmenter
+        monkeypatch.setenv("POSESHAPE_AUTO_MASK", "grabcut")
+    else:
+        monkeypatch.delenv("POSESHAPE_AUTO_MASK", raising=False)
+    expected = {"auto": "segmenter-auto", "auto-grabcut": "grabcut-auto", "box": "grabcut-box"}[spec]
+    if expected == "segmenter-auto" and not segmenter_available():
+        pytest.skip("the segmenter's weights are not installed")
+    spec = spec.split("-")[0]
     ys, xs = np.nonzero(scene["mask"][0].numpy())
     arg = "auto" if spec == "auto" else f"box:{xs.min() - 6},{ys.min() - 6},{xs.max() + 7},{ys.max() + 7}"
     out = tmp_path / "out"
@@ -134,7 +143,7 @@ def test_reconstruct_makes_a_grabcut_mask(spec, tmp_path, files, scene, oracle_c
     assert rc == 0, se
     for folder in [out] if spec == "box" else [out / "car", out / "car_2"]:
         pose = json.loads((folder / "pose.json").read_text())
-        assert pose["mask_source"] == f"grabcut-{spec}" and pose["files"]["mask"] == "mask.png"
+        assert pose["mask_source"] == expected and pose["files"]["mask"] == "mask.png"
         made = np.asarray(Image.open(folder / "mask.png").convert("L")) > 127
         truth = scene["mask"][0].numpy() > 0.5
         assert float((made & truth).sum()) / float((made | truth).sum()) > 0.9

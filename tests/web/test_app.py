@@ -11,6 +11,7 @@ from PIL import Image
 
 from poseshape.cli.main import main
 from poseshape.core.errors import PoseshapeError
+from poseshape.engine.reconstruct import auto_mask_source
 from poseshape.web.app import MASK_SOURCES, PredictorCache, parse_box, run_reconstruction, shipped_methods
 
 pytest.importorskip("cv2")
@@ -53,9 +54,9 @@ def test_no_mask_warns_in_the_summary(photo, cache, tmp_path):
     r = run_reconstruction(d / "photo_rgba.png", None, "none", "", "selfconsistency", True, tmp_path, cache)
     assert r["pose"]["refined"] is False and "no mask" in r["summary"] and "Warnings" in r["summary"]
     # the shipped reproject model sees the object on grey (image_input="masked"): it needs a
-    # mask, and makes one by GrabCut on the whole frame when it gets none
+    # mask, and makes one automatically when it gets none (the learned segmenter, GrabCut without it)
     r = run_reconstruction(d / "photo_rgba.png", None, "none", "", "reproject", True, tmp_path, cache)
-    assert r["pose"]["mask_source"] == "grabcut-auto" and r["pose"]["refined"] is True
+    assert r["pose"]["mask_source"] == auto_mask_source() and r["pose"]["refined"] is True
     assert "made one automatically" in r["summary"]
     got = np.asarray(Image.open(r["files"]["mask"]).convert("L")) > 127
     assert float((got & m).sum()) / float((got | m).sum()) > 0.8

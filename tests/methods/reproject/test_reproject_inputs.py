@@ -78,23 +78,30 @@ def test_masked_predictor_needs_and_uses_the_mask():
     assert (c.extras["style"] - a.extras["style"]).abs().max() > 1e-4  # the object's pixels count
 
 
-def test_masked_model_without_a_mask_makes_the_automatic_one(monkeypatch):
+@pytest.mark.parametrize("how", ["segmenter", "grabcut"])
+def test_masked_model_without_a_mask_makes_the_automatic_one(how, monkeypatch):
     pytest.importorskip("cv2")
+    if how == "grabcut":
+        monkeypatch.setenv("POSESHAPE_AUTO_MASK", "grabcut")
+    else:
+        monkeypatch.delenv("POSESHAPE_AUTO_MASK", raising=False)
+        if not rc.segmenter_available():
+            pytest.skip("the segmenter's weights are not installed")
     pred = _predictor(image_input="masked")
     img = torch.full((3, 40, 40), 0.9)
     img[:, 12:30, 10:28] = torch.tensor([0.7, 0.2, 0.1])[:, None, None]
     with pytest.warns(PoseshapeWarning, match="needs one: made one automatically"):
         out = pred.reconstruct(img, refine=False)
     rec = out.extras["record"]
-    assert rec["mask_source"] == "grabcut-auto" and out.R.shape == (1, 3, 3)
+    assert rec["mask_source"] == f"{how}-auto" and out.R.shape == (1, 3, 3)
     made = out.mask[0][0] >= 0.5
-    assert made[12:30, 10:28].all() and made.sum() == 18 * 18  # GrabCut found the object exactly
+    assert made[12:30, 10:28].all() and made.sum() == 18 * 18  # the object exactly
 
-    # GrabCut finding nothing is an error that says how to give a mask
+    # an automatic mask that finds nothing is an error that says how to give a mask
     def nothing(*a, **k):
-        raise PoseshapeError("the automatic mask (GrabCut on the whole frame) found no object; give a mask")
+        raise PoseshapeError("the automatic mask found no object; give a mask")
 
-    monkeypatch.setattr(rc, "auto_mask", nothing)
+    monkeypatch.setattr(rc, "auto_mask" if how == "grabcut" else "learned_mask", nothing)
     with pytest.raises(PoseshapeError, match="needs an object mask and the automatic mask"):
         pred.reconstruct(img, refine=False)
     mask = torch.zeros(1, 40, 40, dtype=torch.bool)
