@@ -19,7 +19,7 @@ names = zipfile.ZipFile(sys.argv[1]).namelist()
 top = {n.split("/")[0] for n in names}
 bad = sorted(t for t in top if t != "poseshape" and not t.endswith(".dist-info"))
 assert not bad, f"the wheel holds more than the poseshape package: {bad}"
-for need in ("poseshape/assets/reproject.pt", "poseshape/render/_cpp/"):
+for need in ("poseshape/assets/reproject.pt", "poseshape/assets/segmenter.pt", "poseshape/render/_cpp/"):
     assert any(n.startswith(need) for n in names), f"the wheel lacks {need}"
 print(f"[wheel] {len(names)} files, top level {sorted(top)}", file=sys.stderr)
 PY
@@ -48,8 +48,8 @@ PY
 for f in mesh.obj mesh.glb pose.json; do
     test -s "out/photo/$f" || test -s "out/$f" || { echo "[wheel] reconstruct wrote no $f" >&2; ls -R out >&2; exit 1; }
 done
-# no mask: the shipped reproject model makes one with GrabCut (OpenCV, a core dependency)
+# no mask: the shipped reproject model makes one with the shipped segmenter (+ GrabCut, OpenCV)
 "$work/clean/bin/poseshape" reconstruct photo.png --out out_auto 2>/dev/null
-test -s out_auto/mask.png && grep -q '"grabcut-auto"' out_auto/pose.json \
+test -s out_auto/mask.png && grep -q '"segmenter-auto"' out_auto/pose.json \
     || { echo "[wheel] a mask-less reconstruct made no automatic mask" >&2; ls -R out_auto >&2; exit 1; }
 echo "[wheel] ok: built, installed in a clean venv, reconstructs from outside the checkout (with and without a mask)" >&2
