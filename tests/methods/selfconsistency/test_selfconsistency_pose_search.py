@@ -176,3 +176,12 @@ def test_predictor_of_a_binned_head_returns_its_top_bins_as_hypotheses():
         fwd = H[b, :, 2, :]  # the camera z axis in object coordinates, per hypothesis
         az = torch.atan2(fwd[:, 0], fwd[:, 2])
         assert len({round(float(a), 3) for a in az}) == 4
+
+
+def test_the_default_refinement_is_local():
+    """The method refines locally (bench/refine_policy.py): few starts near the prediction, no
+    jumps to the other bins."""
+    from poseshape.methods.selfconsistency.predictor import SelfConsistencyPredictor
+
+    cfg = SelfConsistencyPredictor.refine_config(None)
+    assert cfg.starts == 4 and cfg.perturb_deg == 15.0 and cfg.use_hypotheses is False
