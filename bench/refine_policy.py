@@ -47,6 +47,8 @@ POLICIES: dict[str, dict] = {
     "margin 0.05": {"select_margin": 0.05},
     "margin 0.10": {"select_margin": 0.10},
     "local (4 starts, 15 deg, no hypotheses)": {"starts": 4, "perturb_deg": 15.0, "use_hypotheses": False},
+    "local + rotation prior 1": {"starts": 4, "perturb_deg": 15.0, "use_hypotheses": False, "rotation_weight": 1.0},
+    "local + rotation prior 4": {"starts": 4, "perturb_deg": 15.0, "use_hypotheses": False, "rotation_weight": 4.0},
 }
 
 

@@ -109,6 +109,9 @@ class RefineConfig:
         aspect_weight: weight of the penalty ``aspect_weight * |a|^2`` on that log scale (per
             start), so that a silhouette is matched by the pose before the shape is stretched
             (0: free stretching).
+        rotation_weight: weight of the penalty ``rotation_weight * |w|^2`` on each start's
+            rotation residual ``w`` (radians, ``rotation="axis_angle"``): a prior that keeps the
+            refined rotation near its start unless the silhouette pays for the turn (0: none).
         lr_rotation (rad), lr_translation (fraction of S), lr_scale, lr_aspect (log units),
             lr_verts (object units):
             Adam step sizes at the start; they decay with a cosine to ``lr_final`` times that.
@@ -164,6 +167,7 @@ class RefineConfig:
     lr_verts: float = 0.003
     lr_aspect: float = 0.02
     aspect_weight: float = 0.0
+    rotation_weight: float = 0.0
     lr_final: float = 0.1
     laplacian_weight: float = 10.0
     offset_weight: float = 1.0
@@ -205,6 +209,7 @@ class RefineConfig:
             "lr_scale",
             "lr_aspect",
             "aspect_weight",
+            "rotation_weight",
             "lr_verts",
             "lr_final",
             "perturb_deg",
@@ -899,6 +904,8 @@ def refine_pose(
             )
             if cfg.optimize_aspect and cfg.aspect_weight > 0:
                 lp = lp + cfg.aspect_weight * poses.aspect[sel].pow(2).sum(-1)
+            if cfg.rotation_weight > 0 and cfg.rotation == "axis_angle":
+                lp = lp + cfg.rotation_weight * poses.rot[sel].pow(2).sum(-1)
             if offsets is not None:
                 d = offsets[gi][local]
 

@@ -63,12 +63,14 @@ class SelfConsistencyPredictor(Predictor):
 
     def refine_config(self) -> RefineConfig:
         """A *local* refinement: 4 starts within 15 deg of the prediction, without the further
-        hypotheses. The head's pose is usually right (median 10 deg on validation) and the
-        marching-cubes mesh of its 32^3 grid can fit the mask better at a wrong pose, so the
-        engine's wide multi-start search moved right poses away. Chosen on validation renders
-        (``python bench/refine_policy.py``, bench/RESULTS.md): rotation median after refinement
-        23.9 -> 15.4 deg, share > 30 deg 0.42 -> 0.30, mask IoU 0.727 -> 0.717, 0.61 -> 0.34 s."""
-        return RefineConfig(starts=4, perturb_deg=15.0, use_hypotheses=False)
+        hypotheses, and a prior ``4 |w|^2`` on each start's rotation residual (radians). The
+        head's pose is usually right (median 10 deg on validation) and the marching-cubes mesh of
+        its 32^3 grid can fit the mask better at a wrong pose, so the engine's wide multi-start
+        search moved right poses away. Chosen on validation renders (``python
+        bench/refine_policy.py``, bench/RESULTS.md): rotation median after refinement 23.9 (engine
+        default) -> 15.4 (local) -> 6.3 deg (local + prior), share > 30 deg 0.42 -> 0.30 -> 0.17,
+        mask IoU 0.727 -> 0.717 -> 0.693, 0.61 -> 0.34 s."""
+        return RefineConfig(starts=4, perturb_deg=15.0, use_hypotheses=False, rotation_weight=4.0)
 
     def camera(self, batch: int) -> Camera:
         """The ``batch`` pinhole cameras of the training frame over the ``S x S`` input."""

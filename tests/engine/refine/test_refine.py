@@ -133,6 +133,23 @@ def test_select_margin_lets_the_prior_break_a_symmetric_tie():
         RefineConfig(select_margin=-0.1)
 
 
+def test_rotation_weight_keeps_the_rotation_near_its_start():
+    # The mask is the desk's true view; the single start is 25 deg off about the up axis. Free,
+    # the refinement turns to the truth; a strong prior on the residual keeps it near its start,
+    # a weak one lets the silhouette win.
+    desk = _desk()
+    mask, R, t, s = _table_view(desk)
+    R0 = R @ _Ry(25 * DEG)
+    free = refine_pose(mask, desk, R0, t, scale=s, starts=1)
+    held = refine_pose(mask, desk, R0, t, scale=s, starts=1, rotation_weight=100.0)
+    weak = refine_pose(mask, desk, R0, t, scale=s, starts=1, rotation_weight=0.01)
+    assert float(geodesic_distance(free.R, R)[0]) < 5 * DEG
+    assert float(geodesic_distance(held.R, R0)[0]) < 5 * DEG < float(geodesic_distance(free.R, R0)[0])
+    assert float(geodesic_distance(weak.R, R)[0]) < 8 * DEG
+    with pytest.raises(ShapeError, match="rotation_weight"):
+        RefineConfig(rotation_weight=-1.0)
+
+
 def test_hypotheses_are_used_as_starts():
     mesh, _ = generate("car", 1)
     S = 128

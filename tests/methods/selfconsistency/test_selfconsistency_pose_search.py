@@ -185,3 +185,4 @@ def test_the_default_refinement_is_local():
 
     cfg = SelfConsistencyPredictor.refine_config(None)
     assert cfg.starts == 4 and cfg.perturb_deg == 15.0 and cfg.use_hypotheses is False
+    assert cfg.rotation_weight == 4.0 and cfg.rotation == "axis_angle"  # the prior applies
