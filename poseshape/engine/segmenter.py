@@ -33,6 +33,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from poseshape.core.errors import CheckpointError, PoseshapeError, ShapeError
+from poseshape.data.dataset import ShardDataset
+from poseshape.engine.grabcut import _largest_parts, _rgb_uint8, grabcut_from_prior
 
 __all__ = [
     "SEGMENTER_ASSET",
@@ -240,16 +242,12 @@ def learned_mask(
     Raises:
         ShapeError: a bad image or threshold; PoseshapeError: no pixel is on the object.
     """
-    from poseshape.engine.grabcut import _largest_parts
-
     if not 0.0 < threshold < 1.0:
         raise ShapeError(f"threshold: expected a number in (0, 1), got {threshold}")
     prob = segment_probability(image, net)
     m = prob > threshold
     if grabcut and m.any():
         import cv2
-
-        from poseshape.engine.grabcut import _rgb_uint8, grabcut_from_prior
 
         a = _rgb_uint8(image)
         H, W = a.shape[:2]
@@ -274,8 +272,6 @@ def _batches(folders: Sequence[str | os.PathLike], size: int):
 
     The target is the *visible* object: the data engine's masks are amodal, so the pixels its
     ``occlusion`` map marks as hidden by an occluder are taken out."""
-    from poseshape.data.dataset import ShardDataset
-
     imgs, masks = [], []
     for f in folders:
         ds = ShardDataset(f, keys=("image", "mask", "occlusion"))  # occlusion: only where rendered
