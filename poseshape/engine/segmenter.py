@@ -234,7 +234,8 @@ def learned_mask(
     """The object's mask by the segmenter: ``segment_probability > threshold``, keeping the pieces
     of at least a tenth of the largest one; with ``grabcut``, the probability seeds GrabCut
     (:func:`poseshape.engine.grabcut.grabcut_from_prior`, at most ``max_side`` pixels a side),
-    which moves the outline to the image's edges.
+    which moves the outline to the image's edges (its classes have their own fixed thresholds;
+    ``threshold`` only decides whether the segmenter found anything).
 
     Returns:
         ``(H, W)`` bool, True on the object.
