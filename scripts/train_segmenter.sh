@@ -7,7 +7,8 @@
 #      ../shared/data; the meshes are read, never copied) in the natural-like domain, half with the
 #      reproject framing and half with the "realistic" preset (30-90 deg lenses, off-centre and
 #      truncated objects, occluders), and the *val* models the same way for validation;
-#   2. train (Adam 1e-3, cosine, BCE + Dice; resumable: rerun the same command to continue);
+#   2. train (a U-Net of width 16, Adam 1e-3, cosine, BCE + Dice; resumable: rerun the same command
+#      to continue; about 15 min on a 2-core CPU);
 #   3. copy the weights to EXPORT (default poseshape/assets/segmenter.pt).
 # The test models of the world split (bench/cross_dataset.py) and the procedural nos. 100-139
 # (bench/cross_dataset.py, bench/auto_mask.py) are never rendered here.

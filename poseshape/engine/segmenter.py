@@ -65,7 +65,7 @@ class SegmenterConfig:
     """
 
     image_size: int = 64
-    width: int = 8
+    width: int = 16
     depth: int = 3
 
     def __post_init__(self) -> None:
