@@ -1,4 +1,6 @@
-"""How good is ``--mask auto`` (GrabCut on the whole frame, :func:`poseshape.engine.grabcut.auto_mask`)?
+"""How good is ``--mask auto`` (the learned segmenter, :func:`poseshape.engine.segmenter.learned_mask`,
+with and without GrabCut snapping it to the edges) against GrabCut on the whole frame
+(:func:`poseshape.engine.grabcut.auto_mask`, the fallback)?
 
 Mean IoU of the automatic mask with the true mask, on renders that no test table uses: the
 world mix's ``val`` models (:mod:`poseshape.data.world`; the cross-dataset tables use its
@@ -26,6 +28,7 @@ from poseshape.data.dataset import ShardDataset
 from poseshape.data.synth import render_dataset
 from poseshape.data.world import WORLD_SPLIT, world_collection
 from poseshape.engine.grabcut import auto_mask
+from poseshape.engine.segmenter import learned_mask
 from poseshape.methods.reproject.data import reproject_synth_config
 
 
@@ -45,20 +48,15 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum()) / float(u) if u else 1.0
 
 
-def _segmenter(**kw):
-    from poseshape.engine.segmenter import learned_mask
-
-    return lambda rgb: learned_mask(rgb, **kw)
-
-
+#: label -> (H, W, 3) uint8 -> (H, W) bool
 VARIANTS = {
-    "segmenter": _segmenter(),
-    "segmenter + GrabCut": _segmenter(grabcut=True),
-    "inset 0.04 (default)": dict(),
-    "inset 0.02": dict(inset=0.02),
-    "inset 0.08": dict(inset=0.08),
-    "max side 128": dict(max_side=128),
-    "10 iterations": dict(iterations=10),
+    "segmenter": lambda rgb: learned_mask(rgb),
+    "segmenter + GrabCut": lambda rgb: learned_mask(rgb, grabcut=True),
+    "inset 0.04 (default)": lambda rgb: auto_mask(rgb),
+    "inset 0.02": lambda rgb: auto_mask(rgb, inset=0.02),
+    "inset 0.08": lambda rgb: auto_mask(rgb, inset=0.08),
+    "max side 128": lambda rgb: auto_mask(rgb, max_side=128),
+    "10 iterations": lambda rgb: auto_mask(rgb, iterations=10),
 }
 
 
@@ -83,13 +81,13 @@ def main(argv=None) -> dict:
             )
             ds = ShardDataset(Path(tmp) / name, keys=("image", "mask"))
             items = [ds[i] for i in range(len(ds))]
-            for label, kw in VARIANTS.items():
+            for label, make in VARIANTS.items():
                 ious, t0, missed = [], time.perf_counter(), 0
                 for it in items:
                     rgb = (it["image"].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
                     truth = it["mask"][0].numpy() >= 0.5
                     try:
-                        m = kw(rgb) if callable(kw) else auto_mask(rgb, **kw)
+                        m = make(rgb)
                     except PoseshapeError:
                         m, missed = np.zeros_like(truth), missed + 1
                     ious.append(iou(m, truth))

@@ -141,9 +141,8 @@ def grabcut_from_prior(image: np.ndarray, prob: np.ndarray, iterations: int = 3,
     init[p > 1 - sure] = cv2.GC_PR_BGD
     init[p >= 0.5] = cv2.GC_PR_FGD
     init[p >= sure] = cv2.GC_FGD
-    fg0 = p >= 0.5
-    is_fg = (init == cv2.GC_FGD) | (init == cv2.GC_PR_FGD)
-    if not is_fg.any() or is_fg.all():
+    fg0 = p >= 0.5  # the sure and probable object
+    if not fg0.any() or fg0.all():
         return fg0
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:

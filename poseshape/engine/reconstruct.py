@@ -48,6 +48,8 @@ from poseshape.engine.segmenter import learned_mask, segmenter_available
 __all__ = [
     "AUTO",
     "InputItem",
+    "auto_mask_source",
+    "automatic_mask",
     "fill_mask",
     "is_mask_spec",
     "load_input",
@@ -86,10 +88,6 @@ class InputItem:
 #: The mask spec that asks for an automatic mask (:func:`auto_mask_source`).
 AUTO = "auto"
 
-#: The learned mask is refined by GrabCut seeded with its probability (measured on validation
-#: renders: bench/RESULTS.md, "Without a mask").
-AUTO_GRABCUT = True
-
 
 def auto_mask_source() -> str:
     """What ``--mask auto`` uses now: ``"segmenter-auto"`` (the learned segmenter,
@@ -99,6 +97,27 @@ def auto_mask_source() -> str:
     if os.environ.get("POSESHAPE_AUTO_MASK", "").strip().lower() == "grabcut" or not segmenter_available():
         return "grabcut-auto"
     return "segmenter-auto"
+
+
+def automatic_mask(image: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """``--mask auto``'s mask of ``image (3, H, W)`` in [0, 1] and its ``mask_source``
+    (:func:`auto_mask_source`). The learned mask is snapped to the image's edges by GrabCut seeded
+    with its probability (chosen on validation renders: bench/RESULTS.md, "Without a mask").
+
+    Returns:
+        ``((1, H, W)`` float {0, 1}, source``).
+
+    Raises:
+        ShapeError: a bad image; PoseshapeError: no object is found.
+    """
+    source = auto_mask_source()
+    rgb = _rgb_uint8(image)
+    m = learned_mask(rgb, grabcut=True) if source == "segmenter-auto" else auto_mask(rgb)
+    return torch.from_numpy(m).float()[None], source
+
+
+def _rgb_uint8(image: torch.Tensor):
+    return (image.detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255 + 0.5).astype("uint8")
 
 
 def is_mask_spec(mask) -> bool:
@@ -117,11 +136,10 @@ def mask_from_spec(image: torch.Tensor, spec: str) -> torch.Tensor:
     Raises:
         ShapeError: a malformed spec or box; PoseshapeError: GrabCut finds no object.
     """
-    rgb = (image.detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255 + 0.5).astype("uint8")
     if spec == AUTO:
-        m = learned_mask(rgb, grabcut=AUTO_GRABCUT) if auto_mask_source() == "segmenter-auto" else auto_mask(rgb)
-    else:
-        m = grabcut_mask(rgb, box_from_points(parse_box_spec(spec), rgb.shape[:2]))
+        return automatic_mask(image)[0]
+    rgb = _rgb_uint8(image)
+    m = grabcut_mask(rgb, box_from_points(parse_box_spec(spec), rgb.shape[:2]))
     return torch.from_numpy(m).float()[None]
 
 
@@ -140,8 +158,8 @@ def load_input(image, mask=None) -> InputItem:
     img, alpha = read_image(ip) if is_path else as_image(image)
     notes: list[str] = []
     if is_mask_spec(mask):
-        source = auto_mask_source() if mask == AUTO else "grabcut-box"
-        return InputItem(img, mask_from_spec(img, mask), source, ip, None, notes)
+        m, source = automatic_mask(img) if mask == AUTO else (mask_from_spec(img, mask), "grabcut-box")
+        return InputItem(img, m, source, ip, None, notes)
     if mask is not None:
         if isinstance(mask, (str, os.PathLike)):
             mp = Path(mask)
@@ -160,9 +178,8 @@ def fill_mask(predictor, item: InputItem) -> InputItem:
     """
     if item.mask is not None or not predictor.capabilities.needs_mask:
         return item
-    source = auto_mask_source()
     try:
-        m = mask_from_spec(item.image, AUTO)
+        m, source = automatic_mask(item.image)
     except PoseshapeError as exc:
         raise PoseshapeError(f"{item.name}: method {predictor.method!r} needs an object mask and {exc}") from None
     how = "the learned segmenter" if source == "segmenter-auto" else "GrabCut on the whole frame"

@@ -192,18 +192,6 @@ def segmenter_available() -> bool:
 
 
 # ------------------------------------------------------------------------------ inference
-def _as_rgb_float(image) -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise ShapeError(f"image: expected (H, W, 3) RGB, got shape {a.shape}")
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0
-    a = a.astype(np.float32)
-    if not np.isfinite(a).all():
-        raise ShapeError("image: contains NaN or inf")
-    return np.clip(a, 0.0, 1.0)
-
-
 @torch.no_grad()
 def segment_probability(image, net: SegmenterNet | None = None) -> np.ndarray:
     """The object probability of every pixel.
@@ -215,7 +203,7 @@ def segment_probability(image, net: SegmenterNet | None = None) -> np.ndarray:
     Returns:
         ``(H, W)`` float32 in [0, 1].
     """
-    a = _as_rgb_float(image)
+    a = _rgb_uint8(image).astype(np.float32) / 255.0
     H, W = a.shape[:2]
     if min(H, W) < 8:
         raise ShapeError(f"image: {W}x{H} is too small to find an object in")

@@ -201,6 +201,8 @@ class RefineConfig:
             bad("render_size", "an int >= 8")
         if self.rotation not in ("axis_angle", "6d"):
             bad("rotation", "'axis_angle' or '6d'")
+        if self.rotation_weight > 0 and self.rotation != "axis_angle":
+            bad("rotation_weight", "0 with rotation='6d' (the prior is on the axis-angle residual)")
         if self.blur not in ("image", "render", "none"):
             bad("blur", "'image', 'render' or 'none'")
         for name in (

@@ -148,6 +148,8 @@ def test_rotation_weight_keeps_the_rotation_near_its_start():
     assert float(geodesic_distance(weak.R, R)[0]) < 8 * DEG
     with pytest.raises(ShapeError, match="rotation_weight"):
         RefineConfig(rotation_weight=-1.0)
+    with pytest.raises(ShapeError, match="rotation_weight"):  # not silently ignored
+        RefineConfig(rotation_weight=1.0, rotation="6d")
 
 
 def test_hypotheses_are_used_as_starts():
